@@ -1,0 +1,39 @@
+# Two commands do all the set-up: `make demo` and `make test`.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.ltlab-installed
+
+.PHONY: setup demo test test-fast lab figures bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch/torchvision pinned to the pair that installs from local files on the dev machines
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1 || $(BIN)/pip install -q torch torchvision
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m ltlab compare --optimizers sgd,sam,rsam,gnm --out runs/demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not notebook"
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+figures: $(STAMP)
+	$(BIN)/python -m ltlab figures
+
+bench: $(STAMP)
+	$(BIN)/python bench/optimizer_cost.py
+	$(BIN)/python bench/probes_vs_peers.py
+
+clean:
+	rm -rf runs .pytest_cache
