@@ -1,0 +1,296 @@
+"""Typed experiment config: dataclass defaults, YAML presets, dotted `key=value` overrides.
+
+>>> cfg = load_config("synthetic", ["optimizer.name=gnm", "epochs=3"])
+>>> cfg.optimizer.name, cfg.epochs
+('gnm', 3)
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+PRESET_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass
+class DataConfig:
+    name: str = "synthetic"  # synthetic | cifar10_lt | cifar100_lt | imagenet_lt | places_lt | inat2018
+    root: str = "data"
+    num_classes: int = 50  # synthetic only (benchmarks know their own)
+    n_max: int = 200  # images of the largest class (CIFAR-LT: 500)
+    imbalance_ratio: float = 50.0
+    profile: str = "exp"
+    val_per_class: int = 10  # balanced validation split carved from the training data, for model selection
+    test_per_class: int = 30  # synthetic only
+    image_size: int = 32
+    many: int = 100  # many: > many images; few: < few images
+    few: int = 20
+    split_convention: str = "count"  # count | gnm_index
+    seed: int = 0  # the data set's own seed: fixes the task independently of the training seed
+    download: bool = False
+    augment: bool = True
+    train_list: str = ""  # txt-list data sets: "relative/path label" per line
+    val_list: str = ""
+    test_list: str = ""
+    num_workers: int = 0
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "ltlab-tiny"  # the bundled backbone, or any timm VisionTransformer name
+    pretrained: bool = False  # timm weights from the hub (online); off by default
+    checkpoint_path: str = ""  # local weights file for a timm backbone
+    prompt_length: int = 10
+    mode: str = "deep"  # deep | shallow
+    head: str = "cosine"  # cosine | linear
+    head_scale: float = 25.0  # cosine head: logits = scale * cos (GCL's s = 25 in GNM-PT)
+    pool: str = "cls+prompts"  # cls | cls+prompts (GNM-PT: mean of [CLS] and last-layer prompts)
+    dropout: float = 0.1
+    # LPT group prompts (Dong et al. 2023); pool_size = 0 switches them off
+    pool_size: int = 0
+    group_prompt_length: int = 10
+    group_layers: int = 6
+    top_k: int = 2
+
+
+@dataclass
+class LossConfig:
+    name: str = "ce"  # ce | ldam | gcl | logit_adjusted | balanced_softmax
+    drw_epoch: int | None = None  # class-balanced weights from this (0-based) epoch on; None = off
+    beta: float = 0.9999  # effective-number beta for the class-balanced weights
+    m: float = 0.1  # GCL target margin (in cosine units)
+    max_m: float = 0.5  # LDAM largest margin
+    noise_mul: float = 1.0  # GCL Gaussian-cloud scale
+    tau: float = 1.0  # logit adjustment temperature
+    gamma: float = 0.0  # focal term on top of GCL (LPT: asymmetric GCL)
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "sgd"  # sgd | adamw | sam | asam | rsam | gnm
+    base: str = "sgd"  # base optimizer the sharpness-aware ones wrap: sgd | adamw
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 1e-3
+    rho: float | None = None  # None = the method's paper default
+    sigma: float | None = None
+    truncate: float = 1.0
+    eta: float = 0.01
+    schedule: str = "cosine"  # cosine | constant (per step, after warm-up)
+    warmup_epochs: float = 0.0
+    gnm_halve_at_drw: bool = False  # official GNM-PT: noise x0.5 once DRW switches on
+    gnm_epoch0_doubling: bool = False  # reproduce the official code's epoch-0 x2 artefact
+
+
+@dataclass
+class ExperimentConfig:
+    seed: int = 0
+    epochs: int = 10
+    batch_size: int = 128
+    eval_every: int = 1
+    device: str = "auto"
+    precision: str = "fp32"  # fp32 | bf16 | fp16
+    compile: bool = False
+    method: str = "vpt"  # vpt | lpt
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "data.name": ("synthetic", "cifar10_lt", "cifar100_lt", "imagenet_lt", "places_lt", "inat2018"),
+    "data.profile": ("exp", "step"),
+    "data.split_convention": ("count", "gnm_index"),
+    "model.mode": ("deep", "shallow"),
+    "model.head": ("cosine", "linear"),
+    "model.pool": ("cls", "cls+prompts"),
+    "loss.name": ("ce", "ldam", "gcl", "logit_adjusted", "balanced_softmax"),
+    "optimizer.name": ("sgd", "adamw", "sam", "asam", "rsam", "gnm"),
+    "optimizer.base": ("sgd", "adamw"),
+    "optimizer.schedule": ("cosine", "constant"),
+    "precision": ("fp32", "bf16", "fp16"),
+    "method": ("vpt", "lpt"),
+}
+# key -> (lowest allowed, inclusive?)
+_LOWER: dict[str, tuple[float, bool]] = {
+    "epochs": (1, True), "batch_size": (1, True), "eval_every": (1, True),
+    "data.num_classes": (1, True), "data.n_max": (1, True), "data.imbalance_ratio": (1, True),
+    "data.val_per_class": (0, True), "data.test_per_class": (1, True), "data.image_size": (8, True),
+    "data.num_workers": (0, True),
+    "model.prompt_length": (0, True), "model.head_scale": (0, False), "model.dropout": (0, True),
+    "model.pool_size": (0, True), "model.group_prompt_length": (1, True), "model.group_layers": (1, True),
+    "model.top_k": (1, True),
+    "loss.drw_epoch": (0, True), "loss.beta": (0, True), "loss.m": (0, True), "loss.max_m": (0, True),
+    "optimizer.lr": (0, False), "optimizer.momentum": (0, True), "optimizer.weight_decay": (0, True),
+    "optimizer.rho": (0, True), "optimizer.sigma": (0, False), "optimizer.truncate": (0, False),
+    "optimizer.eta": (0, True), "optimizer.warmup_epochs": (0, True),
+}
+_UPPER: dict[str, float] = {"model.dropout": 1.0, "loss.beta": 1.0, "optimizer.momentum": 1.0}
+
+
+def _all_keys(cls: type = ExperimentConfig, prefix: str = "") -> list[str]:
+    keys = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            keys += _all_keys(hints[f.name], prefix + f.name + ".")
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def _unknown(key: str) -> ConfigError:
+    near = difflib.get_close_matches(key, _all_keys(), n=1, cutoff=0.5)
+    hint = f"; did you mean '{near[0]}'?" if near else "; see `python -m ltlab train --help-config`"
+    return ConfigError(f"unknown config key '{key}'{hint}")
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    args = typing.get_args(tp)
+    if value is None:
+        if type(None) in args:
+            return None
+        raise ConfigError(f"{key}=null is not allowed; give a {getattr(tp, '__name__', tp)}")
+    base = next((a for a in args if a is not type(None)), tp) if args else tp
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}={value!r}: expected true or false")
+    if base is int:
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+            raise ConfigError(f"{key}={value!r}: expected an integer")
+        return int(value)
+    if base is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}={value!r}: expected a number")
+        return float(value)
+    if base is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{key}={value!r}: expected a string")
+        return str(value)
+    return value
+
+
+def _apply(obj: Any, data: dict[str, Any], prefix: str = "") -> None:
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for k, v in data.items():
+        key = prefix + str(k)
+        if k not in names:
+            raise _unknown(key)
+        if dataclasses.is_dataclass(hints[k]):
+            if not isinstance(v, dict):
+                raise ConfigError(f"{key} must be a mapping of sub-keys, got {v!r}")
+            _apply(getattr(obj, k), v, key + ".")
+        else:
+            setattr(obj, k, _coerce(key, v, hints[k]))
+
+
+def validate(cfg: ExperimentConfig) -> ExperimentConfig:
+    """Check choices and ranges; the error names the key, the value and what is allowed."""
+    for key in _all_keys():
+        value = get_key(cfg, key)
+        if key in _CHOICES and value not in _CHOICES[key]:
+            near = difflib.get_close_matches(str(value), _CHOICES[key], n=1)
+            hint = f" (did you mean '{near[0]}'?)" if near else ""
+            raise ConfigError(f"{key}={value!r} is not allowed; choose one of {', '.join(_CHOICES[key])}{hint}")
+        if value is None or isinstance(value, (str, bool)):
+            continue
+        if key in _LOWER:
+            lo, inclusive = _LOWER[key]
+            if value < lo or (not inclusive and value == lo):
+                rel = ">=" if inclusive else ">"
+                raise ConfigError(f"{key}={value} is out of range; it must be {rel} {lo}")
+        if key in _UPPER and value > _UPPER[key]:
+            raise ConfigError(f"{key}={value} is out of range; it must be <= {_UPPER[key]}")
+    return cfg
+
+
+def get_key(cfg: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def parse_overrides(overrides: typing.Iterable[str]) -> dict[str, Any]:
+    """['a.b=1', 'c=x'] -> nested dict, values parsed as YAML scalars."""
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value, e.g. optimizer.lr=0.01")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw.strip() else ""
+        node = nested
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return nested
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def _read_yaml(name_or_path: str, depth: int = 0) -> dict[str, Any]:
+    path = Path(name_or_path)
+    if not path.suffix and (PRESET_DIR / f"{name_or_path}.yaml").exists():
+        path = PRESET_DIR / f"{name_or_path}.yaml"
+    if not path.exists():
+        near = difflib.get_close_matches(str(name_or_path), list_presets(), n=1)
+        hint = f"; did you mean '{near[0]}'?" if near else ""
+        raise ConfigError(
+            f"config {name_or_path!r} is neither a preset ({', '.join(list_presets())}) nor a YAML file{hint}"
+        )
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of config keys")
+    base = data.pop("base", None)
+    if base and depth < 5:
+        merged = _read_yaml(base, depth + 1)
+        _deep_update(merged, data)
+        return merged
+    return data
+
+
+def _deep_update(dst: dict[str, Any], src: dict[str, Any]) -> None:
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            _deep_update(dst[k], v)
+        else:
+            dst[k] = v
+
+
+def load_config(name_or_path: str = "synthetic", overrides: typing.Iterable[str] = ()) -> ExperimentConfig:
+    """Preset name or YAML path, then `key.sub=value` overrides, validated."""
+    data = _read_yaml(name_or_path)
+    _deep_update(data, parse_overrides(overrides))
+    cfg = ExperimentConfig()
+    _apply(cfg, data)
+    return validate(cfg)
+
+
+def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
+    cfg = ExperimentConfig()
+    _apply(cfg, data)
+    return validate(cfg)
+
+
+def to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def to_yaml(cfg: ExperimentConfig) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

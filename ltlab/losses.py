@@ -1,0 +1,154 @@
+"""Long-tailed losses with deferred re-weighting (DRW), registered by name.
+
+Every loss takes logits (B, C) and targets (B,) and holds the training class counts n_c.
+``set_epoch(e)`` switches the class-balanced weights on once ``e >= drw_epoch`` (Cao et al. 2019):
+    w_c = (1 - beta) / (1 - beta ** n_c),  normalised to sum to C          (Cui et al. 2019)
+
+Margins of LDAM and GCL are defined on cosines; ``scale`` is the cosine head's s (logits = s cos),
+so a margin m becomes s * m in logit units.
+
+>>> loss = build_loss("balanced_softmax", [10, 1])
+>>> round(loss(torch.zeros(1, 2), torch.tensor([1])).item(), 4)  # CE([log 10, log 1], 1)
+2.3979
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ConfigError
+
+
+def class_balanced_weights(counts: Sequence[int], beta: float = 0.9999) -> torch.Tensor:
+    """Effective-number weights (1 - beta) / (1 - beta^n_c), normalised to sum to C."""
+    n = torch.as_tensor(counts, dtype=torch.float64).clamp_min(1)
+    w = (1.0 - beta) / (1.0 - torch.pow(beta, n))
+    return (w / w.sum() * len(n)).float()
+
+
+class LongTailLoss(nn.Module):
+    """Base: class counts, optional DRW weights, and the weighted cross-entropy all losses end in."""
+
+    def __init__(self, counts: Sequence[int], drw_epoch: int | None = None, beta: float = 0.9999):
+        super().__init__()
+        self.register_buffer("counts", torch.as_tensor(counts, dtype=torch.float32))
+        self.register_buffer("cb_weights", class_balanced_weights(counts, beta))
+        self.drw_epoch = drw_epoch
+        self.weighted = False
+
+    def set_epoch(self, epoch: int) -> None:
+        self.weighted = self.drw_epoch is not None and epoch >= self.drw_epoch
+
+    def ce(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        weight = self.cb_weights.to(logits.dtype) if self.weighted else None
+        return F.cross_entropy(logits, target, weight=weight)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.ce(logits, target)
+
+
+class CrossEntropy(LongTailLoss):
+    """Plain (optionally DRW-weighted) cross-entropy."""
+
+
+class LDAM(LongTailLoss):
+    """LDAM (Cao et al. 2019): target logit minus s * m_y, m_c = max_m * n_c^(-1/4) / max_c n_c^(-1/4)."""
+
+    def __init__(self, counts, drw_epoch=None, beta=0.9999, max_m: float = 0.5, scale: float = 30.0, **_):
+        super().__init__(counts, drw_epoch, beta)
+        m = self.counts.pow(-0.25)
+        self.register_buffer("margins", m * (max_m / m.max()))
+        self.scale = scale
+
+    def forward(self, logits, target):
+        shift = F.one_hot(target, logits.shape[1]).to(logits.dtype) * (self.scale * self.margins[target])[:, None]
+        return self.ce(logits - shift, target)
+
+
+class GCL(LongTailLoss):
+    """Gaussian-clouded logit adjustment (Li et al., CVPR 2022), the loss of GNM-PT.
+
+    On cosines z: m_c = log n_max - log n_c; during training each logit gets a cloud
+        z_j <- z_j - noise_mul * |d_j| * m_j / max(m),  d_j ~ N(0, 1/9) clamped to [-1, 1],
+    the target logit loses the margin m, and the loss is CE(s * z). Noise is off in eval mode.
+    ``gamma`` > 0 adds a focal factor (1 - p)^gamma on the per-sample loss (LPT's asymmetric GCL).
+    """
+
+    def __init__(self, counts, drw_epoch=None, beta=0.9999, m: float = 0.1, noise_mul: float = 1.0,
+                 scale: float = 25.0, gamma: float = 0.0, **_):
+        super().__init__(counts, drw_epoch, beta)
+        logn = self.counts.log()
+        self.register_buffer("cloud", logn.max() - logn)
+        self.m, self.noise_mul, self.scale, self.gamma = m, noise_mul, scale, gamma
+
+    def forward(self, logits, target):
+        z = logits
+        if self.training and self.noise_mul > 0 and float(self.cloud.max()) > 0:
+            d = (torch.randn_like(z) / 3.0).clamp(-1, 1)
+            z = z - self.scale * self.noise_mul * d.abs() * (self.cloud / self.cloud.max())
+        z = z - self.scale * self.m * F.one_hot(target, z.shape[1]).to(z.dtype)
+        if self.gamma > 0:
+            weight = self.cb_weights.to(z.dtype) if self.weighted else None
+            per = F.cross_entropy(z, target, weight=weight, reduction="none")
+            p = torch.exp(-per)
+            return ((1 - p) ** self.gamma * per).mean()
+        return self.ce(z, target)
+
+
+class LogitAdjusted(LongTailLoss):
+    """Logit-adjusted loss (Menon et al. 2021): CE(f + tau * log pi), pi = class priors."""
+
+    def __init__(self, counts, drw_epoch=None, beta=0.9999, tau: float = 1.0, **_):
+        super().__init__(counts, drw_epoch, beta)
+        self.register_buffer("log_prior", (self.counts / self.counts.sum()).log())
+        self.tau = tau
+
+    def forward(self, logits, target):
+        return self.ce(logits + self.tau * self.log_prior.to(logits.dtype), target)
+
+
+class BalancedSoftmax(LongTailLoss):
+    """Balanced softmax (Ren et al. 2020): CE(f + log n_c)."""
+
+    def forward(self, logits, target):
+        return self.ce(logits + self.counts.log().to(logits.dtype), target)
+
+
+@dataclass(frozen=True)
+class LossInfo:
+    name: str
+    cls: Callable[..., LongTailLoss]
+    paper: str
+
+
+LOSSES: dict[str, LossInfo] = {
+    i.name: i
+    for i in [
+        LossInfo("ce", CrossEntropy, "cross-entropy"),
+        LossInfo("ldam", LDAM, "Cao et al., NeurIPS 2019"),
+        LossInfo("gcl", GCL, "Li et al., CVPR 2022"),
+        LossInfo("logit_adjusted", LogitAdjusted, "Menon et al., ICLR 2021"),
+        LossInfo("balanced_softmax", BalancedSoftmax, "Ren et al., NeurIPS 2020"),
+    ]
+}
+
+
+def list_losses() -> list[str]:
+    return sorted(LOSSES)
+
+
+def build_loss(name: str, counts: Sequence[int], drw_epoch: int | None = None, beta: float = 0.9999,
+               **kwargs) -> LongTailLoss:
+    """Loss by registry name; extra kwargs (m, max_m, noise_mul, tau, gamma, scale) go to its constructor."""
+    if name not in LOSSES:
+        raise ConfigError(f"loss.name={name!r} is unknown; choose one of {', '.join(list_losses())}")
+    if any(c <= 0 for c in counts):
+        raise ConfigError("every class needs at least one training image (a count of 0 makes log n_c undefined)")
+    return LOSSES[name].cls(counts, drw_epoch=drw_epoch, beta=beta, **kwargs)
+
+
+__all__ = ["build_loss", "list_losses", "LOSSES", "class_balanced_weights"]

@@ -1,0 +1,140 @@
+"""The one mechanism every sharpness-aware optimizer shares.
+
+    e      = perturbation(closure)          # each method: how it builds e (may call the closure)
+    w     <- w + e                           # saved copies of exactly these parameters
+    g      = grad L(w + e)                   # one closure call
+    w     <- saved copies                    # bit-exact restore, same parameter list
+    base optimizer step with g               # weight decay, momentum, lr schedule act at w
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch.optim import Optimizer
+
+Perturbation = dict[torch.Tensor, torch.Tensor]
+
+_CLOSURE_HELP = (
+    "{name}.step() needs a closure: a function that zeroes the gradients, runs forward and backward, "
+    "and returns the loss, e.g.\n"
+    "    def closure():\n"
+    "        optimizer.zero_grad()\n"
+    "        loss = loss_fn(model(x), y)\n"
+    "        loss.backward()\n"
+    "        return loss\n"
+    "    optimizer.step(closure)\n"
+    "{name} calls it {n} time(s) per step (it needs the gradient at perturbed weights)."
+)
+
+
+class PerturbedOptimizer(Optimizer):
+    """Wraps a base optimizer built on the same param groups; subclasses define `perturbation`."""
+
+    closures_per_step = 1
+
+    def __init__(
+        self,
+        params: Iterable,
+        base_optimizer: type[Optimizer] = torch.optim.SGD,
+        defaults: dict[str, Any] | None = None,
+        seed: int | None = None,
+        **base_kwargs: Any,
+    ):
+        super().__init__(params, dict(defaults or {}))
+        self.base_optimizer = base_optimizer(self.param_groups, **base_kwargs)
+        # one set of groups and one state: schedulers may drive either object, state_dict holds both
+        self.param_groups = self.base_optimizer.param_groups
+        self.state = self.base_optimizer.state
+        self.defaults.update(self.base_optimizer.defaults)
+        # the random methods own a generator per device; without a seed it is drawn from torch's global RNG
+        self.seed = int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,)).item())
+        self._generators: dict[str, torch.Generator] = {}
+
+    # -- subclass hook -------------------------------------------------------------------------
+    def perturbation(self, closure: Callable[[], torch.Tensor]) -> tuple[Perturbation, torch.Tensor | None]:
+        """Return ({param: e}, loss if the method already evaluated it at a point it reports)."""
+        raise NotImplementedError
+
+    # -- shared mechanics ------------------------------------------------------------------------
+    def generator(self, device: torch.device) -> torch.Generator:
+        key = str(device)
+        if key not in self._generators:
+            self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
+        return self._generators[key]
+
+    def trainable(self) -> list[tuple[dict, torch.Tensor]]:
+        return [(g, p) for g in self.param_groups for p in g["params"] if p.requires_grad]
+
+    def with_grad(self) -> list[tuple[dict, torch.Tensor]]:
+        return [(g, p) for g in self.param_groups for p in g["params"] if p.grad is not None]
+
+    @staticmethod
+    def global_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
+        """One L2 norm across every tensor (all groups), on the first tensor's device."""
+        if not tensors:
+            return torch.tensor(0.0)
+        device = tensors[0].device
+        return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t).to(device) for t in tensors]))
+
+    @torch.no_grad()
+    def evaluate_at(self, closure: Callable[[], torch.Tensor], perturbation: Perturbation) -> torch.Tensor:
+        """Gradient (and loss) at w + e, then restore exactly the parameters that were moved."""
+        saved = [(p, p.detach().clone()) for p in perturbation]
+        try:
+            for p, e in perturbation.items():
+                p.add_(e)
+            loss = torch.enable_grad()(closure)()
+        finally:
+            for p, w in saved:
+                p.copy_(w)
+        return loss
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor] | None = None, grad_scaler: Any = None) -> torch.Tensor:
+        """One update; returns the loss the method evaluated first (at w for SAM/ASAM, else perturbed).
+
+        With fp16 AMP pass ``grad_scaler``: the closure calls ``scaler.scale(loss).backward()``, the
+        base step goes through ``scaler.step`` (unscale, skip on inf); call ``scaler.update()`` after.
+        """
+        if closure is None:
+            raise ValueError(_CLOSURE_HELP.format(name=type(self).__name__, n=self.closures_per_step))
+        closure = torch.enable_grad()(closure)
+        perturbation, first_loss = self.perturbation(closure)
+        loss = self.evaluate_at(closure, perturbation)
+        if grad_scaler is not None:
+            grad_scaler.step(self.base_optimizer)
+        else:
+            self.base_optimizer.step()
+        return first_loss if first_loss is not None else loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.base_optimizer.zero_grad(set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:
+        sd = self.base_optimizer.state_dict()
+        sd["perturbation_rng"] = {"seed": self.seed, **{k: g.get_state() for k, g in self._generators.items()}}
+        return sd
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        rng = state_dict.pop("perturbation_rng", {})
+        self.base_optimizer.load_state_dict(state_dict)
+        self.param_groups = self.base_optimizer.param_groups
+        self.state = self.base_optimizer.state
+        self.seed = int(rng.get("seed", self.seed))
+        self._generators = {}
+        for key, st in rng.items():
+            if key != "seed":
+                self.generator(torch.device(key)).set_state(st.cpu() if hasattr(st, "cpu") else st)
+
+
+def check_nonnegative(name: str, value: float) -> None:
+    if value < 0:
+        raise ValueError(f"{name}={value}: must be >= 0 ({name}=0 reduces to the base optimizer)")
+
+
+def check_positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{name}={value}: must be > 0")

@@ -1,0 +1,72 @@
+"""Optimizer registry (by data, as timm's OptimInfo) and `create_optimizer`."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..errors import ConfigError
+from .asam import ASAM
+from .gnm import GNM
+from .rsam import RSAM
+from .sam import SAM
+
+
+@dataclass(frozen=True)
+class OptimInfo:
+    name: str
+    cls: type | None  # None: a plain base optimizer
+    closures_per_step: int
+    paper: str
+    method_args: tuple[str, ...] = ()
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+OPTIMIZERS: dict[str, OptimInfo] = {
+    i.name: i
+    for i in [
+        OptimInfo("sgd", None, 1, "SGD with momentum"),
+        OptimInfo("adamw", None, 1, "Loshchilov & Hutter, ICLR 2019"),
+        OptimInfo("sam", SAM, 2, "Foret et al., ICLR 2021", ("rho",), {"rho": 0.05}),
+        OptimInfo("asam", ASAM, 2, "Kwon et al., ICML 2021", ("rho", "eta"), {"rho": 0.5, "eta": 0.01}),
+        OptimInfo("rsam", RSAM, 2, "Liu et al., NeurIPS 2022", ("rho", "sigma"), {"rho": 0.05, "sigma": 0.01}),
+        OptimInfo("gnm", GNM, 1, "Li et al., NeurIPS 2024", ("rho", "sigma", "truncate"),
+                  {"rho": 0.005, "sigma": 1 / 3, "truncate": 1.0}),
+    ]
+}
+BASES = {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}
+
+
+def list_optimizers() -> list[str]:
+    return list(OPTIMIZERS)
+
+
+def create_optimizer(name: str, params: Iterable, base: str = "sgd", lr: float = 0.01, momentum: float = 0.9,
+                     weight_decay: float = 0.0, seed: int | None = None, **method_kwargs: Any) -> torch.optim.Optimizer:
+    """Build an optimizer by name: sgd, adamw, sam, asam, rsam, gnm.
+
+    Sharpness-aware ones wrap `base` (sgd | adamw); method arguments left as None take the paper default.
+    Every returned optimizer has ``closures_per_step`` and ``base_optimizer`` (itself for plain ones).
+
+    >>> opt = create_optimizer("gnm", [torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+    >>> type(opt).__name__, opt.closures_per_step, opt.param_groups[0]["rho"]
+    ('GNM', 1, 0.005)
+    """
+    if name not in OPTIMIZERS:
+        raise ConfigError(f"optimizer {name!r} is unknown; choose one of {', '.join(OPTIMIZERS)}")
+    if base not in BASES:
+        raise ConfigError(f"base optimizer {base!r} is unknown; choose one of {', '.join(BASES)}")
+    info = OPTIMIZERS[name]
+    plain = BASES["adamw" if name == "adamw" else ("sgd" if name == "sgd" else base)]
+    base_kwargs: dict[str, Any] = dict(lr=lr, weight_decay=weight_decay)
+    if plain is torch.optim.SGD:
+        base_kwargs["momentum"] = momentum
+    if info.cls is None:
+        opt = plain(params, **base_kwargs)
+        opt.closures_per_step = 1
+        opt.base_optimizer = opt
+        return opt
+    kwargs = {k: method_kwargs[k] if method_kwargs.get(k) is not None else v for k, v in info.defaults.items()}
+    return info.cls(params, plain, seed=seed, **kwargs, **base_kwargs)

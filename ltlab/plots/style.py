@@ -1,0 +1,53 @@
+"""One style for every ltlab figure: fixed colour-blind-safe colours per method, deterministic files."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import matplotlib
+
+# Okabe & Ito (2008) colour-blind-safe palette, fixed per method across every figure
+PALETTE = {
+    "sgd": "#555555", "adamw": "#999999", "sam": "#E69F00", "asam": "#CC79A7", "rsam": "#56B4E9",
+    "gnm": "#D55E00", "vpt": "#0072B2", "lpt": "#009E73", "vpt+sgd": "#555555", "vpt+gnm": "#D55E00",
+    "lpt+sgd": "#009E73", "lpt+gnm": "#0072B2", "linear": "#999999",
+}
+GROUP_COLORS = {"many": "#0072B2", "medium": "#E69F00", "few": "#D55E00"}
+_EXTRA = ["#0072B2", "#009E73", "#F0E442", "#CC79A7", "#56B4E9", "#E69F00", "#D55E00", "#000000"]
+
+RC = {
+    "pdf.fonttype": 42, "ps.fonttype": 42, "savefig.dpi": 300, "figure.dpi": 100, "savefig.bbox": "tight",
+    "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3,
+    "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8, "legend.frameon": False,
+    "svg.hashsalt": "ltlab", "path.simplify": True,
+}
+
+
+def color(name: str) -> str:
+    """The fixed colour of a method (unknown names get a stable colour from their text)."""
+    key = name.lower()
+    if key in PALETTE:
+        return PALETTE[key]
+    return _EXTRA[sum(map(ord, key)) % len(_EXTRA)]
+
+
+@contextmanager
+def style() -> Iterator[None]:
+    """Context manager applying the ltlab style (no global side effects)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    with plt.style.context("default"), sns.plotting_context("paper"), matplotlib.rc_context(RC):
+        yield
+
+
+def save(fig, name: str, directory: str | Path = "figures") -> list[Path]:
+    """Write directory/name.pdf and .png with fixed metadata, so a re-run makes no git diff."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    pdf, png = directory / f"{name}.pdf", directory / f"{name}.png"
+    with matplotlib.rc_context(RC):
+        fig.savefig(pdf, metadata={"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None})
+        fig.savefig(png, metadata={"Software": None})
+    return [pdf, png]

@@ -1,0 +1,24 @@
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture
+def tiny_vit():
+    """A tiny timm VisionTransformer (random weights) for fast model/probe tests."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    return VisionTransformer(img_size=16, patch_size=8, embed_dim=32, depth=3, num_heads=2, num_classes=0)
+
+
+@pytest.fixture
+def tiny_data_cfg():
+    from ltlab.config import DataConfig
+
+    return DataConfig(num_classes=6, n_max=24, imbalance_ratio=8, val_per_class=2, test_per_class=3,
+                      image_size=32, many=12, few=6)

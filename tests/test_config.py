@@ -1,0 +1,41 @@
+import pytest
+
+from ltlab.config import list_presets, load_config, to_yaml
+from ltlab.errors import ConfigError
+
+
+def test_defaults_and_overrides():
+    cfg = load_config("synthetic", ["optimizer.name=gnm", "optimizer.lr=0.01", "loss.drw_epoch=null"])
+    assert cfg.optimizer.name == "gnm" and cfg.optimizer.lr == 0.01 and cfg.loss.drw_epoch is None
+    assert cfg.data.name == "synthetic"
+
+
+def test_unknown_key_suggests_nearest():
+    with pytest.raises(ConfigError, match="did you mean 'optimizer.lr'"):
+        load_config("synthetic", ["optimizer.lrr=0.1"])
+
+
+@pytest.mark.parametrize("override,pattern", [
+    ("data.imbalance_ratio=0.5", "data.imbalance_ratio=0.5.*>= 1"),
+    ("optimizer.lr=-1", "optimizer.lr=-1.*> 0"),
+    ("model.prompt_length=-2", "model.prompt_length=-2.*>= 0"),
+    ("epochs=abc", "epochs='abc': expected an integer"),
+    ("model.mode=deeep", "did you mean 'deep'"),
+])
+def test_bad_values_name_key_value_and_rule(override, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        load_config("synthetic", [override])
+
+
+def test_every_preset_loads_and_round_trips(tmp_path):
+    assert "synthetic" in list_presets()
+    for name in list_presets():
+        cfg = load_config(name)
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(to_yaml(cfg))
+        assert load_config(str(path)) == cfg
+
+
+def test_unknown_preset():
+    with pytest.raises(ConfigError, match="did you mean 'synthetic'"):
+        load_config("synthetc")
