@@ -13,6 +13,7 @@ so a margin m becomes s * m in logit units.
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -58,7 +59,7 @@ class CrossEntropy(LongTailLoss):
 class LDAM(LongTailLoss):
     """LDAM (Cao et al. 2019): target logit minus s * m_y, m_c = max_m * n_c^(-1/4) / max_c n_c^(-1/4)."""
 
-    def __init__(self, counts, drw_epoch=None, beta=0.9999, max_m: float = 0.5, scale: float = 30.0, **_):
+    def __init__(self, counts, drw_epoch=None, beta=0.9999, max_m: float = 0.5, scale: float = 30.0):
         super().__init__(counts, drw_epoch, beta)
         m = self.counts.pow(-0.25)
         self.register_buffer("margins", m * (max_m / m.max()))
@@ -79,7 +80,7 @@ class GCL(LongTailLoss):
     """
 
     def __init__(self, counts, drw_epoch=None, beta=0.9999, m: float = 0.1, noise_mul: float = 1.0,
-                 scale: float = 25.0, gamma: float = 0.0, **_):
+                 scale: float = 25.0, gamma: float = 0.0):
         super().__init__(counts, drw_epoch, beta)
         logn = self.counts.log()
         self.register_buffer("cloud", logn.max() - logn)
@@ -102,7 +103,7 @@ class GCL(LongTailLoss):
 class LogitAdjusted(LongTailLoss):
     """Logit-adjusted loss (Menon et al. 2021): CE(f + tau * log pi), pi = class priors."""
 
-    def __init__(self, counts, drw_epoch=None, beta=0.9999, tau: float = 1.0, **_):
+    def __init__(self, counts, drw_epoch=None, beta=0.9999, tau: float = 1.0):
         super().__init__(counts, drw_epoch, beta)
         self.register_buffer("log_prior", (self.counts / self.counts.sum()).log())
         self.tau = tau
@@ -148,7 +149,16 @@ def build_loss(name: str, counts: Sequence[int], drw_epoch: int | None = None, b
         raise ConfigError(f"loss.name={name!r} is unknown; choose one of {', '.join(list_losses())}")
     if any(c <= 0 for c in counts):
         raise ConfigError("every class needs at least one training image (a count of 0 makes log n_c undefined)")
-    return LOSSES[name].cls(counts, drw_epoch=drw_epoch, beta=beta, **kwargs)
+    cls = LOSSES[name].cls
+    accepted = inspect.signature(cls.__init__).parameters
+    unknown = [k for k in kwargs if k not in accepted]
+    # config-driven callers pass every loss knob; only keys a loss does not know *and* that no loss
+    # knows are an error
+    known_somewhere = {k for i in LOSSES.values() for k in inspect.signature(i.cls.__init__).parameters}
+    bad = [k for k in unknown if k not in known_somewhere]
+    if bad:
+        raise ConfigError(f"loss argument {bad[0]!r} is unknown; {name} takes {', '.join(list(accepted)[4:]) or 'none'}")
+    return cls(counts, drw_epoch=drw_epoch, beta=beta, **{k: v for k, v in kwargs.items() if k in accepted})
 
 
 __all__ = ["build_loss", "list_losses", "LOSSES", "class_balanced_weights"]

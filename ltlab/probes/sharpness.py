@@ -77,7 +77,7 @@ def worst_case_sharpness(model: nn.Module, loss_fn: Callable, data: Any, rho: fl
                     for p, w, s, ui in zip(ps, base, scale, u):
                         p.copy_(w + s * ui)
                 loss = loss_fn(model(x), y)
-                best = max(best, float(loss))
+                best = max(best, float(loss.detach()))
                 grads = torch.autograd.grad(loss, ps, allow_unused=True)
                 grads = [torch.zeros_like(p) if gr is None else gr * s for gr, p, s in zip(grads, ps, scale)]
                 with torch.no_grad():

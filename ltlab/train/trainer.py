@@ -117,7 +117,9 @@ class Trainer:
         return [b.tolist() for b in perm.split(self.cfg.batch_size)]
 
     def loader(self, dataset, batches=None, batch_size: int = 256) -> DataLoader:
-        kw = dict(num_workers=self.cfg.data.num_workers, pin_memory=self.device.type == "cuda")
+        # an own generator: iterating a DataLoader must not consume the global RNG (exact resume)
+        kw = dict(num_workers=self.cfg.data.num_workers, pin_memory=self.device.type == "cuda",
+                  generator=torch.Generator().manual_seed(self.cfg.seed))
         if batches is not None:
             return DataLoader(dataset, batch_sampler=batches, **kw)
         return DataLoader(dataset, batch_size=batch_size, shuffle=False, **kw)
@@ -218,7 +220,9 @@ class Trainer:
         cfg = self.cfg
         self.run.write_config(to_dict(cfg))
         t_start = time.time()
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
+        self._stop_requested = False
+        self._rng_before_batch = rng_snapshot()
+        previous = signal.signal(signal.SIGTERM, self._request_stop) if _main_thread() else None
         bar = tqdm(total=self.total_steps, initial=self.global_step, desc=f"{cfg.optimizer.name}", unit="step",
                    disable=not self.progress, dynamic_ncols=True)
         try:
@@ -228,7 +232,15 @@ class Trainer:
                 self.loss_fn.train()
                 batches = self.epoch_batches(self.epoch)[self.step_in_epoch:]
                 losses = []
-                for x, y in self.loader(self.data.train, batches):
+                batch_iter = iter(self.loader(self.data.train, batches))
+                while True:
+                    # RNG state before the batch is drawn (augmentation uses it): an interrupted step
+                    # is replayed from here on resume
+                    self._rng_before_batch = rng_snapshot()
+                    try:
+                        x, y = next(batch_iter)
+                    except StopIteration:
+                        break
                     x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
                     t0 = time.perf_counter()
                     loss = self.train_step(x, y)
@@ -245,9 +257,14 @@ class Trainer:
                     losses.append(loss)
                     bar.update()
                     bar.set_postfix(epoch=self.epoch, loss=f"{loss:.3f}", best=f"{max(self.best_val, 0):.1f}")
+                    if self._stop_requested:
+                        raise KeyboardInterrupt
                 self.end_epoch(losses)
         except KeyboardInterrupt:
-            path = self.run.save_checkpoint("last", self.checkpoint_state())
+            state = self.checkpoint_state()
+            if not self._stop_requested:  # Ctrl-C inside a step: replay that step on resume
+                state["rng"] = self._rng_before_batch
+            path = self.run.save_checkpoint("last", state)
             print(f"\ninterrupted at epoch {self.epoch} step {self.step_in_epoch}; saved {path}.\n"
                   f"resume with: python -m ltlab train --config {self.run.path / 'config.yaml'} "
                   f"--out {self.run.path} --resume", file=sys.stderr)
@@ -257,6 +274,10 @@ class Trainer:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
         return self.finish(time.time() - t_start)
+
+    def _request_stop(self, signum, frame) -> None:
+        """SIGTERM: finish the current step, then checkpoint and stop."""
+        self._stop_requested = True
 
     def end_epoch(self, losses: list[float]) -> None:
         cfg = self.cfg
@@ -302,8 +323,6 @@ class Trainer:
         return summary
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def _main_thread() -> bool:

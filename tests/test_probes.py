@@ -1,0 +1,260 @@
+"""Probes against exact linear algebra (dense Hessians on tiny float64 models) and state-restoration rules."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from ltlab.models import PromptedViT
+from ltlab.probes import (ProbeResult, gaussian_sharpness, hessian_ratio_along, hessian_trace, interpolate, per_class,
+                          spectral_density, surface_1d, surface_2d, top_eigenvalues, trajectory_pca,
+                          worst_case_sharpness)
+
+
+def tiny_problem(seed=0):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).double()
+    x, y = torch.randn(40, 4, dtype=torch.float64), torch.randint(0, 3, (40,))
+    return model, nn.CrossEntropyLoss(), (x, y)
+
+
+def dense_hessian(model, loss_fn, batch):
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    shapes = [p.shape for n, p in model.named_parameters() if p.requires_grad]
+    flat = torch.cat([p.detach().reshape(-1) for n, p in model.named_parameters() if p.requires_grad])
+
+    def f(v):
+        params, i = {}, 0
+        for n, s in zip(names, shapes):
+            k = int(np.prod(s))
+            params[n] = v[i:i + k].view(s)
+            i += k
+        return loss_fn(functional_call(model, params, (batch[0],)), batch[1])
+
+    H = torch.autograd.functional.hessian(f, flat)
+    return H.numpy()
+
+
+@pytest.fixture
+def problem():
+    model, loss_fn, batch = tiny_problem()
+    H = dense_hessian(model, loss_fn, batch)
+    return model, loss_fn, batch, np.linalg.eigvalsh(H)
+
+
+@pytest.mark.parametrize("which", ["largest", "smallest"])
+def test_lanczos_top_k_matches_dense(problem, which):
+    model, loss_fn, batch, evals = problem
+    r = top_eigenvalues(model, loss_fn, batch, k=3, which=which, tol=1e-9, max_iter=200)
+    want = evals[::-1][:3] if which == "largest" else evals[:3]
+    assert np.allclose(r.eigenvalues, want, rtol=1e-6, atol=1e-10), (r.eigenvalues, want)
+    assert r.converged and r.hvps <= len(evals)
+    assert r.eigenvectors.shape == (len(evals), 3)
+
+
+def test_power_method_matches_dense_top1(problem):
+    model, loss_fn, batch, evals = problem
+    r = top_eigenvalues(model, loss_fn, batch, k=1, method="power", tol=1e-8, max_iter=500)
+    assert r.eigenvalues[0] == pytest.approx(evals[-1], rel=1e-4)
+
+
+def test_residuals_are_true_residuals(problem):
+    model, loss_fn, batch, evals = problem
+    H = dense_hessian(model, loss_fn, batch)
+    r = top_eigenvalues(model, loss_fn, batch, k=2, tol=1e-4)
+    for i in range(2):
+        v = r.eigenvectors[:, i]
+        true = np.linalg.norm(H @ v - r.eigenvalues[i] * v) / abs(r.eigenvalues[i])
+        assert true == pytest.approx(r.residuals[i], rel=1e-3, abs=1e-9)
+
+
+@pytest.mark.parametrize("method", ["hutch++", "hutchinson"])
+def test_trace_within_three_standard_errors(problem, method):
+    model, loss_fn, batch, evals = problem
+    r = hessian_trace(model, loss_fn, batch, method=method, num_hvps=45, seed=3)
+    assert r.stderr > 0
+    assert abs(r.estimate - evals.sum()) < 3 * r.stderr, (r.estimate, evals.sum(), r.stderr)
+
+
+def test_spectral_density_weights_and_histogram(problem):
+    model, loss_fn, batch, evals = problem
+    d = spectral_density(model, loss_fn, batch, runs=30, steps=len(evals))
+    assert np.allclose(np.nansum(d.weights, 1), 1.0)
+    # SLQ's expected CDF equals the empirical spectral CDF
+    for t in np.quantile(evals, [0.25, 0.5, 0.75]):
+        slq = np.mean([d.weights[r][d.nodes[r] <= t + 1e-12].sum() for r in range(len(d.nodes))])
+        assert abs(slq - np.mean(evals <= t + 1e-12)) < 0.12
+    assert np.trapezoid(d.density, d.grid) == pytest.approx(1.0, abs=0.05)
+
+
+def test_surface_centre_is_loss_at_w(problem):
+    model, loss_fn, batch, _ = problem
+    s = surface_2d(model, loss_fn, batch, steps=5, span=0.5, progress=False)
+    with torch.no_grad():
+        l0 = float(loss_fn(model(batch[0]), batch[1]))
+    assert s.x[2] == 0 and s.y[2] == 0
+    assert s.loss[2, 2] == l0
+    assert s.loss.shape == (5, 5) and s.accuracy.shape == (5, 5)
+    s1 = surface_1d(model, loss_fn, batch, steps=7)
+    assert s1.loss[3] == l0 and s1.loss.shape == (7,)
+
+
+def test_interpolate_and_trajectory_pca(problem):
+    model, loss_fn, batch, _ = problem
+    a = {n: p.detach().clone() for n, p in model.named_parameters()}
+    b = {n: v + 0.1 for n, v in a.items()}
+    s = interpolate(model, loss_fn, batch, a, b, steps=5, margin=0.0)
+    with torch.no_grad():
+        l0 = float(loss_fn(model(batch[0]), batch[1]))
+    assert s.loss[0] == pytest.approx(l0, abs=1e-12)
+    traj = [{n: v + 0.01 * k for n, v in a.items()} for k in range(5)]
+    pca = trajectory_pca(traj)
+    assert pca.coords.shape == (5, 2) and pca.explained_variance[0] == pytest.approx(1.0)
+
+
+def test_per_class_table(problem):
+    model, loss_fn, batch, _ = problem
+
+    class DS:
+        targets = batch[1].numpy()
+
+        def __getitem__(self, i):
+            return batch[0][i], int(batch[1][i])
+
+        def __len__(self):
+            return len(batch[1])
+
+    res = per_class(top_eigenvalues, model, loss_fn, DS(), class_counts=[50, 10, 2],
+                    splits={"many": [0], "medium": [1], "few": [2]})
+    assert res.groups == ["many", "medium", "few"] and res.counts == [50, 10, 2]
+    x0 = batch[0][batch[1] == 0]
+    direct = top_eigenvalues(model, loss_fn, (x0, torch.zeros(len(x0), dtype=torch.long)))
+    assert res.values[0] == pytest.approx(direct.eigenvalues[0], rel=1e-6)
+
+
+class Quadratic(nn.Module):
+    def __init__(self, n=30, seed=0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        m = torch.randn(n, n, generator=g, dtype=torch.float64)
+        self.register_buffer("A", m @ m.T / n)
+        self.w = nn.Parameter(torch.zeros(n, dtype=torch.float64))
+
+    def forward(self, x):
+        return self.w
+
+
+def quad_loss(w, y):
+    return 0.5 * w @ Quadratic.A_ @ w
+
+
+def test_gaussian_sharpness_matches_closed_form():
+    q = Quadratic()
+    Quadratic.A_ = q.A
+    sigma = 0.1
+    r = gaussian_sharpness(q, quad_loss, (torch.zeros(1), torch.zeros(1)), sigma=sigma, samples=400, seed=1)
+    exact = 0.5 * sigma**2 * float(torch.trace(q.A))
+    assert abs(r.estimate - exact) < 3 * r.stderr + 1e-12
+
+
+def test_worst_case_sharpness_finds_top_eigendirection():
+    q = Quadratic()
+    Quadratic.A_ = q.A
+    rho = 0.1
+    r = worst_case_sharpness(q, quad_loss, (torch.zeros(1), torch.zeros(1)), rho=rho, steps=100)
+    exact = 0.5 * rho**2 * float(torch.linalg.eigvalsh(q.A)[-1])
+    assert exact * 0.95 <= r.estimate <= exact * (1 + 1e-9)
+
+
+def test_unused_parameter_counts_as_zero_curvature(problem):
+    model, loss_fn, batch, evals = problem
+    model.extra = nn.Parameter(torch.ones(3, dtype=torch.float64))  # trainable, never used
+    r = top_eigenvalues(model, loss_fn, batch, k=1, tol=1e-8, max_iter=200)
+    assert r.eigenvalues[0] == pytest.approx(evals[-1], rel=1e-6)
+    t = hessian_trace(model, loss_fn, batch, num_hvps=30)
+    assert np.isfinite(t.estimate)
+
+
+def _vit_state(m):
+    return ({n: p.detach().clone() for n, p in m.named_parameters()},
+            {n: p.requires_grad for n, p in m.named_parameters()},
+            {n: mod.training for n, mod in m.named_modules()},
+            {n: mod.fused_attn for n, mod in m.named_modules() if hasattr(mod, "fused_attn")})
+
+
+def _assert_same(before, after):
+    assert before[1] == after[1] and before[2] == after[2] and before[3] == after[3]
+    assert all(torch.equal(before[0][n], after[0][n]) for n in before[0])
+
+
+def test_probes_work_on_fused_attention_vit_and_restore_everything(tiny_vit):
+    m = PromptedViT(tiny_vit, num_classes=3, prompt_length=2)
+    m.train()
+    assert all(blk.attn.fused_attn for blk in m.backbone.blocks)
+    x, y = torch.randn(8, 3, 16, 16), torch.randint(0, 3, (8,))
+    before = _vit_state(m)
+    rng = torch.get_rng_state()
+    r = top_eigenvalues(m, nn.CrossEntropyLoss(), (x, y), k=2)
+    hessian_trace(m, nn.CrossEntropyLoss(), (x, y), num_hvps=9)
+    surface_2d(m, nn.CrossEntropyLoss(), (x, y), steps=3, progress=False)
+    _assert_same(before, _vit_state(m))
+    assert torch.equal(rng, torch.get_rng_state())
+    assert r.eigenvalues.shape == (2,) and r.hvps > 0
+
+    calls = []
+
+    def failing_loss(logits, target):
+        calls.append(1)
+        if len(calls) > 2:
+            raise RuntimeError("boom")
+        return nn.functional.cross_entropy(logits, target)
+
+    with pytest.raises(RuntimeError, match="boom"):
+        surface_2d(m, failing_loss, (x, y), steps=3, progress=False)
+    with pytest.raises(RuntimeError, match="boom"):
+        calls.clear()
+        hessian_ratio_along(m, failing_loss, (x, y), steps=3)
+    _assert_same(before, _vit_state(m))
+
+
+def test_results_round_trip(tmp_path, problem):
+    model, loss_fn, batch, _ = problem
+    for res in [top_eigenvalues(model, loss_fn, batch, k=2), hessian_trace(model, loss_fn, batch, num_hvps=9),
+                surface_2d(model, loss_fn, batch, steps=3, progress=False)]:
+        path = res.save(tmp_path / type(res).__name__)
+        back = ProbeResult.load(path)
+        assert type(back) is type(res)
+        for f in res.__dataclass_fields__:
+            a, b = getattr(res, f), getattr(back, f)
+            assert np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b
+
+
+def test_dataloader_mode_matches_single_batch(problem):
+    model, loss_fn, batch, evals = problem
+    loader = [(batch[0][:20], batch[1][:20]), (batch[0][20:], batch[1][20:])]
+    r = top_eigenvalues(model, loss_fn, loader, k=1, tol=1e-9, max_iter=200)
+    assert r.eigenvalues[0] == pytest.approx(evals[-1], rel=1e-6)
+
+
+def test_pyhessian_cross_check(tiny_vit):
+    pyhessian = pytest.importorskip("pyhessian")
+    from ltlab.models import set_fused_attention
+
+    torch.manual_seed(0)
+    m = PromptedViT(tiny_vit, num_classes=3, prompt_length=2, dropout=0.0).eval()
+    x, y = torch.randn(16, 3, 16, 16), torch.randint(0, 3, (16,))
+    ours = top_eigenvalues(m, nn.CrossEntropyLoss(), (x, y), k=1, tol=1e-6)
+    tr = hessian_trace(m, nn.CrossEntropyLoss(), (x, y), method="hutchinson", num_hvps=200, seed=1)
+    previous = set_fused_attention(m, False)
+    try:
+        torch.manual_seed(0)
+        h = pyhessian.hessian(m, nn.CrossEntropyLoss(), data=(x, y), cuda=False)
+        ev, _ = h.eigenvalues(top_n=1, tol=1e-6, maxIter=300)
+        torch.manual_seed(1)
+        samples = h.trace(maxIter=200, tol=0.0)
+    finally:
+        for mod, f in previous.items():
+            mod.fused_attn = f
+    assert ours.eigenvalues[0] == pytest.approx(ev[0], rel=0.01)
+    se = np.hypot(tr.stderr, np.std(samples, ddof=1) / np.sqrt(len(samples)))
+    assert abs(tr.estimate - np.mean(samples)) < 2 * se

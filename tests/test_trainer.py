@@ -1,0 +1,122 @@
+"""Trainer: run directory, exact resume, divergence handling, CLI behaviour."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ltlab.cli import main
+from ltlab.config import load_config
+from ltlab.train import Trainer, TrainingDiverged, fit, load_run
+
+TINY = ["epochs=3", "batch_size=16", "data.num_classes=6", "data.n_max=30", "data.imbalance_ratio=10",
+        "data.val_per_class=3", "data.test_per_class=4", "data.many=20", "data.few=6", "model.prompt_length=2",
+        "optimizer.lr=0.05"]
+
+
+def tiny_cfg(*extra):
+    return load_config("synthetic", TINY + list(extra))
+
+
+def test_run_directory_layout(tmp_path):
+    s = fit(tiny_cfg(), out=tmp_path / "run", progress=False)
+    run = load_run(tmp_path / "run")
+    assert {"overall", "many", "medium", "few", "ece", "per_class", "sec_per_step"} <= set(run.summary)
+    assert len(run.metrics) == 3 and all("val" in r for r in run.metrics)
+    assert (tmp_path / "run/checkpoints/last.pt").exists() and (tmp_path / "run/checkpoints/best.pt").exists()
+    assert run.config["optimizer"]["name"] == "sgd" and s["provenance"]["torch"]
+    ck = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=False)
+    assert set(ck["model"]) == {"prompts", "head.weight"}  # trainable tensors only
+    model, data, loss = run.build("best")
+    assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 6)
+
+
+@pytest.mark.parametrize("opt", ["gnm", "sam"])
+def test_resume_mid_epoch_reproduces_uninterrupted_run(tmp_path, monkeypatch, opt):
+    extra = (f"optimizer.name={opt}", "loss.name=gcl", "loss.drw_epoch=2")
+    full = fit(tiny_cfg(*extra), out=tmp_path / "full", progress=False)
+
+    original = Trainer.train_step
+    def interrupting(self, x, y):
+        if self.global_step == 5:  # mid epoch 1 (3 steps per epoch)
+            raise KeyboardInterrupt
+        return original(self, x, y)
+
+    monkeypatch.setattr(Trainer, "train_step", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_cfg(*extra), out=tmp_path / "cut", progress=False)
+    monkeypatch.setattr(Trainer, "train_step", original)
+    resumed = fit(tiny_cfg(*extra), out=tmp_path / "cut", resume=True, progress=False)
+    for k in ("overall", "many", "medium", "few", "per_class", "best_epoch"):
+        assert resumed[k] == full[k], k
+    a = torch.load(tmp_path / "full/checkpoints/last.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "cut/checkpoints/last.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[n], b[n]) for n in a)
+    assert len(load_run(tmp_path / "cut").metrics) == 3
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    original = Trainer.compute_loss
+    def nan_later(self, x, y):
+        loss = original(self, x, y)
+        return loss * float("nan") if self.global_step >= 6 else loss
+
+    monkeypatch.setattr(Trainer, "compute_loss", nan_later)
+    with pytest.raises(TrainingDiverged, match="step 6"):
+        fit(tiny_cfg(), out=tmp_path / "run", progress=False)
+    ck = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=False)
+    assert ck["epoch"] == 1 and all(torch.isfinite(v).all() for v in ck["model"].values())
+
+
+def test_cli_bad_key_exits_2_without_traceback(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "ltlab", "train", "optimizer.lrr=0.1", "--out", str(tmp_path)],
+                       capture_output=True, text=True)
+    assert p.returncode == 2
+    assert "optimizer.lr" in p.stderr and "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("override,text", [("data.imbalance_ratio=0", "imbalance_ratio"),
+                                           ("optimizer.lr=-0.1", "optimizer.lr"),
+                                           ("model.prompt_length=-1", "prompt_length")])
+def test_cli_bad_values_exit_2(override, text, capsys, tmp_path):
+    assert main(["train", override, "--out", str(tmp_path)]) == 2
+    assert text in capsys.readouterr().err
+
+
+def test_cli_missing_data_exits_2(capsys, tmp_path):
+    assert main(["train", "data.name=cifar100_lt", f"data.root={tmp_path}", "--out", str(tmp_path / "r")]) == 2
+    assert "download=true" in capsys.readouterr().err
+
+
+def test_cli_compare_writes_table_csv_and_figures(tmp_path, capsys):
+    rc = main(["compare", "--optimizers", "sgd,gnm", "--out", str(tmp_path / "cmp"), "--figures",
+               str(tmp_path / "fig"), "--no-progress", *TINY, "epochs=1"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "| sgd |" in out and "| gnm |" in out
+    rows = (tmp_path / "cmp/summary.csv").read_text().splitlines()
+    assert len(rows) == 3
+    assert (tmp_path / "fig/headtail_synthetic.png").exists() and (tmp_path / "fig/perclass_synthetic.pdf").exists()
+
+
+def test_resume_without_checkpoint_is_clear(tmp_path, capsys):
+    assert main(["train", *TINY, "--out", str(tmp_path / "none"), "--resume"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+
+
+def test_gnm_noise_schedule_option(tmp_path):
+    t = Trainer(tiny_cfg("optimizer.name=gnm", "loss.drw_epoch=2", "optimizer.gnm_halve_at_drw=true",
+                         "optimizer.gnm_epoch0_doubling=true"), out=tmp_path, progress=False)
+    rho = t.optimizer.param_groups[0]["initial_rho"]
+    got = []
+    for e in range(3):
+        t.set_epoch(e)
+        got.append(t.optimizer.param_groups[0]["rho"] / rho)
+    assert got == [2.0, 1.0, 0.5]
+
+
+def test_summary_json_is_valid_json(tmp_path):
+    fit(tiny_cfg("epochs=1"), out=tmp_path, progress=False)
+    data = json.loads((tmp_path / "summary.json").read_text())
+    assert 0 <= data["overall"] <= 100
