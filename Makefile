@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m ltlab compare --optimizers sgd,sam,rsam,gnm --out runs/demo
+	$(BIN)/python -m ltlab compare --optimizers adamw,sam,rsam,gnm --out runs/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

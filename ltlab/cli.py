@@ -30,7 +30,8 @@ def cmd_compare(a: argparse.Namespace) -> int:
     from .train.compare import aggregate, compare, format_table, write_csv
 
     cfg = load_config(a.config, a.overrides)
-    names = [n.strip() for n in a.optimizers.split(",") if n.strip()]
+    spec = a.optimizers or f"{cfg.optimizer.base},sam,rsam,gnm"
+    names = [n.strip() for n in spec.split(",") if n.strip()]
     from .optim import list_optimizers
 
     bad = [n for n in names if n not in list_optimizers()]
@@ -42,7 +43,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
     rows = compare(cfg, names, a.seeds, a.out, progress=not a.no_progress)
     extra: tuple[str, ...] = ()
     if a.probe:
-        from .probes.report import add_flatness_columns
+        from .reports import add_flatness_columns
 
         rows = add_flatness_columns(rows)
         extra = ("lambda_max", "gaussian_sharpness")
@@ -68,7 +69,7 @@ def cmd_pretrain(a: argparse.Namespace) -> int:
 
 
 def cmd_probe(a: argparse.Namespace) -> int:
-    from .probes.report import probe_run
+    from .reports import probe_run
 
     what = [w.strip() for w in a.what.split(",") if w.strip()]
     for line in probe_run(a.run_dir, what, num_images=a.images, steps=a.steps, seed=a.seed,
@@ -98,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", help="train several optimizers with the same seeds and data")
     _add_config_args(c)
-    c.add_argument("--optimizers", default="sgd,sam,rsam,gnm")
+    c.add_argument("--optimizers", default=None,
+                   help="comma-separated (default: the config's base optimizer, sam, rsam, gnm)")
     c.add_argument("--seeds", type=int, default=1)
     c.add_argument("--out", default="runs/compare")
     c.add_argument("--figures", default="figures", help="where figures go")

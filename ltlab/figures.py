@@ -42,7 +42,7 @@ def all_figures(runs_dir: str | Path = "runs/demo", out: str | Path = "figures")
     """Every figure that can be made from the runs found under `runs_dir` (and their probe results)."""
     paths = compare_figures(runs_dir, out)
     try:
-        from .probes.report import probe_figures
+        from .reports import probe_figures
     except ImportError:  # probes not installed in a minimal build
         return paths
     return paths + probe_figures(runs_dir, out)

@@ -68,11 +68,17 @@ def build_backbone(name: str, pretrained: bool = False, checkpoint_path: str = "
         near = difflib.get_close_matches(name, list_backbones() + timm.list_models("vit_*"), n=1)
         hint = f"; did you mean '{near[0]}'?" if near else ""
         raise ConfigError(f"model.backbone={name!r} is not a bundled backbone nor a timm model{hint}")
-    if checkpoint_path and not Path(checkpoint_path).exists():
+    if checkpoint_path and checkpoint_path != "none" and not Path(checkpoint_path).exists():
         raise DataError(
             f"model.checkpoint_path={checkpoint_path!r} not found. Download the weights for {name} "
             "(e.g. from the timm / Hugging Face hub) to that path, or set model.pretrained=true to fetch them online."
         )
+    if not pretrained and not checkpoint_path:
+        raise DataError(
+            f"model.backbone={name!r} needs weights: set model.pretrained=true (downloads from the timm hub) or "
+            "model.checkpoint_path=/path/to/weights; checkpoint_path=none means a random init on purpose")
+    if checkpoint_path == "none":
+        checkpoint_path, pretrained = "", False
     vit = timm.create_model(name, pretrained=pretrained and not checkpoint_path, num_classes=0)
     if checkpoint_path:
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)

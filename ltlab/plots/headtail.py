@@ -90,3 +90,25 @@ def cost_bars(rows: Sequence[Mapping[str, float]], label: str = "optimizer"):
         ax.axhline(1.0, color="k", lw=0.8, ls="--")
         ax.set_ylabel("time per step / SGD")
     return fig
+
+
+def sample_images(dataset, class_names: Sequence[str], class_counts: Sequence[int], classes: Sequence[int] | None = None,
+                  per_class: int = 4):
+    """A grid of example images: one row per class (head first), titled with the class size."""
+    import matplotlib.pyplot as plt
+
+    targets = np.asarray(dataset.targets)
+    classes = list(classes) if classes is not None else list(np.argsort(-np.asarray(class_counts))[:: max(1, len(class_counts) // 6)])
+    with style():
+        fig, axes = plt.subplots(len(classes), per_class, figsize=(1.1 * per_class, 1.15 * len(classes)), squeeze=False)
+        for r, c in enumerate(classes):
+            idx = np.where(targets == c)[0][:per_class]
+            for k in range(per_class):
+                ax = axes[r, k]
+                ax.axis("off")
+                if k < len(idx):
+                    img = dataset.images[idx[k]] if hasattr(dataset, "images") else dataset[int(idx[k])][0]
+                    img = np.asarray(img)
+                    ax.imshow(img.transpose(1, 2, 0) if img.shape[0] == 3 else img)
+            axes[r, 0].set_title(f"{class_names[c]} (n={class_counts[c]})", fontsize=6, loc="left")
+    return fig

@@ -45,9 +45,10 @@ def aggregate(rows: list[dict[str, Any]], extra: tuple[str, ...] = ()) -> list[d
 def format_table(agg: list[dict[str, Any]], extra: tuple[str, ...] = ()) -> str:
     """Markdown table; accuracy columns show mean ± std when there are several seeds."""
     cols = ("overall", "many", "medium", "few", "ece") + extra
-    head = "| optimizer | " + " | ".join(cols) + " | s/step | x SGD | peak MB |"
+    base = agg[0]["optimizer"] if agg else "sgd"
+    head = "| optimizer | " + " | ".join(cols) + f" | s/step | x {base} | peak MB (CUDA) |"
     lines = [head, "|" + "---|" * (len(cols) + 4)]
-    ref = next((a["sec_per_step"] for a in agg if a["optimizer"] == "sgd"), None)
+    ref = agg[0]["sec_per_step"] if agg else None  # ratios to the first optimizer listed (the base)
     for a in agg:
         cells = []
         for c in cols:
@@ -56,8 +57,12 @@ def format_table(agg: list[dict[str, Any]], extra: tuple[str, ...] = ()) -> str:
             cells.append(fmt.format(v) + (f" ± {fmt.format(s)}" if a["n"] > 1 else ""))
         ratio = f"{a['sec_per_step'] / ref:.2f}" if ref else "-"
         lines.append(f"| {a['optimizer']} | " + " | ".join(cells) +
-                     f" | {a['sec_per_step']:.3f} | {ratio} | {a['peak_memory_mb']:.0f} |")
+                     f" | {a['sec_per_step']:.3f} | {ratio} | {_mb(a['peak_memory_mb'])} |")
     return "\n".join(lines)
+
+
+def _mb(v: float) -> str:
+    return "-" if v is None or v != v else f"{v:.0f}"
 
 
 def write_csv(rows: list[dict[str, Any]], path: str | Path) -> None:
@@ -68,3 +73,22 @@ def write_csv(rows: list[dict[str, Any]], path: str | Path) -> None:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
+
+
+def ensure_runs(cfg: ExperimentConfig, optimizers: list[str], out: str | Path, seeds: int = 1,
+                progress: bool = True) -> list[dict[str, Any]]:
+    """Like `compare`, but reuses runs whose summary.json already exists (notebooks call this)."""
+    import json
+
+    rows = []
+    for name in optimizers:
+        for k in range(seeds):
+            path = Path(out) / f"{name}-s{cfg.seed + k}"
+            if (path / "summary.json").exists():
+                s = json.loads((path / "summary.json").read_text())
+                rows.append({"optimizer": name, "seed": cfg.seed + k, "run": str(path),
+                             **{c: s.get(c) for c in COLUMNS}, "wall_seconds": s["wall_seconds"]})
+            else:
+                one = dataclasses.replace(cfg, seed=cfg.seed + k)
+                rows += compare(one, [name], 1, out, progress)
+    return rows

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import math
-import resource
 import signal
 import statistics
 import sys
@@ -59,9 +58,11 @@ def gnm_noise_factor(epoch: int, drw_epoch: int | None, halve_at_drw: bool, epoc
 
 
 def peak_memory_mb(device: torch.device) -> float:
+    """Peak CUDA memory of this run; NaN on the CPU, where only a process-wide peak exists
+    (bench/optimizer_cost.py measures CPU memory per optimizer in separate processes)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    return float("nan")
 
 
 class Trainer:
@@ -97,6 +98,8 @@ class Trainer:
         for g in self.optimizer.param_groups:
             if "rho" in g:
                 g.setdefault("initial_rho", g["rho"])
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
         self.steps_per_epoch = math.ceil(len(self.data.train) / cfg.batch_size)
         self.total_steps = cfg.epochs * self.steps_per_epoch
         warmup = int(oc.warmup_epochs * self.steps_per_epoch)
@@ -314,7 +317,7 @@ class Trainer:
         summary = {
             **test, "best_epoch": self.best_epoch, "best_val": self.best_val,
             "last": {k: v for k, v in last.items() if k != "per_class"},
-            **self.timing(), "wall_seconds": wall, "optimizer": self.cfg.optimizer.name,
+            **self.timing(), "process_peak_rss_mb": _rss_mb(), "wall_seconds": wall, "optimizer": self.cfg.optimizer.name,
             "closures_per_step": self.optimizer.closures_per_step, "seed": self.cfg.seed,
             "parameters": self.model.parameter_report(), "class_counts": self.data.class_counts,
             "splits": self.data.splits, "provenance": provenance(),
@@ -323,6 +326,12 @@ class Trainer:
         return summary
 
 
+
+
+def _rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
 def _main_thread() -> bool:

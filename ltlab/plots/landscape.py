@@ -1,0 +1,135 @@
+"""Flatness figures from probe results (Surface2D, Surface1D, SpectralDensity, EigenRatio1D, PerClassResult)."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from .style import GROUP_COLORS, color, style
+
+
+def surfaces_2d(surfaces: Mapping[str, object], zmax: float | None = None, log: bool = False):
+    """Per method: a 3D side view (top row) and a contour top view (bottom row), one shared colour scale."""
+    import matplotlib.pyplot as plt
+    from matplotlib import colors
+
+    names = list(surfaces)
+    losses = [np.asarray(surfaces[n].loss) for n in names]
+    vmin = min(float(l.min()) for l in losses)
+    vmax = zmax if zmax is not None else max(float(l.max()) for l in losses)
+    norm = colors.LogNorm(max(vmin, 1e-6), vmax) if log else colors.Normalize(vmin, vmax)
+    with style():
+        fig = plt.figure(figsize=(3.0 * len(names), 5.6))
+        for i, n in enumerate(names):
+            s = surfaces[n]
+            X, Y = np.meshgrid(s.x, s.y)
+            Z = np.clip(np.asarray(s.loss), None, vmax)
+            ax = fig.add_subplot(2, len(names), i + 1, projection="3d")
+            ax.plot_surface(X, Y, Z, cmap="viridis", norm=norm, linewidth=0, antialiased=True)
+            ax.set_zlim(vmin, vmax)
+            ax.set_title(n, color=color(n))
+            ax.view_init(elev=25, azim=-60)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax2 = fig.add_subplot(2, len(names), len(names) + i + 1)
+            cs = ax2.contourf(X, Y, Z, levels=20, cmap="viridis", norm=norm)
+            ax2.contour(X, Y, Z, levels=10, colors="k", linewidths=0.3)
+            ax2.plot(0, 0, "w*", ms=6)
+            ax2.set_aspect("equal")
+            ax2.set_xlabel("direction 1")
+            if i == 0:
+                ax2.set_ylabel("direction 2")
+        fig.colorbar(cs, ax=fig.axes[1::2], shrink=0.8, label="loss")
+    return fig
+
+
+def surfaces_1d(slices: Mapping[str, object], key: str = "loss"):
+    """Loss (or accuracy) along a 1D slice, one line per method."""
+    import matplotlib.pyplot as plt
+
+    with style():
+        fig, ax = plt.subplots(figsize=(3.6, 2.8))
+        for n, s in slices.items():
+            ax.plot(s.x, getattr(s, key), color=color(n), label=n)
+        ax.set(xlabel="distance along filter-normalised direction", ylabel=key)
+        ax.legend()
+    return fig
+
+
+def spectra(densities: Mapping[str, object], log: bool = True):
+    """SLQ spectral densities of the Hessian, one line per method."""
+    import matplotlib.pyplot as plt
+
+    with style():
+        fig, ax = plt.subplots(figsize=(4.2, 2.8))
+        for n, d in densities.items():
+            ax.plot(d.grid, np.maximum(d.density, 1e-8) if log else d.density, color=color(n), label=n)
+        if log:
+            ax.set_yscale("log")
+        ax.set(xlabel="eigenvalue", ylabel="density")
+        ax.legend()
+    return fig
+
+
+def eigen_ratio(ratios: Mapping[str, object]):
+    """lambda_min / lambda_max along a 1D slice, per method (the GNM paper's rebuttal figure)."""
+    import matplotlib.pyplot as plt
+
+    with style():
+        fig, ax = plt.subplots(figsize=(3.6, 2.8))
+        for n, r in ratios.items():
+            ax.plot(r.x, r.ratio, marker="o", ms=3, color=color(n), label=n)
+        ax.axhline(0, color="k", lw=0.6)
+        ax.set(xlabel="position along slice", ylabel=r"$\lambda_{min} / \lambda_{max}$")
+        ax.legend()
+    return fig
+
+
+def per_class_values(results: Mapping[str, object], ylabel: str = r"$\lambda_{max}$", logy: bool = True):
+    """A per-class probe value against class size (log-log), coloured by method, marked by group."""
+    import matplotlib.pyplot as plt
+
+    markers = {"many": "o", "medium": "s", "few": "^", "": "."}
+    with style():
+        fig, ax = plt.subplots(figsize=(4.2, 3.0))
+        for n, r in results.items():
+            for g in ("many", "medium", "few"):
+                idx = [i for i, gg in enumerate(r.groups) if gg == g]
+                if idx:
+                    ax.scatter(np.array(r.counts)[idx], np.array(r.values)[idx], color=color(n), marker=markers[g],
+                               s=14, alpha=0.8, label=f"{n}" if g == "many" else None)
+            order = np.argsort(r.counts)
+            ax.plot(np.array(r.counts)[order], _running(np.array(r.values)[order]), color=color(n), lw=1)
+        ax.set_xscale("log")
+        if logy and all(v > 0 for r in results.values() for v in r.values):
+            ax.set_yscale("log")
+        ax.set(xlabel="training images of the class", ylabel=ylabel)
+        ax.legend(title="o many  ■ medium  ▲ few", fontsize=7)
+    return fig
+
+
+def _running(v: np.ndarray, k: int = 7) -> np.ndarray:
+    k = max(1, min(k, len(v)))
+    pad = np.pad(v, (k // 2, k - 1 - k // 2), mode="edge")
+    return np.convolve(pad, np.ones(k) / k, mode="valid")
+
+
+def group_values(rows: Sequence[Mapping[str, float]], ylabel: str, label: str = "optimizer"):
+    """Grouped bars of a per-group probe value (many / medium / few) per method."""
+    import matplotlib.pyplot as plt
+
+    groups = ("many", "medium", "few")
+    n = len(rows)
+    width = 0.8 / max(n, 1)
+    with style():
+        fig, ax = plt.subplots(figsize=(4.0, 2.8))
+        for i, r in enumerate(rows):
+            x = np.arange(3) + (i - (n - 1) / 2) * width
+            ax.bar(x, [r[g] for g in groups], width, color=color(r[label]), label=r[label])
+        ax.set_xticks(np.arange(3), groups)
+        ax.set_ylabel(ylabel)
+        ax.legend()
+    return fig
+
+
+__all__ = ["surfaces_2d", "surfaces_1d", "spectra", "eigen_ratio", "per_class_values", "group_values", "GROUP_COLORS"]

@@ -1,0 +1,156 @@
+"""Probes of trained run directories: what `python -m ltlab probe`, `compare --probe` and notebooks call.
+
+Probes measure the plain cross-entropy of the model's logits (deterministic; the training loss
+may carry noise, e.g. GCL's Gaussian clouds) on training images with evaluation transforms.
+Results are saved as RUN_DIR/probes/<name>.npz and re-plotted without recomputation.
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .probes import (ProbeResult, gaussian_sharpness, hessian_ratio_along, hessian_trace, per_class, spectral_density,
+                     surface_1d, surface_2d, top_eigenvalues, worst_case_sharpness)
+
+PROBES = ("eig", "trace", "density", "surface1d", "surface2d", "sharpness", "worst", "ratio", "per-class")
+GAUSSIAN_SIGMA = 0.01  # per-element std of the average-case probe (GNM's noise is ~0.0017 per element)
+WORST_RHO = 0.05
+
+
+def eval_view(dataset: Any, eval_transform: Any) -> Any:
+    """The same samples with deterministic (evaluation) transforms."""
+    view = copy.copy(dataset)
+    if hasattr(view, "transform"):
+        view.transform = eval_transform
+    return view
+
+
+def probe_batch(dataset: Any, num_images: int, seed: int = 0, device: str | torch.device = "cpu"):
+    """A fixed, seeded subset of `num_images` samples as one (x, y) batch."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(dataset), generator=g)[: min(num_images, len(dataset))].tolist()
+    items = [dataset[i] for i in idx]
+    x = torch.stack([torch.as_tensor(it[0]) for it in items]).to(device)
+    y = torch.as_tensor([int(it[1]) for it in items], device=device)
+    return x, y
+
+
+def load_probe_inputs(run_dir: str | Path, num_images: int = 256, seed: int = 0, which: str = "best"):
+    """(model, loss_fn, batch, bundle) for a run directory."""
+    from .train.runs import load_run
+
+    run = load_run(run_dir)
+    model, data, _ = run.build(which)
+    train_eval = eval_view(data.train, data.test.transform)
+    return model, nn.CrossEntropyLoss(), probe_batch(train_eval, num_images, seed), data, train_eval
+
+
+def run_probe(name: str, model, loss_fn, batch, data=None, train_eval=None, steps: int = 21, seed: int = 0,
+              progress: bool = True) -> tuple[ProbeResult, str]:
+    """One named probe -> (result, one-line description)."""
+    if name == "eig":
+        r = top_eigenvalues(model, loss_fn, batch, k=5, seed=seed)
+        return r, f"top-5 eigenvalues {np.round(r.eigenvalues, 4).tolist()} ({r.hvps} HVPs, {r.seconds:.1f} s)"
+    if name == "trace":
+        r = hessian_trace(model, loss_fn, batch, num_hvps=99, seed=seed)
+        return r, f"trace {r.estimate:.4g} ± {r.stderr:.2g} (hutch++, {r.hvps} HVPs)"
+    if name == "density":
+        r = spectral_density(model, loss_fn, batch, runs=3, steps=40, seed=seed)
+        return r, f"SLQ density: nodes in [{np.nanmin(r.nodes):.3g}, {np.nanmax(r.nodes):.3g}] ({r.hvps} HVPs)"
+    if name == "surface1d":
+        r = surface_1d(model, loss_fn, batch, steps=2 * steps + 1, seed=seed)
+        return r, f"1D slice: loss {r.loss.min():.3f}..{r.loss.max():.3f}"
+    if name == "surface2d":
+        r = surface_2d(model, loss_fn, batch, steps=steps, seed=seed, progress=progress)
+        return r, f"2D surface {steps}x{steps}: loss {r.loss.min():.3f}..{r.loss.max():.3f} ({r.seconds:.1f} s)"
+    if name == "sharpness":
+        r = gaussian_sharpness(model, loss_fn, batch, sigma=GAUSSIAN_SIGMA, samples=20, seed=seed)
+        return r, f"Gaussian sharpness (sigma {GAUSSIAN_SIGMA}) {r.estimate:.4g} ± {r.stderr:.2g}"
+    if name == "worst":
+        r = worst_case_sharpness(model, loss_fn, batch, rho=WORST_RHO, steps=10, seed=seed)
+        return r, f"worst-case sharpness (l2, rho {WORST_RHO}) {r.estimate:.4g}"
+    if name == "ratio":
+        r = hessian_ratio_along(model, loss_fn, batch, steps=max(5, steps // 2) | 1, seed=seed)
+        return r, f"lambda_min/lambda_max along a slice: {np.round(r.ratio, 3).tolist()}"
+    if name == "per-class":
+        r = per_class(top_eigenvalues, model, loss_fn, train_eval, class_counts=data.class_counts,
+                      splits=data.splits, max_per_class=32, seed=seed, tol=1e-2)
+        gm = r.group_means()
+        return r, ("per-class lambda_max: many {many:.3g}, medium {medium:.3g}, few {few:.3g}".format(**gm))
+    raise ValueError(f"unknown probe {name!r}; choose from {', '.join(PROBES)}")
+
+
+def probe_run(run_dir: str | Path, what: Sequence[str], num_images: int = 256, steps: int = 21, seed: int = 0,
+              progress: bool = True) -> Iterator[str]:
+    """Run the named probes on a run's best checkpoint; save each result under RUN_DIR/probes/."""
+    from .errors import ConfigError
+
+    bad = [w for w in what if w not in PROBES]
+    if bad:
+        raise ConfigError(f"--what: unknown probe {bad[0]!r}; choose from {', '.join(PROBES)}")
+    model, loss_fn, batch, data, train_eval = load_probe_inputs(run_dir, num_images, seed)
+    for name in what:
+        result, line = run_probe(name, model, loss_fn, batch, data, train_eval, steps, seed, progress)
+        path = result.save(Path(run_dir) / "probes" / f"{name}.npz")
+        yield f"{name}: {line} -> {path}"
+
+
+def add_flatness_columns(rows: list[dict[str, Any]], num_images: int = 256) -> list[dict[str, Any]]:
+    """compare --probe: lambda_max and Gaussian sharpness of each run's best checkpoint."""
+    for row in rows:
+        model, loss_fn, batch, *_ = load_probe_inputs(row["run"], num_images)
+        eig = top_eigenvalues(model, loss_fn, batch, k=1)
+        sh = gaussian_sharpness(model, loss_fn, batch, sigma=GAUSSIAN_SIGMA, samples=20)
+        eig.save(Path(row["run"]) / "probes" / "eig1.npz")
+        sh.save(Path(row["run"]) / "probes" / "sharpness.npz")
+        row["lambda_max"], row["gaussian_sharpness"] = float(eig.eigenvalues[0]), sh.estimate
+    return rows
+
+
+def load_probes(runs_dir: str | Path, name: str) -> dict[str, ProbeResult]:
+    """{optimizer: result} for every run under runs_dir (first seed) that has probes/<name>.npz."""
+    out: dict[str, ProbeResult] = {}
+    for path in sorted(Path(runs_dir).glob(f"*/probes/{name}.npz")):
+        label = path.parent.parent.name.rsplit("-s", 1)[0]
+        out.setdefault(label, ProbeResult.load(path))
+    return out
+
+
+def probe_figures(runs_dir: str | Path, out: str | Path = "figures", tag: str = "synthetic") -> list[Path]:
+    """Figures from saved probe results (no recomputation)."""
+    import matplotlib.pyplot as plt
+
+    from . import plots
+
+    paths: list[Path] = []
+    makers = [("surface2d", plots.surfaces_2d, "landscape2d"), ("surface1d", plots.surfaces_1d, "landscape1d"),
+              ("density", plots.spectra, "spectrum"), ("ratio", plots.eigen_ratio, "eigratio"),
+              ("per-class", plots.per_class_values, "perclass_lambda")]
+    for name, fn, fig_name in makers:
+        results = load_probes(runs_dir, name)
+        if results:
+            paths += plots.save(fn(results), f"{fig_name}_{tag}", out)
+            plt.close("all")
+    return paths
+
+
+def group_batches(dataset: Any, splits: dict[str, list[int]], per_group: int = 128, seed: int = 0
+                  ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """One fixed batch per class group (many / medium / few) plus "all", for group-wise landscapes."""
+    targets = np.asarray(dataset.targets)
+    out = {"all": probe_batch(dataset, per_group, seed)}
+    for g, classes in splits.items():
+        idx = np.where(np.isin(targets, classes))[0]
+        if len(idx):
+            rng = np.random.RandomState(seed)
+            pick = rng.permutation(idx)[:per_group]
+            items = [dataset[int(i)] for i in pick]
+            out[g] = (torch.stack([torch.as_tensor(it[0]) for it in items]),
+                      torch.as_tensor([int(it[1]) for it in items]))
+    return out
