@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/python -m ltlab compare --optimizers adamw,sam,rsam,gnm --out runs/demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q tests --nbmake notebooks --nbmake-timeout=300 --durations=15
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not notebook"

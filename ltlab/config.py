@@ -59,6 +59,7 @@ class ModelConfig:
     group_prompt_length: int = 10
     group_layers: int = 6
     top_k: int = 2
+    freeze_shared_prompt: bool = False  # LPT phase 2 trains the group prompts, keys and head only
 
 
 @dataclass
@@ -99,7 +100,10 @@ class ExperimentConfig:
     device: str = "auto"
     precision: str = "fp32"  # fp32 | bf16 | fp16
     compile: bool = False
-    method: str = "vpt"  # vpt | lpt
+    method: str = "vpt"  # vpt | lpt (two phases from one command)
+    lpt_phase1_epochs: int = 10  # LPT: epochs of phase 1 (shared prompt); `epochs` is phase 2
+    dual_sampling: bool = False  # LPT phase 2: instance-balanced + class-balanced halves per batch
+    dual_weight_end: float = 0.0  # class-balanced loss weight decays linearly from 1 to this
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -122,7 +126,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 # key -> (lowest allowed, inclusive?)
 _LOWER: dict[str, tuple[float, bool]] = {
-    "epochs": (1, True), "batch_size": (1, True), "eval_every": (1, True),
+    "epochs": (1, True), "batch_size": (1, True), "eval_every": (1, True), "lpt_phase1_epochs": (1, True),
+    "dual_weight_end": (0, True),
     "data.num_classes": (1, True), "data.n_max": (1, True), "data.imbalance_ratio": (1, True),
     "data.val_per_class": (0, True), "data.test_per_class": (1, True), "data.image_size": (8, True),
     "data.num_workers": (0, True),

@@ -19,11 +19,14 @@ def build_model(cfg: ModelConfig, num_classes: int) -> PromptedViT:
     1056
     """
     backbone = build_backbone(cfg.backbone, cfg.pretrained, cfg.checkpoint_path)
-    return PromptedViT(
+    model = PromptedViT(
         backbone, num_classes, prompt_length=cfg.prompt_length, mode=cfg.mode, head=cfg.head,
         head_scale=cfg.head_scale, pool=cfg.pool, dropout=cfg.dropout, pool_size=cfg.pool_size,
         group_prompt_length=cfg.group_prompt_length, group_layers=cfg.group_layers, top_k=cfg.top_k,
     )
+    if cfg.freeze_shared_prompt:
+        model.prompts.requires_grad_(False)
+    return model
 
 
 def set_fused_attention(model, enabled: bool) -> dict:

@@ -107,7 +107,7 @@ class PerturbedOptimizer(Optimizer):
             grad_scaler.step(self.base_optimizer)
         else:
             self.base_optimizer.step()
-        return first_loss if first_loss is not None else loss
+        return (first_loss if first_loss is not None else loss).detach()
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.base_optimizer.zero_grad(set_to_none)

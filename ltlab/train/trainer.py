@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from ..config import ExperimentConfig, to_dict
 from ..data import build_dataset
+from ..data.samplers import dual_batches
 from ..errors import LtlabError
 from ..losses import build_loss
 from ..models import build_model
@@ -100,6 +101,7 @@ class Trainer:
                 g.setdefault("initial_rho", g["rho"])
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
+        self.train_targets = [int(t) for t in getattr(self.data.train, "targets")]
         self.steps_per_epoch = math.ceil(len(self.data.train) / cfg.batch_size)
         self.total_steps = cfg.epochs * self.steps_per_epoch
         warmup = int(oc.warmup_epochs * self.steps_per_epoch)
@@ -116,8 +118,15 @@ class Trainer:
     def epoch_batches(self, epoch: int) -> list[list[int]]:
         """The epoch's shuffled batches, a pure function of (seed, epoch): resumable mid-epoch."""
         g = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch)
+        if self.cfg.dual_sampling:
+            return dual_batches(self.train_targets, self.cfg.batch_size, g)
         perm = torch.randperm(len(self.data.train), generator=g)
         return [b.tolist() for b in perm.split(self.cfg.batch_size)]
+
+    def dual_weight(self) -> float:
+        """LPT: weight of the class-balanced half, decaying linearly over training."""
+        t = self.global_step / max(1, self.total_steps)
+        return 1.0 - (1.0 - self.cfg.dual_weight_end) * t
 
     def loader(self, dataset, batches=None, batch_size: int = 256) -> DataLoader:
         # an own generator: iterating a DataLoader must not consume the global RNG (exact resume)
@@ -135,8 +144,12 @@ class Trainer:
     # -- one step ------------------------------------------------------------------------------
     def compute_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with self.autocast():
-            logits = self.forward(x)
-        loss = self.loss_fn(logits.float(), y)
+            logits = self.forward(x).float()
+        if self.cfg.dual_sampling:  # first half instance-balanced, second half class-balanced
+            h = len(y) // 2
+            loss = self.loss_fn(logits[:h], y[:h]) + self.dual_weight() * self.loss_fn(logits[h:], y[h:])
+        else:
+            loss = self.loss_fn(logits, y)
         sim = getattr(self.model, "last_key_similarity", None)
         if self.model.pool_size > 0 and sim is not None:  # LPT: pull matched keys towards the queries
             loss = loss - 0.5 * sim
@@ -180,8 +193,9 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------------
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        names = {n for n, p in self.model.named_parameters() if p.requires_grad}
-        return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items() if k in names}
+        """Everything but the frozen backbone: prompts (shared, group, keys) and head; a few MB even for ViT-B."""
+        return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()
+                if not k.startswith("backbone.")}
 
     def checkpoint_state(self) -> dict[str, Any]:
         return {
@@ -342,8 +356,43 @@ def _main_thread() -> bool:
 
 def fit(cfg: ExperimentConfig, out: str | Path | None = None, resume: bool = False, progress: bool = True,
         **kwargs) -> dict[str, Any]:
-    """Train one run; `resume=True` continues from out/checkpoints/last.pt. Returns summary.json's dict."""
+    """Train one run; `resume=True` continues from out/checkpoints/last.pt. Returns summary.json's dict.
+
+    method="lpt" runs both LPT phases: out/phase1 (shared prompt + head, the pool off) then out
+    itself (phase 2: group prompts, keys and head, shared prompt frozen, dual sampling), started
+    from phase 1's best checkpoint.
+    """
+    if cfg.method == "lpt" and not kwargs.get("init_from"):
+        return fit_lpt(cfg, out, resume, progress)
     trainer = Trainer(cfg, out, progress=progress, **kwargs)
+    if resume:
+        trainer.resume()
+    return trainer.fit()
+
+
+def lpt_phases(cfg: ExperimentConfig) -> tuple[ExperimentConfig, ExperimentConfig]:
+    """(phase 1, phase 2) configs of LPT (Dong et al. 2023) from one experiment config."""
+    import dataclasses
+
+    if cfg.model.pool_size < 1:
+        from ..errors import ConfigError
+
+        raise ConfigError("method=lpt needs a group-prompt pool: set model.pool_size (LPT: 20)")
+    p1 = dataclasses.replace(cfg, method="vpt", epochs=cfg.lpt_phase1_epochs, dual_sampling=False,
+                             model=dataclasses.replace(cfg.model, pool_size=0, freeze_shared_prompt=False))
+    p2 = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, freeze_shared_prompt=True))
+    return p1, p2
+
+
+def fit_lpt(cfg: ExperimentConfig, out: str | Path | None = None, resume: bool = False,
+            progress: bool = True) -> dict[str, Any]:
+    out = Path(out or f"runs/{cfg.data.name}-lpt-{cfg.optimizer.name}-s{cfg.seed}")
+    p1, p2 = lpt_phases(cfg)
+    phase1_dir = out / "phase1"
+    if not (phase1_dir / "summary.json").exists():
+        fit(p1, phase1_dir, resume=resume and (phase1_dir / "checkpoints" / "last.pt").exists(), progress=progress)
+        resume = False
+    trainer = Trainer(p2, out, progress=progress, init_from=phase1_dir / "checkpoints" / "best.pt")
     if resume:
         trainer.resume()
     return trainer.fit()

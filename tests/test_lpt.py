@@ -1,0 +1,74 @@
+"""LPT: two phases from one config, group prompts as an option of PromptedViT, dual sampling."""
+import dataclasses
+
+import numpy as np
+import torch
+
+from ltlab.config import load_config
+from ltlab.data.samplers import class_balanced_indices, dual_batches
+from ltlab.models import PromptedViT, build_model
+from ltlab.train.trainer import Trainer, lpt_phases
+
+
+def test_phase1_with_pool_off_equals_vpt_deep():
+    cfg = load_config("lpt_synthetic")
+    p1, _ = lpt_phases(cfg)
+    vpt = dataclasses.replace(p1.model)  # phase 1 is plain VPT-deep with the same prompt length
+    torch.manual_seed(0)
+    a = build_model(p1.model, 5).eval()
+    torch.manual_seed(0)
+    b = build_model(dataclasses.replace(vpt, pool_size=0), 5).eval()
+    x = torch.randn(2, 3, 32, 32)
+    assert a.pool_size == 0 and torch.equal(a(x), b(x))
+    assert a.mode == "deep" and a.prompt_length == load_config("synthetic").model.prompt_length
+
+
+def test_query_pass_gets_no_gradient_and_phase2_trains_only_group_parts(tiny_vit):
+    m = PromptedViT(tiny_vit, num_classes=3, prompt_length=2, pool_size=4, group_prompt_length=2, group_layers=2)
+    m.prompts.requires_grad_(False)  # phase 2
+    x = torch.randn(4, 3, 16, 16)
+    out = m(x)
+    (out.sum() - 0.5 * m.last_key_similarity).backward()
+    grads = {n for n, p in m.named_parameters() if p.grad is not None}
+    assert grads == {"group_prompts", "group_keys", "head.weight"}
+    # the query comes from a no-grad pass: the keys' gradient is the similarity term's only
+    m.zero_grad()
+    m(x).sum().backward()
+    assert m.group_keys.grad is None or torch.count_nonzero(m.group_keys.grad) == 0
+
+
+def test_class_balanced_sampler_proportions():
+    targets = [0] * 900 + [1] * 90 + [2] * 10
+    g = torch.Generator().manual_seed(0)
+    idx = class_balanced_indices(targets, 30000, g)
+    frac = np.bincount(np.asarray(targets)[idx], minlength=3) / 30000
+    # each class 1/3; binomial std sqrt(p(1-p)/n) = 0.0027 -> 5 sigma tolerance 0.014
+    assert np.all(np.abs(frac - 1 / 3) < 0.014), frac
+    batches = dual_batches(targets, 100, torch.Generator().manual_seed(1))
+    assert len(batches) == 10 and all(len(b) == 200 for b in batches)
+    ib = np.concatenate([b[:100] for b in batches])
+    assert sorted(ib.tolist()) == list(range(1000))  # the instance-balanced halves are a permutation
+
+
+def test_two_phase_run_through_cli(tmp_path):
+    from ltlab.cli import main
+
+    args = ["train", "--config", "lpt_synthetic", "--out", str(tmp_path / "lpt"), "--no-progress",
+            "lpt_phase1_epochs=1", "epochs=1", "batch_size=16", "data.num_classes=5", "data.n_max=20",
+            "data.imbalance_ratio=5", "data.val_per_class=2", "data.test_per_class=3", "model.pool_size=3"]
+    assert main(args) == 0
+    p1 = torch.load(tmp_path / "lpt/phase1/checkpoints/best.pt", weights_only=False)["model"]
+    p2 = torch.load(tmp_path / "lpt/checkpoints/last.pt", weights_only=False)["model"]
+    assert "group_prompts" not in p1 and "group_prompts" in p2
+    assert torch.equal(p1["prompts"], p2["prompts"])  # the shared prompt stayed frozen in phase 2
+    assert not torch.equal(p1["head.weight"], p2["head.weight"])
+
+
+def test_gnm_drives_lpt_phase2(tmp_path):
+    cfg = load_config("lpt_synthetic", ["optimizer.name=gnm", "epochs=1", "batch_size=16", "data.num_classes=5",
+                                        "data.n_max=20", "data.imbalance_ratio=5", "model.pool_size=3"])
+    _, p2 = lpt_phases(cfg)
+    t = Trainer(p2, out=tmp_path, progress=False)
+    names = {n for n, p in t.model.named_parameters() if p.requires_grad}
+    assert names == {"group_prompts", "group_keys", "head.weight"}
+    assert t.optimizer.closures_per_step == 1 and type(t.optimizer).__name__ == "GNM"
