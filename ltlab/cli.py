@@ -131,6 +131,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _init_distributed() -> None:
+    """Under torchrun (WORLD_SIZE > 1): one process per GPU (NCCL), or gloo on CPUs."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+
+
 def main(argv: list[str] | None = None) -> int:
     from .errors import LtlabError
 
@@ -144,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(a, "func", None):
         parser.print_help()
         return 2
+    _init_distributed()
     try:
         return a.func(a)
     except LtlabError as e:

@@ -83,7 +83,11 @@ class Trainer:
         default = f"runs/{cfg.data.name}-{cfg.optimizer.name}-s{cfg.seed}"
         self.run = RunDir(out or default)
         seed_everything(cfg.seed)
+        self.rank, self.world = _dist_rank_world()
+        self.is_main = self.rank == 0
         self.device = resolve_device(cfg.device)
+        if self.world > 1 and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.rank % torch.cuda.device_count())
         self.data = build_dataset(cfg.data)
         self.model = build_model(cfg.model, self.data.num_classes).to(self.device)
         if init_from is not None:  # e.g. LPT phase 2 starts from phase 1's trained tensors
@@ -95,6 +99,7 @@ class Trainer:
         self.optimizer = create_optimizer(
             oc.name, self.model.trainable_parameters(), base=oc.base, lr=oc.lr, momentum=oc.momentum,
             weight_decay=oc.weight_decay, rho=oc.rho, sigma=oc.sigma, truncate=oc.truncate, eta=oc.eta,
+            seed=cfg.seed,  # the same perturbation stream on every rank keeps DDP replicas identical
         )
         for g in self.optimizer.param_groups:
             if "rho" in g:
@@ -102,14 +107,23 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         self.train_targets = [int(t) for t in getattr(self.data.train, "targets")]
-        self.steps_per_epoch = math.ceil(len(self.data.train) / cfg.batch_size)
+        self.steps_per_epoch = math.ceil(len(self.data.train) / (cfg.batch_size * self.world))
         self.total_steps = cfg.epochs * self.steps_per_epoch
         warmup = int(oc.warmup_epochs * self.steps_per_epoch)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer.base_optimizer, lambda s: lr_factor(s, self.total_steps, warmup, oc.schedule))
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
         self.scaler = torch.amp.GradScaler(self.device.type) if cfg.precision == "fp16" else None
-        self.forward = torch.compile(self.model) if cfg.compile else self.model
+        self.forward = self.model
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward = DistributedDataParallel(self.model, device_ids=ids,
+                                                   find_unused_parameters=self.model.pool_size > 0)
+            seed_everything(cfg.seed + 1000 * self.rank)  # different augmentation / dropout per rank
+        if cfg.compile:
+            self.forward = torch.compile(self.forward)
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.best_val, self.best_epoch = -1.0, -1
         self.step_times: list[float] = []
@@ -119,9 +133,14 @@ class Trainer:
         """The epoch's shuffled batches, a pure function of (seed, epoch): resumable mid-epoch."""
         g = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch)
         if self.cfg.dual_sampling:
-            return dual_batches(self.train_targets, self.cfg.batch_size, g)
-        perm = torch.randperm(len(self.data.train), generator=g)
-        return [b.tolist() for b in perm.split(self.cfg.batch_size)]
+            batches = dual_batches(self.train_targets, self.cfg.batch_size * self.world, g)
+        else:
+            perm = torch.randperm(len(self.data.train), generator=g)
+            batches = [b.tolist() for b in perm.split(self.cfg.batch_size * self.world)]
+        if self.world == 1:
+            return batches
+        # DDP: every rank takes its contiguous share of each global batch (global = batch_size x world)
+        return [b[self.rank * len(b) // self.world:(self.rank + 1) * len(b) // self.world] for b in batches]
 
     def dual_weight(self) -> float:
         """LPT: weight of the class-balanced half, decaying linearly over training."""
@@ -180,12 +199,25 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         logits, targets = [], []
+        shard = None
+        if self.world > 1:  # each rank predicts a shard; the shards are gathered (metrics over all data)
+            from torch.utils.data import Subset
+
+            shard = list(range(self.rank, len(dataset), self.world))
+            dataset = Subset(dataset, shard)
         for x, y in self.loader(dataset):
             with self.autocast():
-                logits.append(self.forward(x.to(self.device, non_blocking=True)).float().cpu())
+                logits.append(self.model(x.to(self.device, non_blocking=True)).float().cpu())
             targets.append(torch.as_tensor(y))
         self.model.train(was_training)
-        return torch.cat(logits), torch.cat(targets)
+        logits, targets = torch.cat(logits), torch.cat(targets)
+        if shard is not None:
+            import torch.distributed as dist
+
+            parts = [None] * self.world
+            dist.all_gather_object(parts, (logits, targets))
+            logits, targets = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        return logits, targets
 
     def evaluate(self, split: str = "val") -> dict[str, Any]:
         logits, y = self.predict(getattr(self.data, split))
@@ -235,7 +267,8 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Train for cfg.epochs (from wherever the state is), evaluate, write the run; returns the summary."""
         cfg = self.cfg
-        self.run.write_config(to_dict(cfg))
+        if self.is_main:
+            self.run.write_config(to_dict(cfg))
         t_start = time.time()
         self._stop_requested = False
         self._rng_before_batch = rng_snapshot()
@@ -281,7 +314,7 @@ class Trainer:
             state = self.checkpoint_state()
             if not self._stop_requested:  # Ctrl-C inside a step: replay that step on resume
                 state["rng"] = self._rng_before_batch
-            path = self.run.save_checkpoint("last", state)
+            path = self.save_checkpoint("last", state)
             print(f"\ninterrupted at epoch {self.epoch} step {self.step_in_epoch}; saved {path}.\n"
                   f"resume with: python -m ltlab train --config {self.run.path / 'config.yaml'} "
                   f"--out {self.run.path} --resume", file=sys.stderr)
@@ -291,6 +324,17 @@ class Trainer:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
         return self.finish(time.time() - t_start)
+
+    def save_checkpoint(self, name: str, state: dict[str, Any]) -> Path:
+        """Only rank 0 writes; the others wait until the file is there."""
+        path = self.run.ckpt_dir / f"{name}.pt"
+        if self.is_main:
+            self.run.save_checkpoint(name, state)
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+        return path
 
     def _request_stop(self, signum, frame) -> None:
         """SIGTERM: finish the current step, then checkpoint and stop."""
@@ -310,9 +354,10 @@ class Trainer:
             row["val"] = {k: v for k, v in val.items() if k != "per_class"}
             if val["overall"] > self.best_val:
                 self.best_val, self.best_epoch = val["overall"], self.epoch
-                self.run.save_checkpoint("best", self.checkpoint_state())
-        self.run.save_checkpoint("last", self.checkpoint_state())
-        self.run.log_metrics(row)
+                self.save_checkpoint("best", self.checkpoint_state())
+        self.save_checkpoint("last", self.checkpoint_state())
+        if self.is_main:
+            self.run.log_metrics(row)
         for cb in self.callbacks:
             cb(self, row)
 
@@ -336,10 +381,19 @@ class Trainer:
             "parameters": self.model.parameter_report(), "class_counts": self.data.class_counts,
             "splits": self.data.splits, "provenance": provenance(),
         }
-        self.run.write_json("summary.json", summary)
+        if self.is_main:
+            self.run.write_json("summary.json", summary)
         return summary
 
 
+
+
+def _dist_rank_world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def _rss_mb() -> float:
