@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from ltlab.optim import ASAM, GNM, OPTIMIZERS, RSAM, SAM, create_optimizer, list_optimizers
+from ltlab.optim import ASAM, GNM, OPTIMIZERS, SAM, create_optimizer, list_optimizers
 
 
 

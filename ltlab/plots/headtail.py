@@ -5,7 +5,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .style import GROUP_COLORS, color, style
+from .style import color, style
 
 
 def per_class_accuracy(results: Mapping[str, Sequence[float]], class_counts: Sequence[int], window: int = 5):

@@ -15,8 +15,8 @@ def surfaces_2d(surfaces: Mapping[str, object], zmax: float | None = None, log: 
 
     names = list(surfaces)
     losses = [np.asarray(surfaces[n].loss) for n in names]
-    vmin = min(float(l.min()) for l in losses)
-    vmax = zmax if zmax is not None else max(float(l.max()) for l in losses)
+    vmin = min(float(v.min()) for v in losses)
+    vmax = zmax if zmax is not None else max(float(v.max()) for v in losses)
     norm = colors.LogNorm(max(vmin, 1e-6), vmax) if log else colors.Normalize(vmin, vmax)
     with style():
         fig = plt.figure(figsize=(3.0 * len(names), 5.6))

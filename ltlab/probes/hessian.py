@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .hvp import HessianOperator, as_batches, model_device, probe_mode, select_params
+from .hvp import HessianOperator, hessian_operator
 from .results import EigenResult, SpectralDensity, TraceResult
 
 MatVec = Callable[[torch.Tensor], torch.Tensor]
@@ -115,12 +115,9 @@ def top_eigenvalues(model: nn.Module, loss_fn: Callable, data: Any, k: int = 1, 
         raise ValueError(f"method={method!r}: use 'lanczos' or 'power'")
     if which not in ("largest", "smallest", "both"):
         raise ValueError(f"which={which!r}: use 'largest', 'smallest' or 'both'")
-    named = select_params(model, params)
-    ps = [p for _, p in named]
     g = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
-    with probe_mode(model, ps, loss_fn):
-        op = HessianOperator(model, loss_fn, as_batches(data, model_device(model)), ps)
+    with hessian_operator(model, loss_fn, data, params) as op:
         if method == "power":
             whiches = ["largest", "smallest"] if which == "both" else [which]
             parts = [_power(op, k, tol, max_iter, g, w) for w in whiches]
@@ -168,12 +165,9 @@ def hessian_trace(model: nn.Module, loss_fn: Callable, data: Any, method: str = 
     """
     if method not in ("hutch++", "hutchinson"):
         raise ValueError(f"method={method!r}: use 'hutch++' or 'hutchinson'")
-    named = select_params(model, params)
-    ps = [p for _, p in named]
     g = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
-    with probe_mode(model, ps, loss_fn):
-        op = HessianOperator(model, loss_fn, as_batches(data, model_device(model)), ps)
+    with hessian_operator(model, loss_fn, data, params) as op:
         if method == "hutchinson" or num_hvps < 3:
             Z = _rademacher(op.dim, num_hvps, g, op.device)
             samples = np.array([float(torch.dot(Z[:, i], op.matvec(Z[:, i]))) for i in range(num_hvps)])
@@ -201,12 +195,9 @@ def spectral_density(model: nn.Module, loss_fn: Callable, data: Any, runs: int =
     Each run: Lanczos from a normalised Rademacher vector; nodes = Ritz values, weights = squared
     first components of the Ritz vectors (they sum to 1). Density: Gaussian kernels averaged over runs.
     """
-    named = select_params(model, params)
-    ps = [p for _, p in named]
     g = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
-    with probe_mode(model, ps, loss_fn):
-        op = HessianOperator(model, loss_fn, as_batches(data, model_device(model)), ps)
+    with hessian_operator(model, loss_fn, data, params) as op:
         m = min(steps, op.dim)
         nodes = np.full((runs, m), np.nan)
         weights = np.zeros((runs, m))

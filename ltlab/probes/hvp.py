@@ -137,3 +137,12 @@ class HessianOperator:
     def loss(self) -> float:
         with torch.no_grad():
             return sum(float(self.loss_fn(self.model(x), y)) * len(y) for x, y in self.batches) / self.total
+
+
+@contextmanager
+def hessian_operator(model: nn.Module, loss_fn: LossFn, data: Any, params: Sequence[str] | None = None
+                     ) -> Iterator[HessianOperator]:
+    """The probed parameters' Hessian operator, inside `probe_mode` (everything restored on exit)."""
+    ps = [p for _, p in select_params(model, params)]
+    with probe_mode(model, ps, loss_fn):
+        yield HessianOperator(model, loss_fn, as_batches(data, model_device(model)), ps)
