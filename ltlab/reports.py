@@ -119,7 +119,8 @@ def load_probes(runs_dir: str | Path, name: str) -> dict[str, ProbeResult]:
     for path in sorted(Path(runs_dir).glob(f"*/probes/{name}.npz")):
         label = path.parent.parent.name.rsplit("-s", 1)[0]
         out.setdefault(label, ProbeResult.load(path))
-    return out
+    order = ["sgd", "adamw", "sam", "asam", "rsam", "gnm"]
+    return dict(sorted(out.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
 
 
 def probe_figures(runs_dir: str | Path, out: str | Path = "figures", tag: str = "synthetic") -> list[Path]:

@@ -84,3 +84,28 @@ def test_bundled_backbone_builds_with_package_weights():
     m = build_model(ModelConfig(prompt_length=2), num_classes=3)
     assert m(torch.zeros(1, 3, 32, 32)).shape == (1, 3)
     assert m.parameter_report()["trainable"] == 4 * 2 * 96 + 3 * 96
+
+
+def test_timm_backbone_needs_weights_unless_asked_for_random():
+    from ltlab.config import ModelConfig
+    from ltlab.errors import DataError
+    from ltlab.models import build_model
+
+    with pytest.raises(DataError, match="model.pretrained=true"):
+        build_model(ModelConfig(backbone="test_vit"), num_classes=3)
+    with pytest.raises(DataError, match="not found"):
+        build_model(ModelConfig(backbone="test_vit", checkpoint_path="/nope/weights.pt"), num_classes=3)
+    m = build_model(ModelConfig(backbone="test_vit", checkpoint_path="none", prompt_length=1), num_classes=3)
+    assert isinstance(m, PromptedViT) and m.backbone.embed_dim == 64
+
+
+def test_timm_backbone_from_local_checkpoint(tmp_path):
+    import timm
+
+    from ltlab.config import ModelConfig
+    from ltlab.models import build_model
+
+    src = timm.create_model("test_vit", num_classes=0)
+    torch.save(src.state_dict(), tmp_path / "w.pt")
+    m = build_model(ModelConfig(backbone="test_vit", checkpoint_path=str(tmp_path / "w.pt")), num_classes=3)
+    assert torch.equal(m.backbone.cls_token, src.cls_token)

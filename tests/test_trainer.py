@@ -91,12 +91,13 @@ def test_cli_missing_data_exits_2(capsys, tmp_path):
 
 def test_cli_compare_writes_table_csv_and_figures(tmp_path, capsys):
     rc = main(["compare", "--optimizers", "sgd,gnm", "--out", str(tmp_path / "cmp"), "--figures",
-               str(tmp_path / "fig"), "--no-progress", *TINY, "epochs=1"])
+               str(tmp_path / "fig"), "--no-progress", "--probe", *TINY, "epochs=1"])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "| sgd |" in out and "| gnm |" in out
+    assert "| sgd |" in out and "| gnm |" in out and "lambda_max" in out and "gaussian_sharpness" in out
     rows = (tmp_path / "cmp/summary.csv").read_text().splitlines()
-    assert len(rows) == 3
+    assert len(rows) == 3 and "lambda_max" in rows[0]
+    assert float(rows[1].split(",")[rows[0].split(",").index("lambda_max")]) > 0
     assert (tmp_path / "fig/headtail_synthetic.png").exists() and (tmp_path / "fig/perclass_synthetic.pdf").exists()
 
 

@@ -1,0 +1,40 @@
+"""The bench scripts run (tiny sizes) and print their tables; they are measurements, not tests of speed."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def run(*args, cwd):
+    p = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return p.stdout
+
+
+@pytest.mark.slow
+def test_optimizer_cost_prints_ratios(tmp_path):
+    out = run(BENCH / "optimizer_cost.py", "--steps", "4", "--rounds", "2", cwd=tmp_path)
+    for name in ("sgd", "sam", "asam", "rsam", "gnm"):
+        assert f"| {name} |" in out
+
+
+@pytest.mark.slow
+def test_gpu_throughput_runs_tiny_on_cpu(tmp_path):
+    out = run(BENCH / "gpu_throughput.py", "--steps", "2", cwd=tmp_path)
+    assert "tiny ViT" in out and "| gnm | bf16 |" in out
+
+
+@pytest.mark.slow
+def test_probes_vs_peers_quick(tmp_path):
+    out = run(BENCH / "probes_vs_peers.py", "--quick", "--run", tmp_path / "none", cwd=tmp_path)
+    assert "ltlab lanczos" in out and "surface" in out
+
+
+@pytest.mark.slow
+def test_lpt_vs_vpt_quick(tmp_path):
+    out = run(BENCH / "lpt_vs_vpt.py", "--quick", "--seeds", "1", "--out", tmp_path / "runs", "--figures",
+              tmp_path / "fig", cwd=tmp_path)
+    assert "| lpt+gnm |" in out and (tmp_path / "fig" / "lpt_vs_vpt_quick.png").exists()
