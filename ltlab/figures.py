@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import plots
-from .train.compare import aggregate
+from .train.compare import aggregate, summary_row
 from .train.runs import load_run
 
 
@@ -22,9 +22,7 @@ def compare_figures(runs_dir: str | Path, out: str | Path = "figures", tag: str 
     first_seed = {}
     for r in runs:
         first_seed.setdefault(r.summary["optimizer"], r)
-    rows = [{"optimizer": r.summary["optimizer"], **{k: r.summary[k] for k in ("overall", "many", "medium", "few",
-             "sec_per_step", "peak_memory_mb", "ece")}} for r in runs]
-    agg = aggregate(rows)
+    agg = aggregate([summary_row(r.summary, r.path) for r in runs])
     paths = []
     fig = plots.per_class_accuracy({n: r.summary["per_class"] for n, r in first_seed.items()},
                                    runs[0].summary["class_counts"])

@@ -22,10 +22,14 @@ def compare(cfg: ExperimentConfig, optimizers: list[str], seeds: int = 1, out: s
             run_cfg = dataclasses.replace(cfg, seed=cfg.seed + k,
                                           optimizer=dataclasses.replace(cfg.optimizer, name=name))
             path = Path(out) / f"{name}-s{run_cfg.seed}"
-            summary = fit(run_cfg, out=path, progress=progress)
-            rows.append({"optimizer": name, "seed": run_cfg.seed, "run": str(path),
-                         **{c: summary.get(c) for c in COLUMNS}, "wall_seconds": summary["wall_seconds"]})
+            rows.append(summary_row(fit(run_cfg, out=path, progress=progress), path))
     return rows
+
+
+def summary_row(summary: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """One table row (optimizer, seed, run, the COLUMNS, wall time) from a run's summary.json dict."""
+    return {"optimizer": summary["optimizer"], "seed": summary["seed"], "run": str(path),
+            **{c: summary.get(c) for c in COLUMNS}, "wall_seconds": summary["wall_seconds"]}
 
 
 def aggregate(rows: list[dict[str, Any]], extra: tuple[str, ...] = ()) -> list[dict[str, Any]]:
@@ -85,9 +89,7 @@ def ensure_runs(cfg: ExperimentConfig, optimizers: list[str], out: str | Path, s
         for k in range(seeds):
             path = Path(out) / f"{name}-s{cfg.seed + k}"
             if (path / "summary.json").exists():
-                s = json.loads((path / "summary.json").read_text())
-                rows.append({"optimizer": name, "seed": cfg.seed + k, "run": str(path),
-                             **{c: s.get(c) for c in COLUMNS}, "wall_seconds": s["wall_seconds"]})
+                rows.append(summary_row(json.loads((path / "summary.json").read_text()), path))
             else:
                 one = dataclasses.replace(cfg, seed=cfg.seed + k)
                 rows += compare(one, [name], 1, out, progress)
