@@ -121,3 +121,12 @@ def test_summary_json_is_valid_json(tmp_path):
     fit(tiny_cfg("epochs=1"), out=tmp_path, progress=False)
     data = json.loads((tmp_path / "summary.json").read_text())
     assert 0 <= data["overall"] <= 100
+
+
+@pytest.mark.parametrize("precision,opt", [("bf16", "gnm"), ("fp16", "sam"), ("fp16", "adamw")])
+def test_mixed_precision_paths_on_cpu(tmp_path, precision, opt):
+    s = fit(tiny_cfg("epochs=1", f"precision={precision}", f"optimizer.name={opt}"), out=tmp_path, progress=False)
+    assert 0 <= s["overall"] <= 100
+    ck = torch.load(tmp_path / "checkpoints/last.pt", weights_only=False)
+    assert all(torch.isfinite(v).all() and v.dtype == torch.float32 for v in ck["model"].values())
+    assert (ck["scaler"] is not None) == (precision == "fp16")
