@@ -72,11 +72,11 @@ def test_environment_yml_matches_pyproject():
     assert names == _deps_pyproject()
 
 
-def test_import_is_fast_and_lazy():
-    code = "import time, sys; t=time.time(); import ltlab; print(time.time()-t, 'torch' in sys.modules)"
+def test_import_is_lazy():
+    # no timing threshold (shared machines are noisy): importing ltlab must not import torch or timm
+    code = "import sys; import ltlab; print('torch' in sys.modules, 'timm' in sys.modules, ltlab.__version__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out[1] == "False"  # torch is only imported when a sub-module needs it
-    assert float(out[0]) < 1.0
+    assert out[:2] == ["False", "False"]
 
 
 def test_bundled_weights_are_small_and_documented():
