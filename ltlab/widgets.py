@@ -13,6 +13,17 @@ from . import plots
 from .playground import loss_grid, run_optimizer
 
 
+def _show(output, fig) -> None:
+    """Render `fig` into an ipywidgets Output (as a static image), then free it."""
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    output.clear_output(wait=True)
+    with output:
+        display(fig)
+    plt.close(fig)
+
+
 class PlaygroundExplorer:
     """Sliders for lr, rho, sigma and steps; SGD / SAM / RSAM / GNM trajectories on the 2-D playground."""
 
@@ -46,14 +57,13 @@ class PlaygroundExplorer:
         return out
 
     def update(self) -> None:
-        import matplotlib.pyplot as plt
 
         self.trajectories = self.compute()
         self.figure = trajectory_figure(self.grid, self.trajectories)
-        self.output.clear_output(wait=True)
-        with self.output:
-            plt.show(self.figure) if plt.get_backend().lower() != "agg" else None
-        plt.close(self.figure)
+        self._show(self.figure)
+
+    def _show(self, fig) -> None:
+        _show(self.output, fig)
 
     def _ipython_display_(self):
         from IPython.display import display
@@ -126,10 +136,10 @@ class LandscapeExplorer:
             b.plot(s.x, s.loss[row], color=plots.color(self.controls["method"].value))
             b.set(xlabel="d1", ylabel="loss", title=f"slice at d2 = {s.y[row]:.2f}")
         self.figure = fig
-        self.output.clear_output(wait=True)
-        with self.output:
-            plt.show(fig) if plt.get_backend().lower() != "agg" else None
-        plt.close(fig)
+        self._show(fig)
+
+    def _show(self, fig) -> None:
+        _show(self.output, fig)
 
     def _ipython_display_(self):
         from IPython.display import display
