@@ -25,10 +25,6 @@ class SAM(PerturbedOptimizer):
         check_nonnegative("rho", rho)
         super().__init__(params, base_optimizer, dict(rho=rho), seed, **base_kwargs)
 
-    def ascent_direction(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(param, T_w^2 g) pairs and their normaliser ||T_w g||; SAM: T_w = I."""
-        return [(p, p.grad) for _, p in self.with_grad()]
-
     def perturbation(self, closure):
         loss = closure()
         return self.normalised_ascent(), loss

@@ -5,7 +5,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .style import GROUP_COLORS, color, style
+from .style import color, style
 
 
 def surfaces_2d(surfaces: Mapping[str, object], zmax: float | None = None, log: bool = False):
@@ -132,4 +132,4 @@ def group_values(rows: Sequence[Mapping[str, float]], ylabel: str, label: str = 
     return fig
 
 
-__all__ = ["surfaces_2d", "surfaces_1d", "spectra", "eigen_ratio", "per_class_values", "group_values", "GROUP_COLORS"]
+__all__ = ["surfaces_2d", "surfaces_1d", "spectra", "eigen_ratio", "per_class_values", "group_values"]

@@ -5,7 +5,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
@@ -15,8 +15,6 @@ _REGISTRY: dict[str, type] = {}
 @dataclass
 class ProbeResult:
     """Base: `save(path)` / `ProbeResult.load(path)`; arrays go in as arrays, the rest as JSON."""
-
-    kind: ClassVar[str] = "result"
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
