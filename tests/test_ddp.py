@@ -24,6 +24,7 @@ def _worker(rank, world, init, out, name, batch):
         dist.all_gather_object(gathered, state)
         if rank == 0:
             torch.save((gathered, t.steps_per_epoch), f"{out}/params.pt")
+        dist.barrier()  # no rank tears down gloo while its peer still talks to it
     finally:
         dist.destroy_process_group()
 
