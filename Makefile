@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ltlab-installed
 
-.PHONY: setup demo test test-fast lab figures bench clean
+.PHONY: setup demo test test-full test-fast lab figures report bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -16,11 +16,16 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# 3 paired seeds of the base (AdamW) and SAM / RSAM / GNM, two runs at a time; ends with the report table
 demo: $(STAMP)
-	$(BIN)/python -m ltlab compare --optimizers adamw,sam,rsam,gnm --out runs/demo
+	$(BIN)/python -m ltlab compare --optimizers adamw,sam,rsam,gnm --seeds 3 --workers 2 --overwrite --out runs/demo
 
+# the notebooks run in smoke mode here (small grids, few epochs); `make test-full` runs them at full size
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests --nbmake notebooks --nbmake-timeout=300 --durations=15
+	LTLAB_SMOKE=1 $(BIN)/python -m pytest -q tests --nbmake notebooks --nbmake-timeout=300 --durations=15
+
+test-full: $(STAMP)
+	LTLAB_SMOKE=0 $(BIN)/python -m pytest -q tests --nbmake notebooks --nbmake-timeout=900 --durations=15
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not notebook"
@@ -30,6 +35,9 @@ lab: $(STAMP)
 
 figures: $(STAMP)
 	$(BIN)/python -m ltlab figures
+
+report: $(STAMP)
+	$(BIN)/python -m ltlab report runs/demo
 
 bench: $(STAMP)
 	$(BIN)/python bench/optimizer_cost.py

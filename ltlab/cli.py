@@ -1,4 +1,4 @@
-"""`python -m ltlab {train,compare,pretrain,probe,figures}`: parse, build, call. Bad input -> exit 2."""
+"""`python -m ltlab {train,compare,report,pretrain,probe,figures}`: parse, build, call. Bad input -> exit 2."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,8 @@ from pathlib import Path
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", default="synthetic", help="preset name (see --list-presets) or YAML path")
+    p.add_argument("--config", default=None,
+                   help="preset name (see --list-presets) or YAML path (default: synthetic; with --resume: the run's own)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optimizer.lr=0.01 epochs=5")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -17,19 +18,26 @@ def cmd_train(a: argparse.Namespace) -> int:
     from .config import load_config
     from .train import fit
 
-    cfg = load_config(a.config, a.overrides)
+    config = a.config
+    if config is None:
+        own = Path(a.out) / "config.yaml" if a.out else None
+        config = str(own) if a.resume and own is not None and own.is_file() else "synthetic"
+    cfg = load_config(config, a.overrides)
     t0 = time.time()
-    s = fit(cfg, out=a.out, resume=a.resume, progress=not a.no_progress)
-    print(f"test: overall {s['overall']:.2f}  many {s['many']:.2f}  medium {s['medium']:.2f}  "
-          f"few {s['few']:.2f}  ECE {s['ece']:.2f}  ({s['sec_per_step']:.3f} s/step, {time.time() - t0:.0f} s)")
+    s = fit(cfg, out=a.out, resume=a.resume, overwrite=a.overwrite, progress=not a.no_progress)
+    rule = "last epoch" if s["select"] == "last" else "best-validation epoch"
+    print(f"test ({rule}, epoch {s['epoch']}): overall {s['overall']:.2f} ± {s['stderr']['overall']:.2f} (s.e.)  "
+          f"many {s['many']:.2f}  medium {s['medium']:.2f}  few {s['few']:.2f}  ECE {s['ece']:.2f}  "
+          f"({s['sec_per_step']:.3f} s/step, {time.time() - t0:.0f} s)")
     return 0
 
 
 def cmd_compare(a: argparse.Namespace) -> int:
     from .config import load_config
-    from .train.compare import aggregate, compare, format_table, write_csv
+    from .report import write_report
+    from .train.compare import compare
 
-    cfg = load_config(a.config, a.overrides)
+    cfg = load_config(a.config or "synthetic", a.overrides)
     spec = a.optimizers or f"{cfg.optimizer.base},sam,rsam,gnm"
     names = [n.strip() for n in spec.split(",") if n.strip()]
     from .optim import list_optimizers
@@ -39,41 +47,64 @@ def cmd_compare(a: argparse.Namespace) -> int:
         from .errors import ConfigError
 
         raise ConfigError(f"--optimizers: unknown {', '.join(bad)}; choose from {', '.join(list_optimizers())}")
+    if a.workers < 1:
+        from .errors import ConfigError
+
+        raise ConfigError(f"--workers {a.workers}: need at least 1")
     t0 = time.time()
-    rows = compare(cfg, names, a.seeds, a.out, progress=not a.no_progress)
-    extra: tuple[str, ...] = ()
+    rows = compare(cfg, names, a.seeds, a.out, progress=not a.no_progress, overwrite=a.overwrite,
+                   workers=a.workers, reuse=a.reuse)
     if a.probe:
-        from .reports import add_flatness_columns
+        from .probing import add_flatness_columns
 
-        rows = add_flatness_columns(rows)
-        extra = ("lambda_max", "gaussian_sharpness")
-    agg = aggregate(rows, extra)
-    write_csv(rows, Path(a.out) / "summary.csv")
-    print(f"\n{cfg.data.name}: {cfg.epochs} epochs, {a.seeds} seed(s), test accuracy (%) of the best-on-val epoch\n")
-    print(format_table(agg, extra))
-    print(f"\nwall time {time.time() - t0:.0f} s; runs and summary.csv in {a.out}")
-    if not a.no_figures:
-        from .figures import compare_figures
+        add_flatness_columns(rows, progress=not a.no_progress)
+    import shlex
 
-        for p in compare_figures(a.out, a.figures):
-            print(f"figure: {p}")
+    command = "python -m ltlab " + " ".join(shlex.quote(x) for x in a.argv)
+    report = write_report(a.out, figures=not a.no_figures, command=command)
+    text = report.read_text()
+    print("\n" + text.split("## Headline", 1)[0].split("\n", 2)[-1].strip())
+    print("\n" + text.split("## Headline", 1)[1].split("## Best-on-validation", 1)[0].strip())
+    print(f"\nwall time {time.time() - t0:.0f} s; runs, summary.csv and report.md in {a.out}")
+    return 0
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    from .report import write_report
+
+    path = write_report(a.runs_dir, out=a.out, base=a.base, figures=not a.no_figures, method=a.interval)
+    print(path.read_text())
+    print(f"\nreport: {path}")
     return 0
 
 
 def cmd_pretrain(a: argparse.Namespace) -> int:
     from .train.pretrain import pretrain_backbone
 
+    if a.out is None and not a.replace_bundled:
+        from .errors import ConfigError
+
+        raise ConfigError("pretrain writes a backbone: give --out PATH, or --replace-bundled to overwrite the "
+                          "bundled ltlab-tiny weights in the package")
     rec = pretrain_backbone(out=a.out, epochs=a.epochs, n_per_class=a.n_per_class, seed=a.seed)
     print(f"source-task test accuracy {100 * rec['source_test_accuracy']:.1f}% in {rec['seconds']:.0f} s")
     return 0
 
 
 def cmd_probe(a: argparse.Namespace) -> int:
-    from .reports import probe_run
+    from .probing import probe_run
+
+    from .errors import ConfigError
 
     what = [w.strip() for w in a.what.split(",") if w.strip()]
+    if not what:
+        raise ConfigError("--what is empty; name probes, e.g. --what eig,trace,sharpness")
+    if a.images < 1:
+        raise ConfigError(f"--images {a.images}: need at least 1 image")
+    if a.steps < 3:
+        raise ConfigError(f"--steps {a.steps}: a surface needs at least 3 grid points per axis")
     for line in probe_run(a.run_dir, what, num_images=a.images, steps=a.steps, seed=a.seed,
-                          progress=not a.no_progress):
+                          progress=not a.no_progress, loss=a.loss):
         print(line)
     return 0
 
@@ -95,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(t)
     t.add_argument("--out", default=None, help="run directory")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
+    t.add_argument("--overwrite", action="store_true", help="delete the run already in OUT and start over")
     t.set_defaults(func=cmd_train)
 
     c = sub.add_parser("compare", help="train several optimizers with the same seeds and data")
@@ -103,13 +135,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated (default: the config's base optimizer, sam, rsam, gnm)")
     c.add_argument("--seeds", type=int, default=1)
     c.add_argument("--out", default="runs/compare")
-    c.add_argument("--figures", default="figures", help="where figures go")
-    c.add_argument("--no-figures", action="store_true")
-    c.add_argument("--probe", action="store_true", help="add lambda_max and Gaussian-sharpness columns")
+    c.add_argument("--workers", type=int, default=1, help="runs trained at once, in separate processes")
+    c.add_argument("--overwrite", action="store_true", help="start over runs that already exist in OUT")
+    c.add_argument("--reuse", action="store_true", help="keep finished runs in OUT, train only the missing ones")
+    c.add_argument("--no-figures", action="store_true", help="report without figures (they go to OUT/figures)")
+    c.add_argument("--probe", action="store_true",
+                   help="add lambda_max, lambda_min, trace and Gaussian sharpness (paired like accuracy)")
     c.set_defaults(func=cmd_compare)
 
+    rp = sub.add_parser("report", help="report.md from a directory of runs: mean ± std, paired CIs, verdicts")
+    rp.add_argument("runs_dir")
+    rp.add_argument("--out", default=None, help="report path (default RUNS_DIR/report.md)")
+    rp.add_argument("--base", default=None, help="optimizer to pair against (default: the config's base)")
+    rp.add_argument("--interval", choices=("t", "bootstrap"), default="t")
+    rp.add_argument("--no-figures", action="store_true")
+    rp.set_defaults(func=cmd_report)
+
     r = sub.add_parser("pretrain", help="rebuild the bundled backbone on the synthetic source task")
-    r.add_argument("--out", default=None)
+    r.add_argument("--out", default=None, help="where the weights go (.pt; a .yaml record is written beside)")
+    r.add_argument("--replace-bundled", action="store_true", help="overwrite the bundled ltlab-tiny weights")
     r.add_argument("--epochs", type=int, default=8)
     r.add_argument("--n-per-class", type=int, default=400)
     r.add_argument("--seed", type=int, default=0)
@@ -121,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--images", type=int, default=256, help="held-out images the probes use")
     q.add_argument("--steps", type=int, default=21, help="grid points per axis for surfaces")
     q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--loss", choices=("ce", "train"), default="ce",
+                   help="probe plain CE (default) or the loss the run was trained with (deterministic form)")
     q.add_argument("--no-progress", action="store_true")
     q.set_defaults(func=cmd_probe)
 
@@ -147,7 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import LtlabError
 
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     a = parser.parse_args(argv)
+    a.argv = argv
     if a.list_presets:
         from .config import list_presets
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,8 +88,17 @@ class OptimizerConfig:
     eta: float = 0.01
     schedule: str = "cosine"  # cosine | constant (per step, after warm-up)
     warmup_epochs: float = 0.0
+    rho_schedule: str = "constant"  # constant | lr: rho follows the lr schedule from rho down to rho_min
+    rho_min: float = 0.0  # (RSAM's official code: rho between rho_min and rho_max, following the lr)
+    clip_grad_norm: float | None = None  # global L2 clipping of the update gradient (RSAM official: 1.0)
     gnm_halve_at_drw: bool = False  # official GNM-PT: noise x0.5 once DRW switches on
     gnm_epoch0_doubling: bool = False  # reproduce the official code's epoch-0 x2 artefact
+
+
+@dataclass
+class EvalConfig:
+    select: str = "last"  # headline checkpoint: last (the fixed schedule's last epoch) | best_val (opt-in)
+    train_images: int = 1024  # fixed, seeded training subset on which the loss at w is logged every epoch
 
 
 @dataclass
@@ -97,6 +107,7 @@ class ExperimentConfig:
     epochs: int = 10
     batch_size: int = 128
     eval_every: int = 1
+    save_every: int = 0  # also keep checkpoints/epoch<NNN>.pt every N epochs (trajectories); 0 = off
     device: str = "auto"
     precision: str = "fp32"  # fp32 | bf16 | fp16
     compile: bool = False
@@ -108,6 +119,7 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -121,15 +133,18 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer.name": ("sgd", "adamw", "sam", "asam", "rsam", "gnm"),
     "optimizer.base": ("sgd", "adamw"),
     "optimizer.schedule": ("cosine", "constant"),
+    "optimizer.rho_schedule": ("constant", "lr"),
     "precision": ("fp32", "bf16", "fp16"),
     "method": ("vpt", "lpt"),
+    "eval.select": ("last", "best_val"),
 }
 # key -> (lowest allowed, inclusive?)
 _LOWER: dict[str, tuple[float, bool]] = {
-    "epochs": (1, True), "batch_size": (1, True), "eval_every": (1, True), "lpt_phase1_epochs": (1, True),
+    "epochs": (1, True), "batch_size": (1, True), "eval_every": (1, True), "save_every": (0, True),
+    "eval.train_images": (1, True), "lpt_phase1_epochs": (1, True),
     "dual_weight_end": (0, True),
     "data.num_classes": (1, True), "data.n_max": (1, True), "data.imbalance_ratio": (1, True),
-    "data.val_per_class": (0, True), "data.test_per_class": (1, True), "data.image_size": (8, True),
+    "data.val_per_class": (1, True), "data.test_per_class": (1, True), "data.image_size": (8, True),
     "data.num_workers": (0, True),
     "model.prompt_length": (0, True), "model.head_scale": (0, False), "model.dropout": (0, True),
     "model.pool_size": (0, True), "model.group_prompt_length": (1, True), "model.group_layers": (1, True),
@@ -138,6 +153,7 @@ _LOWER: dict[str, tuple[float, bool]] = {
     "optimizer.lr": (0, False), "optimizer.momentum": (0, True), "optimizer.weight_decay": (0, True),
     "optimizer.rho": (0, True), "optimizer.sigma": (0, False), "optimizer.truncate": (0, False),
     "optimizer.eta": (0, True), "optimizer.warmup_epochs": (0, True),
+    "optimizer.rho_min": (0, True), "optimizer.clip_grad_norm": (0, False),
 }
 _UPPER: dict[str, float] = {"model.dropout": 1.0, "loss.beta": 1.0, "optimizer.momentum": 1.0}
 
@@ -155,7 +171,10 @@ def _all_keys(cls: type = ExperimentConfig, prefix: str = "") -> list[str]:
 
 def _unknown(key: str) -> ConfigError:
     near = difflib.get_close_matches(key, _all_keys(), n=1, cutoff=0.5)
-    hint = f"; did you mean '{near[0]}'?" if near else "; see `python -m ltlab train --help-config`"
+    section = key.rsplit(".", 1)[0] + "." if "." in key else ""
+    same = [k for k in _all_keys() if k.startswith(section) and k.count(".") == key.count(".")]
+    hint = (f"; did you mean '{near[0]}'?" if near
+            else f"; valid keys here: {', '.join(same[:12])}{' ...' if len(same) > 12 else ''}")
     return ConfigError(f"unknown config key '{key}'{hint}")
 
 
@@ -171,12 +190,26 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
             return value
         raise ConfigError(f"{key}={value!r}: expected true or false")
     if base is int:
+        if isinstance(value, str):
+            try:
+                value = int(value) if value.strip().lstrip("+-").isdigit() else float(value)
+            except ValueError:
+                raise ConfigError(f"{key}={value!r}: expected an integer") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{key}={value}: expected an integer")
         if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
             raise ConfigError(f"{key}={value!r}: expected an integer")
         return int(value)
     if base is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string: accept what float() accepts
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{key}={value!r}: expected a number, e.g. 0.001 or 1e-3") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}={value!r}: expected a number")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}={value}: must be a finite number")
         return float(value)
     if base is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
@@ -217,7 +250,38 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
                 raise ConfigError(f"{key}={value} is out of range; it must be {rel} {lo}")
         if key in _UPPER and value > _UPPER[key]:
             raise ConfigError(f"{key}={value} is out of range; it must be <= {_UPPER[key]}")
+    _check_consistency(cfg)
     return cfg
+
+
+SYNTHETIC_MAX_CLASSES = 8 * 8 * 6  # shapes x hues x textures
+
+
+def _check_consistency(cfg: ExperimentConfig) -> None:
+    """Checks that need more than one key; each names the keys and a fix."""
+    d, m = cfg.data, cfg.model
+    if d.many < d.few:
+        raise ConfigError(f"data.many={d.many} < data.few={d.few}: a class would be both many (> many images) and few "
+                          "(< few images); use many >= few (standard: many=100, few=20)")
+    if d.name == "synthetic" and d.num_classes > SYNTHETIC_MAX_CLASSES:
+        raise ConfigError(f"data.num_classes={d.num_classes}: the synthetic task has at most {SYNTHETIC_MAX_CLASSES} "
+                          "classes (8 shapes x 8 hues x 6 textures)")
+    if d.name == "synthetic" and d.num_classes == 1 and d.imbalance_ratio != 1:
+        raise ConfigError("data.num_classes=1 cannot have an imbalance ratio: use at least 2 classes")
+    if m.backbone == "ltlab-tiny" and d.image_size != 32:
+        raise ConfigError(f"data.image_size={d.image_size}: the bundled backbone ltlab-tiny takes 32 px images; "
+                          "set data.image_size=32 or choose a timm backbone")
+    if m.pool_size and m.top_k > m.pool_size:
+        raise ConfigError(f"model.top_k={m.top_k} > model.pool_size={m.pool_size}: cannot pick more group prompts "
+                          "than the pool holds")
+    dev = str(cfg.device)
+    if dev != "auto" and not (dev == "cpu" or dev == "cuda" or dev.startswith("cuda:") or dev == "mps"):
+        raise ConfigError(f"device={dev!r} is not a device ltlab runs on; use auto, cpu, cuda or cuda:N")
+    if dev.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device={dev}: no CUDA GPU is visible here; use device=cpu (or auto)")
 
 
 def get_key(cfg: Any, dotted: str) -> Any:
@@ -233,11 +297,19 @@ def parse_overrides(overrides: typing.Iterable[str]) -> dict[str, Any]:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key=value, e.g. optimizer.lr=0.01")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML; quote it, e.g. {key}='{raw}'") from None
+        if not key.strip() or any(not p for p in key.strip().split(".")):
+            raise ConfigError(f"override {item!r}: the key is empty; write it like optimizer.lr=0.01")
         node = nested
         parts = key.strip().split(".")
-        for p in parts[:-1]:
+        for i, p in enumerate(parts[:-1]):
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r} conflicts with {'.'.join(parts[:i + 1])}={node!r}: a section "
+                                  "takes sub-keys, not a value")
         node[parts[-1]] = value
     return nested
 
@@ -246,10 +318,24 @@ def list_presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
-def _read_yaml(name_or_path: str, depth: int = 0) -> dict[str, Any]:
+MAX_BASE_DEPTH = 8
+
+
+def _read_yaml(name_or_path: str, depth: int = 0, relative_to: Path | None = None,
+               chain: tuple[str, ...] = ()) -> dict[str, Any]:
+    if not isinstance(name_or_path, str) or not name_or_path:
+        raise ConfigError(f"base: {name_or_path!r} must name a preset or a YAML file")
     path = Path(name_or_path)
     if not path.suffix and (PRESET_DIR / f"{name_or_path}.yaml").exists():
         path = PRESET_DIR / f"{name_or_path}.yaml"
+    elif relative_to is not None and not path.is_absolute():
+        path = relative_to / path  # a base: path is relative to the YAML file that names it
+    if str(path.resolve()) in chain:
+        raise ConfigError(f"base: cycle in the config chain ({' -> '.join(chain)} -> {path})")
+    if depth > MAX_BASE_DEPTH:
+        raise ConfigError(f"base: the chain of base configs is deeper than {MAX_BASE_DEPTH}: {' -> '.join(chain)}")
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"config {str(path)!r} is a directory; give a preset name or a YAML file")
     if not path.exists():
         near = difflib.get_close_matches(str(name_or_path), list_presets(), n=1)
         hint = f"; did you mean '{near[0]}'?" if near else ""
@@ -258,13 +344,14 @@ def _read_yaml(name_or_path: str, depth: int = 0) -> dict[str, Any]:
         )
     try:
         data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML: {e}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"{path} is not a valid YAML config ({first}); fix the file or give a preset name") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping of config keys")
+        raise ConfigError(f"{path} must hold a mapping of config keys (key: value lines), not {type(data).__name__}")
     base = data.pop("base", None)
-    if base and depth < 5:
-        merged = _read_yaml(base, depth + 1)
+    if base is not None:
+        merged = _read_yaml(base, depth + 1, path.parent, chain + (str(path.resolve()),))
         _deep_update(merged, data)
         return merged
     return data

@@ -1,46 +1,85 @@
-"""Regenerate figures from run directories (what `python -m ltlab figures` and notebook 04 call)."""
+"""Regenerate figures from run directories (what `python -m ltlab figures`, `report` and notebook 04 call)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from . import plots
-from .train.compare import aggregate, summary_row
-from .train.runs import load_run
+from .errors import DataError
+from .train.compare import aggregate, rule_sentence, summary_row
+from .train.runs import Run, load_run
+
+METHOD_ORDER = ("sgd", "adamw", "sam", "asam", "rsam", "gnm", "imbsam", "ccsam", "focalsam")
 
 
-def _runs(root: str | Path):
+def method_order(names) -> list[str]:
+    """Known methods in a fixed order (the base optimizers first), others after in first-seen order."""
+    names = list(dict.fromkeys(names))
+    return sorted(names, key=lambda n: METHOD_ORDER.index(n) if n in METHOD_ORDER else len(METHOD_ORDER))
+
+
+def task_of(run: Run) -> dict[str, Any]:
+    """What makes two runs comparable: the data set and the schedule (not the optimizer, not the seed)."""
+    c = run.config
+    return {"data": c.get("data"), "epochs": c.get("epochs"), "model": c.get("model"), "loss": c.get("loss"),
+            "select": (c.get("eval") or {}).get("select", "last")}
+
+
+def finished_runs(root: str | Path) -> list[Run]:
+    """Every finished run directly under root, checked to be of one task; sorted by method, then seed."""
     root = Path(root)
-    return [load_run(p.parent) for p in sorted(root.glob("*/summary.json"))]
+    if not root.is_dir():
+        raise DataError(f"{root} is not a directory of runs; train some first, e.g. python -m ltlab compare "
+                        f"--out {root}")
+    runs = [load_run(p.parent) for p in sorted(root.glob("*/summary.json"))]
+    if not runs:
+        raise DataError(f"{root} holds no finished runs (no */summary.json); run python -m ltlab compare --out {root}")
+    first = task_of(runs[0])
+    for r in runs[1:]:
+        if task_of(r) != first:
+            raise DataError(f"{root} mixes runs of different tasks ({runs[0].name} and {r.name} differ in data, "
+                            "model, loss, epochs or selection rule); put each task's runs in its own directory")
+    order = method_order(r.summary["optimizer"] for r in runs)
+    return sorted(runs, key=lambda r: (order.index(r.summary["optimizer"]), r.summary["seed"]))
+
+
+def figure_tag(run: Run) -> str:
+    """Figure names follow the task: the data set's name (so benchmark runs never overwrite the demo's)."""
+    return str(run.config["data"]["name"])
 
 
 def compare_figures(runs_dir: str | Path, out: str | Path = "figures", tag: str | None = None) -> list[Path]:
-    """Per-class accuracy (sorted by class size) and many/medium/few bars for a compare directory."""
-    runs = _runs(runs_dir)
-    if not runs:
-        return []
-    tag = tag or runs[0].config["data"]["name"]
-    first_seed = {}
-    for r in runs:
-        first_seed.setdefault(r.summary["optimizer"], r)
-    agg = aggregate([summary_row(r.summary, r.path) for r in runs])
-    paths = []
-    fig = plots.per_class_accuracy({n: r.summary["per_class"] for n, r in first_seed.items()},
-                                   runs[0].summary["class_counts"])
-    paths += plots.save(fig, f"perclass_{tag}", out)
-    paths += plots.save(plots.group_bars(agg), f"headtail_{tag}", out)
-    paths += plots.save(plots.training_curves({n: r.metrics for n, r in first_seed.items()}), f"curves_{tag}", out)
-    paths += plots.save(plots.cost_bars(agg), f"cost_{tag}", out)
+    """Per-class accuracy, many/medium/few bars, curves and cost for a compare directory (mean over seeds)."""
     import matplotlib.pyplot as plt
 
+    runs = finished_runs(runs_dir)
+    tag = tag or figure_tag(runs[0])
+    agg = aggregate([summary_row(r.summary, r.path) for r in runs])
+    note = rule_sentence(agg, runs[0].config.get("epochs"))
+    by_method: dict[str, list[Run]] = {}
+    for r in runs:
+        by_method.setdefault(r.summary["optimizer"], []).append(r)
+    per_class = {m: np.nanmean(np.array([[np.nan if a is None else a for a in r.summary["per_class"]] for r in rs],
+                                        dtype=float), 0) for m, rs in by_method.items()}
+    paths: list[Path] = []
+    paths += plots.save(plots.per_class_accuracy(per_class, runs[0].summary["class_counts"],
+                                                 splits=runs[0].summary.get("splits"),
+                                                 note=note.replace("mean ± std", "mean")), f"perclass_{tag}", out)
+    paths += plots.save(plots.group_bars(agg, note=note), f"headtail_{tag}", out)
+    drw = (runs[0].config.get("loss") or {}).get("drw_epoch")
+    paths += plots.save(plots.training_curves({m: [r.metrics for r in rs] for m, rs in by_method.items()},
+                                              drw_epoch=drw, note=note.split(";")[-1].strip()), f"curves_{tag}", out)
+    paths += plots.save(plots.cost_bars(agg, note="median seconds per step, " + note.split(";")[-1].strip()),
+                        f"cost_{tag}", out)
     plt.close("all")
     return paths
 
 
 def all_figures(runs_dir: str | Path = "runs/demo", out: str | Path = "figures") -> list[Path]:
-    """Every figure that can be made from the runs found under `runs_dir` (and their probe results)."""
+    """Every figure that can be made from the runs found under `runs_dir` (and their saved probe results)."""
+    from .probing import probe_figures
+
     paths = compare_figures(runs_dir, out)
-    try:
-        from .reports import probe_figures
-    except ImportError:  # probes not installed in a minimal build
-        return paths
-    return paths + probe_figures(runs_dir, out)
+    return paths + probe_figures(runs_dir, out, tag=figure_tag(finished_runs(runs_dir)[0]))

@@ -12,7 +12,7 @@ from ltlab.train import Trainer, TrainingDiverged, fit, load_run
 
 TINY = ["epochs=3", "batch_size=16", "data.num_classes=6", "data.n_max=30", "data.imbalance_ratio=10",
         "data.val_per_class=3", "data.test_per_class=4", "data.many=20", "data.few=6", "model.prompt_length=2",
-        "optimizer.lr=0.05"]
+        "optimizer.lr=0.05", "eval_every=1"]
 
 
 def tiny_cfg(*extra):
@@ -48,7 +48,7 @@ def test_resume_mid_epoch_reproduces_uninterrupted_run(tmp_path, monkeypatch, op
         fit(tiny_cfg(*extra), out=tmp_path / "cut", progress=False)
     monkeypatch.setattr(Trainer, "train_step", original)
     resumed = fit(tiny_cfg(*extra), out=tmp_path / "cut", resume=True, progress=False)
-    for k in ("overall", "many", "medium", "few", "per_class", "best_epoch"):
+    for k in ("overall", "many", "medium", "few", "per_class", "epoch", "best_val"):
         assert resumed[k] == full[k], k
     a = torch.load(tmp_path / "full/checkpoints/last.pt", weights_only=False)["model"]
     b = torch.load(tmp_path / "cut/checkpoints/last.pt", weights_only=False)["model"]
@@ -90,15 +90,16 @@ def test_cli_missing_data_exits_2(capsys, tmp_path):
 
 
 def test_cli_compare_writes_table_csv_and_figures(tmp_path, capsys):
-    rc = main(["compare", "--optimizers", "sgd,gnm", "--out", str(tmp_path / "cmp"), "--figures",
-               str(tmp_path / "fig"), "--no-progress", "--probe", *TINY, "epochs=1"])
+    rc = main(["compare", "--optimizers", "sgd,gnm", "--out", str(tmp_path / "cmp"), "--no-progress", "--probe",
+               *TINY, "epochs=1"])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "| sgd |" in out and "| gnm |" in out and "lambda_max" in out and "gaussian_sharpness" in out
+    assert "| sgd |" in out and "| gnm |" in out and "lambda_max" in out and "lambda_min" in out
     rows = (tmp_path / "cmp/summary.csv").read_text().splitlines()
-    assert len(rows) == 3 and "lambda_max" in rows[0]
+    assert len(rows) == 3 and "lambda_max" in rows[0] and "trace" in rows[0]
     assert float(rows[1].split(",")[rows[0].split(",").index("lambda_max")]) > 0
-    assert (tmp_path / "fig/headtail_synthetic.png").exists() and (tmp_path / "fig/perclass_synthetic.pdf").exists()
+    fig = tmp_path / "cmp/figures"
+    assert (fig / "headtail_synthetic.png").exists() and (fig / "perclass_synthetic.pdf").exists()
 
 
 def test_resume_without_checkpoint_is_clear(tmp_path, capsys):

@@ -42,8 +42,14 @@ def read_cifar(root: str | Path, num_classes: int, download: bool = False):
         import torchvision
 
         cls = torchvision.datasets.CIFAR10 if num_classes == 10 else torchvision.datasets.CIFAR100
-        cls(str(root), train=True, download=True)
-        cls(str(root), train=False, download=True)
+        try:
+            cls(str(root), train=True, download=True)
+            cls(str(root), train=False, download=True)
+        except Exception as e:  # no network, a proxy, a full disk
+            raise DataError(
+                f"data.download=true could not fetch CIFAR-{num_classes} ({type(e).__name__}). Download "
+                f"cifar-{num_classes}-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html on a machine with "
+                f"network access and unpack it into {root}/ (so that {folder}/ exists)") from None
     if not folder.exists():
         raise DataError(
             f"CIFAR-{num_classes} not found: expected torchvision's python files in {folder}/ "
@@ -54,8 +60,18 @@ def read_cifar(root: str | Path, num_classes: int, download: bool = False):
         path = folder / name
         if not path.exists():
             raise DataError(f"{path} is missing: the CIFAR-{num_classes} folder is incomplete; re-download it")
-        with open(path, "rb") as f:
-            return pickle.load(f, encoding="latin1")
+        try:
+            with open(path, "rb") as f:
+                data = pickle.load(f, encoding="latin1")
+        except Exception as e:  # garbage, truncated, another format
+            raise DataError(f"{path} is not a CIFAR python pickle ({type(e).__name__}); re-download CIFAR-{num_classes} "
+                            f"into {root}/") from None
+        want = {"data", "labels" if num_classes == 10 else "fine_labels"} if "batch" in name or name in (
+            "train", "test") else set()
+        if not isinstance(data, dict) or not want <= set(data):
+            raise DataError(f"{path} does not hold CIFAR-{num_classes} data (keys {sorted(want)} missing); is data.root "
+                            f"pointing at the other CIFAR? re-download CIFAR-{num_classes} into {root}/")
+        return data
 
     if num_classes == 10:
         parts = [load(f"data_batch_{i}") for i in range(1, 6)]

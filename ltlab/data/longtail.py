@@ -21,16 +21,28 @@ def longtail_counts(num_classes: int, n_max: int, imbalance_ratio: float, profil
         raise ConfigError(f"num_classes={num_classes}: need at least 1 class")
     if n_max < 1:
         raise ConfigError(f"n_max={n_max}: need at least 1 image for the largest class")
-    if imbalance_ratio < 1:
+    if not imbalance_ratio >= 1:  # also catches NaN
         raise ConfigError(f"imbalance_ratio={imbalance_ratio}: must be >= 1 (1 = balanced)")
+    if num_classes == 1 and imbalance_ratio != 1:
+        raise ConfigError(f"imbalance_ratio={imbalance_ratio} with 1 class: one class cannot be imbalanced; use at "
+                          "least 2 classes or imbalance_ratio=1")
     if profile == "exp":
         if num_classes == 1:
             return [n_max]
-        return [int(n_max * (1.0 / imbalance_ratio) ** (i / (num_classes - 1))) for i in range(num_classes)]
+        return _check_counts([int(n_max * (1.0 / imbalance_ratio) ** (i / (num_classes - 1)))
+                              for i in range(num_classes)], n_max, imbalance_ratio)
     if profile == "step":
         half = num_classes // 2
-        return [n_max] * (num_classes - half) + [int(n_max / imbalance_ratio)] * half
+        return _check_counts([n_max] * (num_classes - half) + [int(n_max / imbalance_ratio)] * half, n_max,
+                             imbalance_ratio)
     raise ConfigError(f"profile={profile!r}: use 'exp' or 'step'")
+
+
+def _check_counts(counts: list[int], n_max: int, imbalance_ratio: float) -> list[int]:
+    if min(counts) < 1:
+        raise ConfigError(f"n_max={n_max} / imbalance_ratio={imbalance_ratio} leaves a class with no image; raise "
+                          "n_max or lower the imbalance ratio")
+    return counts
 
 
 def class_splits(

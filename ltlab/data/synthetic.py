@@ -13,6 +13,7 @@ Everything is a pure function of the seed: the same seed gives bit-identical ima
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -38,41 +39,41 @@ def class_name(triple: tuple[int, int, int]) -> str:
     return f"{SHAPES[s]}-{HUES[h]}-{TEXTURES[t]}"
 
 
-def _shape_masks(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """(N, 8, H, W) masks of every shape in the rotated, scaled coordinates (u, v)."""
+def _shape_mask(kind: int, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Mask of shape `kind` in the rotated, scaled coordinates (u, v)."""
     r = torch.sqrt(u * u + v * v)
-    return torch.stack(
-        [
-            r < 1.0,
-            torch.maximum(u.abs(), v.abs()) < 0.8,
-            (v > -0.6) & (v < 0.9) & (u.abs() < (0.9 - v) * 0.65),
-            u.abs() + v.abs() < 1.0,
-            (r > 0.55) & (r < 1.0),
-            ((u.abs() < 0.3) & (v.abs() < 1.0)) | ((v.abs() < 0.3) & (u.abs() < 1.0)),
-            (u.abs() < 1.0) & (v.abs() < 0.35),
-            (r < 1.0) & (u > 0),
-        ],
-        dim=1,
-    )
+    if kind == 0:
+        return r < 1.0
+    if kind == 1:
+        return torch.maximum(u.abs(), v.abs()) < 0.8
+    if kind == 2:
+        return (v > -0.6) & (v < 0.9) & (u.abs() < (0.9 - v) * 0.65)
+    if kind == 3:
+        return u.abs() + v.abs() < 1.0
+    if kind == 4:
+        return (r > 0.55) & (r < 1.0)
+    if kind == 5:
+        return ((u.abs() < 0.3) & (v.abs() < 1.0)) | ((v.abs() < 0.3) & (u.abs() < 1.0))
+    if kind == 6:
+        return (u.abs() < 1.0) & (v.abs() < 0.35)
+    return (r < 1.0) & (u > 0)
 
 
-def _textures(xx: torch.Tensor, yy: torch.Tensor, freq: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
-    """(N, 6, H, W) texture patterns in [-1, 1]."""
+def _texture(kind: int, xx: torch.Tensor, yy: torch.Tensor, freq: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) texture pattern `kind` in [-1, 1]."""
     f = freq[:, None, None] * math.pi
     p = phase[:, None, None]
-    checker = torch.sign(torch.sin(f * xx + p) * torch.sin(f * yy + p))
-    dots = ((torch.cos(f * xx + p) * torch.cos(f * yy + p)) > 0.5).float() * 2 - 1
-    return torch.stack(
-        [
-            torch.zeros_like(xx.expand_as(checker)),
-            torch.sin(f * yy + p),
-            torch.sin(f * xx + p),
-            torch.sin(f * (xx + yy) / math.sqrt(2) + p),
-            checker,
-            dots,
-        ],
-        dim=1,
-    )
+    if kind == 0:
+        return torch.zeros_like(f * xx)
+    if kind == 1:
+        return torch.sin(f * yy + p)
+    if kind == 2:
+        return torch.sin(f * xx + p)
+    if kind == 3:
+        return torch.sin(f * (xx + yy) / math.sqrt(2) + p)
+    if kind == 4:
+        return torch.sign(torch.sin(f * xx + p) * torch.sin(f * yy + p))
+    return ((torch.cos(f * xx + p) * torch.cos(f * yy + p)) > 0.5).float() * 2 - 1
 
 
 def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -99,11 +100,18 @@ def render(
     c, s = torch.cos(theta)[:, None, None], torch.sin(theta)[:, None, None]
     u = (dx * c + dy * s) / radius[:, None, None]
     v = (-dx * s + dy * c) / radius[:, None, None]
-    mask = _shape_masks(u, v)[torch.arange(n), a[:, 0]].float()  # (N, H, W)
+    mask = torch.zeros(n, image_size, image_size)
+    for k in a[:, 0].unique().tolist():  # each image draws only its own shape (same numbers as drawing all)
+        sel = a[:, 0] == k
+        mask[sel] = _shape_mask(k, u[sel], v[sel]).float()
 
     hue = (a[:, 1].float() + unif(-0.2, 0.2)) / len(HUES)
     colour = _hsv_to_rgb(hue % 1.0, unif(0.55, 1.0), unif(0.65, 1.0))  # (N, 3)
-    tex = _textures(xx[None], yy[None], unif(2.5, 4.0), unif(0, 2 * math.pi))[torch.arange(n), a[:, 2]]
+    freq, phase = unif(2.5, 4.0), unif(0, 2 * math.pi)
+    tex = torch.zeros(n, image_size, image_size)
+    for k in a[:, 2].unique().tolist():
+        sel = a[:, 2] == k
+        tex[sel] = _texture(k, xx[None], yy[None], freq[sel], phase[sel])
     bg_level = unif(0.25, 0.5)[:, None, None, None]
     bg_tint = 0.08 * (torch.rand(n, 3, 1, 1, generator=g) - 0.5)
     background = (bg_level + bg_tint + 0.22 * tex[:, None]).expand(n, 3, image_size, image_size)
@@ -115,7 +123,12 @@ def render(
 def make_split(
     classes: Sequence[tuple[int, int, int]], counts: Sequence[int], image_size: int, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images and labels with counts[c] images of class c, deterministic in `seed`."""
+    """Images and labels with counts[c] images of class c, deterministic in `seed` (cached per process)."""
+    return _make_split(tuple(map(tuple, classes)), tuple(int(n) for n in counts), int(image_size), int(seed))
+
+
+@functools.lru_cache(maxsize=6)
+def _make_split(classes, counts, image_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     labels = torch.cat([torch.full((int(n),), c, dtype=torch.long) for c, n in enumerate(counts)])
     attrs = [classes[int(y)] for y in labels]
     images = render(attrs, image_size, torch.Generator().manual_seed(seed))

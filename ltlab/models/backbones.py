@@ -50,6 +50,17 @@ def new_bundled_backbone(name: str = "ltlab-tiny") -> nn.Module:
     return VisionTransformer(**BUNDLED[name].kwargs)
 
 
+def _load_weights(path: Path, name: str) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, random bytes, a pickle with code in it, another format
+        raise DataError(f"{path} is not a weights file torch can load ({type(e).__name__}); give the .pth/.pt state "
+                        f"dict of {name}") from None
+    if not isinstance(state, dict):
+        raise DataError(f"{path} does not hold a state dict of weights for {name}")
+    return state
+
+
 def build_backbone(name: str, pretrained: bool = False, checkpoint_path: str = "") -> nn.Module:
     """A timm VisionTransformer with a class token; weights from the package, a file, or (online) timm."""
     if name in BUNDLED:
@@ -57,7 +68,7 @@ def build_backbone(name: str, pretrained: bool = False, checkpoint_path: str = "
         path = Path(checkpoint_path) if checkpoint_path else WEIGHTS_DIR / BUNDLED[name].weights
         if not path.exists():
             raise DataError(f"weights for backbone {name!r} not found at {path}; rebuild them with `python -m ltlab pretrain`")
-        vit.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        vit.load_state_dict(_load_weights(path, name))
         return vit
     import timm
     from timm.models.vision_transformer import VisionTransformer
@@ -79,10 +90,19 @@ def build_backbone(name: str, pretrained: bool = False, checkpoint_path: str = "
             "model.checkpoint_path=/path/to/weights; checkpoint_path=none means a random init on purpose")
     if checkpoint_path == "none":
         checkpoint_path, pretrained = "", False
-    vit = timm.create_model(name, pretrained=pretrained and not checkpoint_path, num_classes=0)
+    try:
+        vit = timm.create_model(name, pretrained=pretrained and not checkpoint_path, num_classes=0)
+    except (OSError, RuntimeError, ValueError) as e:  # no network, hub down, gated weights
+        raise DataError(
+            f"model.pretrained=true could not fetch the weights of {name} ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:160] if str(e) else ''}). Download them on a machine with network access "
+            "(timm.create_model(name, pretrained=True), or the Hugging Face hub) and pass "
+            "model.checkpoint_path=/path/to/weights.pth with model.pretrained=false") from None
     if checkpoint_path:
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        state = _load_weights(Path(checkpoint_path), name)
         state = state.get("state_dict", state.get("model", state))
+        if not isinstance(state, dict):
+            raise DataError(f"{checkpoint_path} does not hold a state dict of weights for {name}")
         state = {k: v for k, v in state.items() if not k.startswith("head")}
         missing, _ = vit.load_state_dict(state, strict=False)
         if [k for k in missing if not k.startswith("head")]:

@@ -51,6 +51,7 @@ class PerturbedOptimizer(Optimizer):
         # the random methods own a generator per device; without a seed it is drawn from torch's global RNG
         self.seed = int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,)).item())
         self._generators: dict[str, torch.Generator] = {}
+        self.max_grad_norm: float | None = None  # global clipping of the update gradient (set by the trainer)
 
     # -- subclass hook -------------------------------------------------------------------------
     def perturbation(self, closure: Callable[[], torch.Tensor]) -> tuple[Perturbation, torch.Tensor | None]:
@@ -103,6 +104,7 @@ class PerturbedOptimizer(Optimizer):
         closure = torch.enable_grad()(closure)
         perturbation, first_loss = self.perturbation(closure)
         loss = self.evaluate_at(closure, perturbation)
+        clip_gradients(self.base_optimizer, self.max_grad_norm, grad_scaler)
         if grad_scaler is not None:
             grad_scaler.step(self.base_optimizer)
         else:
@@ -128,6 +130,20 @@ class PerturbedOptimizer(Optimizer):
         for key, st in rng.items():
             if key != "seed":
                 self.generator(torch.device(key)).set_state(st.cpu() if hasattr(st, "cpu") else st)
+
+
+def clip_gradients(optimizer: Optimizer, max_norm: float | None, grad_scaler: Any = None) -> None:
+    """Clip the global L2 norm of every gradient the optimizer holds to max_norm (None: nothing).
+
+    With fp16 AMP the gradients are unscaled first (``scaler.unscale_``), so the clip sees true
+    gradients; ``scaler.step`` then knows they are unscaled and does not unscale them twice.
+    """
+    if not max_norm:
+        return
+    if grad_scaler is not None:
+        grad_scaler.unscale_(optimizer)
+    params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+    torch.nn.utils.clip_grad_norm_(params, max_norm)
 
 
 def check_nonnegative(name: str, value: float) -> None:

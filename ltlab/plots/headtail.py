@@ -5,11 +5,15 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .style import color, style
+from .style import GROUP_COLORS, caption, color, style
 
 
-def per_class_accuracy(results: Mapping[str, Sequence[float]], class_counts: Sequence[int], window: int = 5):
-    """Per-class accuracy (points) and a running mean (line), classes sorted by training-set size."""
+def per_class_accuracy(results: Mapping[str, Sequence[float]], class_counts: Sequence[int], window: int = 5,
+                       splits: Mapping[str, Sequence[int]] | None = None, note: str = ""):
+    """Per-class accuracy (points) and a running mean (line), classes sorted by training-set size.
+
+    `splits` draws the many / medium / few boundaries; `note` is the caption (rule, seeds).
+    """
     import matplotlib.pyplot as plt
 
     order = np.argsort(-np.asarray(class_counts), kind="stable")
@@ -21,22 +25,37 @@ def per_class_accuracy(results: Mapping[str, Sequence[float]], class_counts: Seq
         ax2.grid(False)
         ax.set_zorder(ax2.get_zorder() + 1)
         ax.patch.set_visible(False)
-        for name, acc in results.items():
+        styles = ["-", "--", "-.", ":"]
+        for i, (name, acc) in enumerate(results.items()):
             a = np.asarray(acc, dtype=float)[order]
             ax.scatter(np.arange(len(a)), a, s=6, color=color(name), alpha=0.35)
             k = min(window, len(a))
             smooth = np.convolve(np.nan_to_num(a), np.ones(k) / k, mode="valid")
-            ax.plot(np.arange(len(smooth)) + (k - 1) / 2, smooth, color=color(name), lw=1.8, label=name)
+            ax.plot(np.arange(len(smooth)) + (k - 1) / 2, smooth, color=color(name), lw=1.6, label=name,
+                    ls=styles[i % len(styles)])
+        if splits:
+            rank = {int(c): r for r, c in enumerate(order)}
+            for g in ("many", "medium", "few"):
+                pos = [rank[int(c)] for c in splits.get(g, [])]
+                if pos:
+                    ax.axvspan(min(pos) - 0.5, max(pos) + 0.5, color=GROUP_COLORS[g], alpha=0.06, zorder=0)
+                    ax.text((min(pos) + max(pos)) / 2, 103, g, ha="center", va="bottom", fontsize=7,
+                            color=GROUP_COLORS[g])
         ax.set_xlabel("class (sorted by training images, head → tail)")
         ax.set_ylabel("test accuracy (%)")
-        ax.set_ylim(-2, 102)
-        ax.legend(loc="lower left", ncol=len(results))
+        ax.set_ylim(-2, 110)
+        ax.legend(loc="lower left", ncol=min(len(results), 4))
+        if note:
+            caption(fig, note)
     return fig
 
 
 def group_bars(rows: Sequence[Mapping[str, float]], groups: Sequence[str] = ("many", "medium", "few", "overall"),
-               label: str = "optimizer"):
-    """Grouped bars: many / medium / few / overall accuracy per method, with std error bars if present."""
+               label: str = "optimizer", note: str = ""):
+    """Grouped bars: many / medium / few / overall accuracy per method, with std error bars if present.
+
+    `note` is the caption; it should say the rule and "mean ± std over N seeds".
+    """
     import matplotlib.pyplot as plt
 
     n = len(rows)
@@ -47,39 +66,75 @@ def group_bars(rows: Sequence[Mapping[str, float]], groups: Sequence[str] = ("ma
             x = np.arange(len(groups)) + (i - (n - 1) / 2) * width
             vals = [r.get(g, np.nan) for g in groups]
             errs = [r.get(g + "_std", 0.0) for g in groups]
+            errs = [0.0 if e is None or e != e else e for e in errs]
             bars = ax.bar(x, vals, width, yerr=errs if any(errs) else None, color=color(r[label]), label=r[label],
-                          capsize=2)
-            for b, v in zip(bars, vals):
-                ax.text(b.get_x() + b.get_width() / 2, v + 0.5, f"{v:.1f}", ha="center", va="bottom", fontsize=6)
+                          capsize=2, error_kw={"lw": 0.8})
+            for b, v, e in zip(bars, vals, errs):  # labels sit above the error bar, rotated to fit
+                ax.text(b.get_x() + b.get_width() / 2, v + e + 1.0, f"{v:.1f}", ha="center", va="bottom",
+                        fontsize=5.5, rotation=90)
         ax.set_xticks(np.arange(len(groups)), groups)
         ax.set_ylabel("test accuracy (%)")
-        ax.legend(ncol=min(n, 4), loc="upper right")
-        ax.set_ylim(0, 105)
+        ax.legend(ncol=min(n, 4), loc="upper center", bbox_to_anchor=(0.5, 1.18))
+        ax.set_ylim(0, 115)
+        if note:
+            caption(fig, note)
     return fig
 
 
-def training_curves(histories: Mapping[str, Sequence[Mapping]], key: str = "overall"):
-    """Training loss and validation accuracy per epoch, one line per run (metrics.jsonl rows)."""
+def _curve(rows_per_seed: Sequence[Sequence[Mapping]], get) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Epochs, mean and std over seeds of get(row) (rows without the value are skipped)."""
+    by_epoch: dict[int, list[float]] = {}
+    for rows in rows_per_seed:
+        for r in rows:
+            v = get(r)
+            if v is not None:
+                by_epoch.setdefault(int(r["epoch"]), []).append(float(v))
+    ep = np.array(sorted(by_epoch))
+    vals = [by_epoch[e] for e in ep]
+    return ep, np.array([np.mean(v) for v in vals]), np.array([np.std(v, ddof=1) if len(v) > 1 else 0 for v in vals])
+
+
+def training_curves(histories: Mapping[str, Sequence], key: str = "overall", drw_epoch: int | None = None,
+                    note: str = ""):
+    """Loss at the unperturbed weights w on a fixed training subset, and validation accuracy, per epoch.
+
+    histories: {method: metrics.jsonl rows} or {method: [rows of seed 1, rows of seed 2, ...]} (mean ± std
+    band over seeds). The left panel uses `train_ce_at_w`, comparable across methods (the step loss of
+    GNM / RSAM is taken at perturbed weights). `drw_epoch` (0-based, as the config) marks DRW switching on.
+    """
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     with style():
-        fig, (a, b) = plt.subplots(1, 2, figsize=(7, 2.8))
-        for name, rows in histories.items():
-            a.plot([r["epoch"] for r in rows], [r["train_loss"] for r in rows], color=color(name), label=name)
-            ev = [r for r in rows if "val" in r]
-            b.plot([r["epoch"] for r in ev], [r["val"][key] for r in ev], color=color(name), marker="o", ms=3,
-                   label=name)
-        a.set(xlabel="epoch", ylabel="training loss")
-        b.set(xlabel="epoch", ylabel=f"validation {key} accuracy (%)")
-        b.legend()
+        fig, (a, b) = plt.subplots(1, 2, figsize=(7.2, 2.8))
+        for name, runs in histories.items():
+            runs = [runs] if runs and isinstance(runs[0], Mapping) else list(runs)
+            for ax, get in ((a, lambda r: r.get("train_ce_at_w", r.get("train_loss"))),
+                            (b, lambda r: r["val"][key] if "val" in r else None)):
+                ep, m, s = _curve(runs, get)
+                ax.plot(ep, m, color=color(name), label=name, marker="o", ms=2.5, lw=1.4)
+                if len(runs) > 1:
+                    ax.fill_between(ep, m - s, m + s, color=color(name), alpha=0.15, lw=0)
+        last = max((max(ax.get_lines()[0].get_xdata(), default=0) if ax.get_lines() else 0) for ax in (a, b))
+        for ax in (a, b):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            if drw_epoch is not None and drw_epoch + 1 <= last:  # config epochs are 0-based; logged epochs count completed epochs
+                ax.axvline(drw_epoch + 0.5, color="k", lw=0.8, ls=":")
+                ax.text(drw_epoch + 0.6, 0.97, "DRW on", transform=ax.get_xaxis_transform(), fontsize=6, va="top")
+        a.set(xlabel="epoch", ylabel="CE at w (fixed train subset)")
+        b.set(xlabel="epoch", ylabel=f"validation {key} acc. (%)")
+        b.legend(fontsize=7)
+        fig.tight_layout()
+        if note:
+            caption(fig, note)
     return fig
 
 
-def cost_bars(rows: Sequence[Mapping[str, float]], label: str = "optimizer"):
-    """Seconds per step relative to SGD, per method."""
+def cost_bars(rows: Sequence[Mapping[str, float]], label: str = "optimizer", note: str = ""):
+    """Seconds per step relative to the first method listed (the base optimizer), per method."""
     import matplotlib.pyplot as plt
 
-    ref = next((r["sec_per_step"] for r in rows if r[label] == "sgd"), rows[0]["sec_per_step"])
+    ref, base = rows[0]["sec_per_step"], rows[0][label]
     with style():
         fig, ax = plt.subplots(figsize=(3.5, 2.6))
         names = [r[label] for r in rows]
@@ -88,7 +143,9 @@ def cost_bars(rows: Sequence[Mapping[str, float]], label: str = "optimizer"):
         for i, v in enumerate(ratios):
             ax.text(i, v + 0.02, f"{v:.2f}×", ha="center", fontsize=7)
         ax.axhline(1.0, color="k", lw=0.8, ls="--")
-        ax.set_ylabel("time per step / SGD")
+        ax.set_ylabel(f"time per step / {base}")
+        if note:
+            caption(fig, note)
     return fig
 
 

@@ -43,6 +43,11 @@ def style() -> Iterator[None]:
         yield
 
 
+def caption(fig, text: str) -> None:
+    """A caption under the axes (kept by the tight bounding box): every figure states its rule and n."""
+    fig.text(0.0, -0.02, text, ha="left", va="top", fontsize=6.5, wrap=True, color="#333333")
+
+
 def save(fig, name: str, directory: str | Path = "figures") -> list[Path]:
     """Write directory/name.pdf and .png with fixed metadata, so a re-run makes no git diff."""
     directory = Path(directory)

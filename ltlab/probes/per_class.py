@@ -23,8 +23,13 @@ def probe_value(result: Any) -> tuple[float, float]:
 
 def per_class(probe: Callable, model: nn.Module, loss_fn: Callable, dataset: Any, classes: Sequence[int] | None = None,
               class_counts: Sequence[int] | None = None, splits: dict[str, list[int]] | None = None,
-              max_per_class: int = 64, value_fn: Callable = probe_value, **probe_kwargs: Any) -> PerClassResult:
+              max_per_class: int = 64, value_fn: Callable = probe_value, equal: bool = True, seed: int = 0,
+              **probe_kwargs: Any) -> PerClassResult:
     """probe(model, loss_fn, (x_c, y_c), **kw) for each class c; a table with class size and group.
+
+    equal=True (default) gives every class the same number of images, min(max_per_class, the smallest
+    class's count), drawn with `seed`, so head and tail classes are measured alike (curvature
+    estimates depend on the sample size). equal=False takes up to max_per_class images per class.
 
     >>> from ltlab.probes import top_eigenvalues                         # doctest: +SKIP
     >>> per_class(top_eigenvalues, model, loss_fn, data.val, class_counts=data.class_counts,
@@ -35,17 +40,32 @@ def per_class(probe: Callable, model: nn.Module, loss_fn: Callable, dataset: Any
     classes = list(classes) if classes is not None else sorted(set(targets.tolist()))
     group_of = {c: g for g, cs in (splits or {}).items() for c in cs}
     device = model_device(model)
+    members = {c: np.where(targets == c)[0] for c in classes}
+    empty = [c for c in classes if len(members[c]) == 0]
+    if empty:
+        raise ValueError(f"class {empty[0]} has no samples in this dataset")
+    take = min(max_per_class, min(len(m) for m in members.values())) if equal else max_per_class
+    rng = np.random.RandomState(seed)
     values, errs, counts, groups = [], [], [], []
     for c in classes:
-        idx = np.where(targets == c)[0][:max_per_class]
-        if len(idx) == 0:
-            raise ValueError(f"class {c} has no samples in this dataset")
+        idx = np.sort(rng.permutation(members[c])[:take]) if equal else members[c][:take]
         items = [dataset[int(i)] for i in idx]
         x = torch.stack([torch.as_tensor(it[0]) for it in items]).to(device)
         y = torch.as_tensor([int(it[1]) for it in items], device=device)
-        v, e = value_fn(probe(model, loss_fn, (x, y), **probe_kwargs))
+        v, e = value_fn(probe(model, loss_fn, (x, y), seed=seed, **probe_kwargs)
+                        if "seed" in _parameters(probe) else probe(model, loss_fn, (x, y), **probe_kwargs))
         values.append(v)
         errs.append(e)
         counts.append(int(class_counts[c]) if class_counts is not None else int(len(idx)))
         groups.append(group_of.get(c, ""))
-    return PerClassResult([int(c) for c in classes], counts, groups, values, errs, getattr(probe, "__name__", ""))
+    return PerClassResult([int(c) for c in classes], counts, groups, values, errs, getattr(probe, "__name__", ""),
+                          int(take) if equal else 0)
+
+
+def _parameters(fn: Callable) -> set[str]:
+    import inspect
+
+    try:
+        return set(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return set()

@@ -142,6 +142,7 @@ class PerClassResult(ProbeResult):
     values: list
     stderrs: list
     probe: str = ""
+    images_per_class: int = 0  # the same for every class when measured with equal=True (like with like)
 
     def rows(self) -> list[dict[str, Any]]:
         return [dict(cls=c, count=n, group=g, value=v, stderr=s)

@@ -1,72 +1,189 @@
-"""Train several optimizers with the same seeds, data and epochs; tabulate mean ± std."""
+"""Paired comparisons: every method trained on the same seeds, tabulated with paired 95 % intervals.
+
+Seed s gives every method the same data, data order, initialisation and per-step augmentation /
+dropout seeds; only the optimizer's own randomness differs (GNM/RSAM noise is seeded from s too).
+Rows come from each run's summary.json, so a table can always be rebuilt from the run directories.
+
+>>> rows = compare(load_config("synthetic"), ["adamw", "gnm"], seeds=3, out="runs/cmp")  # doctest: +SKIP
+>>> print(format_table(aggregate(rows), paired_table(rows, "adamw")))                  # doctest: +SKIP
+"""
 from __future__ import annotations
 
 import csv
 import dataclasses
-import statistics
+import json
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..config import ExperimentConfig
+from ..errors import ConfigError
+from ..stats import PairedDiff, mean_std, paired_difference
 from .trainer import fit
 
-COLUMNS = ("overall", "many", "medium", "few", "ece", "sec_per_step", "peak_memory_mb")
+ACCURACY = ("overall", "many", "medium", "few")
+COLUMNS = ACCURACY + ("ece", "sec_per_step", "peak_memory_mb")
+FLATNESS = ("lambda_max", "lambda_min", "trace", "gaussian_sharpness")
+# which direction is good, for the verdict word (None: no good direction, the words are higher / lower)
+HIGHER_IS_BETTER: dict[str, bool | None] = {**{c: True for c in ACCURACY}, "ece": False,
+                                            **{c: None for c in FLATNESS}}
 
 
-def compare(cfg: ExperimentConfig, optimizers: list[str], seeds: int = 1, out: str | Path = "runs/compare",
-            progress: bool = True) -> list[dict[str, Any]]:
-    """One run per (optimizer, seed) under out/<optimizer>-s<seed>; returns one row per run."""
-    rows = []
+def run_name(optimizer: str, seed: int) -> str:
+    return f"{optimizer}-s{seed}"
+
+
+def _one_run(cfg: ExperimentConfig, path: str, overwrite: bool, progress: bool, threads: int) -> dict[str, Any]:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    return summary_row(fit(cfg, out=path, progress=progress, overwrite=overwrite), path)
+
+
+def compare(cfg: ExperimentConfig, optimizers: Sequence[str], seeds: int = 1, out: str | Path = "runs/compare",
+            progress: bool = True, overwrite: bool = False, workers: int = 1, reuse: bool = False
+            ) -> list[dict[str, Any]]:
+    """Train every (optimizer, seed) pair into out/<optimizer>-s<seed>; one row per run.
+
+    workers > 1 trains that many runs at once in separate processes (one torch thread each share of
+    the cores). reuse=True keeps runs that already finished (their summary.json exists) and trains
+    only the missing ones; otherwise an existing run is refused unless overwrite=True.
+    """
+    if seeds < 1:
+        raise ConfigError(f"--seeds {seeds}: need at least one seed")
+    optimizers = list(dict.fromkeys(optimizers))
+    if not optimizers:
+        raise ConfigError("--optimizers: name at least one optimizer, e.g. adamw,sam,rsam,gnm")
+    jobs, rows = [], {}
     for name in optimizers:
         for k in range(seeds):
             run_cfg = dataclasses.replace(cfg, seed=cfg.seed + k,
                                           optimizer=dataclasses.replace(cfg.optimizer, name=name))
-            path = Path(out) / f"{name}-s{run_cfg.seed}"
-            rows.append(summary_row(fit(run_cfg, out=path, progress=progress), path))
-    return rows
+            path = str(Path(out) / run_name(name, run_cfg.seed))
+            if reuse and (Path(path) / "summary.json").exists():
+                rows[path] = summary_row(json.loads((Path(path) / "summary.json").read_text()), path)
+            else:
+                jobs.append((run_cfg, path))
+    overwrite = overwrite or reuse  # reuse: an unfinished run is started over
+    if workers <= 1 or len(jobs) <= 1:
+        for run_cfg, path in jobs:
+            rows[path] = _one_run(run_cfg, path, overwrite, progress, 0)
+    else:
+        rows.update(_parallel(jobs, overwrite, progress, workers))
+    order = [str(Path(out) / run_name(n, cfg.seed + k)) for n in optimizers for k in range(seeds)]
+    return [rows[p] for p in order]
+
+
+def _parallel(jobs, overwrite: bool, progress: bool, workers: int) -> dict[str, dict[str, Any]]:
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from tqdm.auto import tqdm
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    out = {}
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(_one_run, c, p, overwrite, False, threads): p for c, p in jobs}
+        with tqdm(total=len(jobs), desc=f"runs ({workers} at a time)", unit="run", disable=not progress) as bar:
+            for f in as_completed(futures):
+                out[futures[f]] = f.result()
+                bar.update()
+                bar.set_postfix_str(Path(futures[f]).name)
+    return out
 
 
 def summary_row(summary: dict[str, Any], path: str | Path) -> dict[str, Any]:
-    """One table row (optimizer, seed, run, the COLUMNS, wall time) from a run's summary.json dict."""
-    return {"optimizer": summary["optimizer"], "seed": summary["seed"], "run": str(path),
-            **{c: summary.get(c) for c in COLUMNS}, "wall_seconds": summary["wall_seconds"]}
+    """One flat table row from a run's summary.json dict: the headline (its rule and epoch), the other rule, costs."""
+    best = summary.get("best_val") or {}
+    row = {"optimizer": summary["optimizer"], "seed": summary["seed"], "run": str(path),
+           "select": summary.get("select", "last"), "epoch": summary.get("epoch"),
+           **{c: summary.get(c) for c in COLUMNS},
+           **{f"se_{k}": v for k, v in (summary.get("stderr") or {}).items()},
+           "best_val_epoch": best.get("epoch"), **{f"best_val_{c}": best.get(c) for c in ACCURACY},
+           "closures_per_step": summary.get("closures_per_step"), "wall_seconds": summary["wall_seconds"]}
+    scalars = Path(path) / "probes" / "scalars.json"
+    probes = json.loads(scalars.read_text()) if scalars.exists() else {}
+    row.update({c: probes.get(c) for c in FLATNESS if c in probes})
+    return row
 
 
-def aggregate(rows: list[dict[str, Any]], extra: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    """Mean and std (over seeds) per optimizer, keeping the first-seen order."""
+def aggregate(rows: list[dict[str, Any]], extra: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Mean, std and n (over seeds) per optimizer, in first-seen order; NaN-safe (CPU peak memory is NaN)."""
+    extra = tuple(extra) or tuple(c for c in FLATNESS if any(r.get(c) is not None for r in rows))
     out = []
     for name in dict.fromkeys(r["optimizer"] for r in rows):
         rs = [r for r in rows if r["optimizer"] == name]
-        agg: dict[str, Any] = {"optimizer": name, "n": len(rs)}
-        for c in COLUMNS + extra:
-            vals = [float(r[c]) for r in rs if r.get(c) is not None]
-            agg[c] = statistics.fmean(vals) if vals else float("nan")
-            agg[c + "_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
+        agg: dict[str, Any] = {"optimizer": name, "n": len(rs), "seeds": [r["seed"] for r in rs],
+                               "select": rs[0].get("select", "last"), "epoch": rs[0].get("epoch")}
+        for c in COLUMNS + extra + ("wall_seconds",):
+            agg[c], agg[c + "_std"], _ = mean_std([r.get(c) for r in rs])
         out.append(agg)
     return out
 
 
-def format_table(agg: list[dict[str, Any]], extra: tuple[str, ...] = ()) -> str:
-    """Markdown table; accuracy columns show mean ± std when there are several seeds."""
-    cols = ("overall", "many", "medium", "few", "ece") + extra
-    base = agg[0]["optimizer"] if agg else "sgd"
-    head = "| optimizer | " + " | ".join(cols) + f" | s/step | x {base} | peak MB (CUDA) |"
-    lines = [head, "|" + "---|" * (len(cols) + 4)]
-    ref = agg[0]["sec_per_step"] if agg else None  # ratios to the first optimizer listed (the base)
+def paired_table(rows: list[dict[str, Any]], base: str, metrics: Sequence[str] = (), method: str = "t"
+                 ) -> dict[str, dict[str, PairedDiff]]:
+    """{optimizer: {metric: PairedDiff(optimizer - base)}} paired by seed, for every optimizer but the base."""
+    metrics = tuple(metrics) or ACCURACY + tuple(c for c in FLATNESS if any(r.get(c) is not None for r in rows))
+    by = {(r["optimizer"], r["seed"]): r for r in rows}
+    base_seeds = sorted(s for (o, s) in by if o == base)
+    if not base_seeds:
+        raise ConfigError(f"no runs of the base optimizer {base!r} to pair with; include it in --optimizers")
+    out: dict[str, dict[str, PairedDiff]] = {}
+    for name in dict.fromkeys(r["optimizer"] for r in rows):
+        if name == base:
+            continue
+        seeds = [s for s in base_seeds if (name, s) in by]
+        out[name] = {m: paired_difference([by[(base, s)].get(m) for s in seeds], [by[(name, s)].get(m) for s in seeds],
+                                          method=method, higher_is_better=HIGHER_IS_BETTER.get(m, True))
+                     for m in metrics}
+    return out
+
+
+def _pm(mean: float, std: float, n: int, fmt: str) -> str:
+    if mean != mean:
+        return "-"
+    return fmt.format(mean) + (f" ± {fmt.format(std)}" if n > 1 and std == std else "")
+
+
+def format_table(agg: list[dict[str, Any]], paired: dict[str, dict[str, PairedDiff]] | None = None) -> str:
+    """Markdown: mean ± std over seeds, cost per step; then (when given) paired differences to the base."""
+    extra = tuple(c for c in FLATNESS if agg and c in agg[0])
+    cols = ACCURACY + ("ece",) + extra
+    base = agg[0]["optimizer"] if agg else "-"
+    lines = ["| optimizer | n | " + " | ".join(cols) + f" | s/step | x {base} | peak MB (CUDA) |",
+             "|" + "---|" * (len(cols) + 5)]
+    ref = agg[0]["sec_per_step"] if agg else float("nan")
     for a in agg:
-        cells = []
-        for c in cols:
-            v, s = a[c], a[c + "_std"]
-            fmt = "{:.4g}" if c in extra else "{:.2f}"
-            cells.append(fmt.format(v) + (f" ± {fmt.format(s)}" if a["n"] > 1 else ""))
-        ratio = f"{a['sec_per_step'] / ref:.2f}" if ref else "-"
-        lines.append(f"| {a['optimizer']} | " + " | ".join(cells) +
-                     f" | {a['sec_per_step']:.3f} | {ratio} | {_mb(a['peak_memory_mb'])} |")
+        cells = [_pm(a[c], a[c + "_std"], a["n"], "{:.4g}" if c in extra else "{:.2f}") for c in cols]
+        ratio = a["sec_per_step"] / ref if ref and ref == ref else float("nan")
+        mb = a["peak_memory_mb"]
+        lines.append(f"| {a['optimizer']} | {a['n']} | " + " | ".join(cells) +
+                     f" | {a['sec_per_step']:.3f} | {ratio:.2f} | {'-' if mb != mb else f'{mb:.0f}'} |")
+    if paired:
+        metrics = list(next(iter(paired.values())).keys())
+        lines += ["", f"Paired difference to {base} (method - {base}, same seeds): mean [95 % CI] verdict", "",
+                  "| optimizer | n | " + " | ".join(metrics) + " |", "|" + "---|" * (len(metrics) + 2)]
+        for name, diffs in paired.items():
+            n = max(d.n for d in diffs.values())
+            lines.append(f"| {name} | {n} | " + " | ".join(
+                d.format(3 if m in FLATNESS else 2) for m, d in diffs.items()) + " |")
     return "\n".join(lines)
 
 
-def _mb(v: float) -> str:
-    return "-" if v is None or v != v else f"{v:.0f}"
+def rule_sentence(agg: list[dict[str, Any]], epochs: int | None = None) -> str:
+    """The selection rule and the seeds, in words (every table states them)."""
+    if not agg:
+        return ""
+    a = agg[0]
+    rule = ("test accuracy (%) at the last epoch of the fixed schedule" if a["select"] == "last"
+            else "test accuracy (%) of the best-validation epoch (opt-in rule)")
+    n = min(x["n"] for x in agg)
+    seeds = ", ".join(str(s) for s in a["seeds"])
+    what = f"mean ± std over {n} seed(s) ({seeds})" if n > 1 else f"one seed ({seeds}): no interval, no verdict"
+    return f"Headline: {rule}{f' ({epochs} epochs)' if epochs else ''}; {what}."
 
 
 def write_csv(rows: list[dict[str, Any]], path: str | Path) -> None:
@@ -79,18 +196,20 @@ def write_csv(rows: list[dict[str, Any]], path: str | Path) -> None:
         w.writerows(rows)
 
 
-def ensure_runs(cfg: ExperimentConfig, optimizers: list[str], out: str | Path, seeds: int = 1,
-                progress: bool = True) -> list[dict[str, Any]]:
-    """Like `compare`, but reuses runs whose summary.json already exists (notebooks call this)."""
-    import json
+def ensure_runs(cfg: ExperimentConfig, optimizers: Sequence[str], out: str | Path, seeds: int = 1,
+                progress: bool = True, workers: int = 1) -> list[dict[str, Any]]:
+    """Like `compare`, but keeps runs that already finished (what notebooks call)."""
+    return compare(cfg, optimizers, seeds, out, progress, reuse=True, workers=workers)
+
+
+def load_rows(runs_dir: str | Path) -> list[dict[str, Any]]:
+    """Rows for every finished run directly under runs_dir (sorted by name)."""
+    from ..errors import DataError
 
     rows = []
-    for name in optimizers:
-        for k in range(seeds):
-            path = Path(out) / f"{name}-s{cfg.seed + k}"
-            if (path / "summary.json").exists():
-                rows.append(summary_row(json.loads((path / "summary.json").read_text()), path))
-            else:
-                one = dataclasses.replace(cfg, seed=cfg.seed + k)
-                rows += compare(one, [name], 1, out, progress)
+    for p in sorted(Path(runs_dir).glob("*/summary.json")):
+        try:
+            rows.append(summary_row(json.loads(p.read_text()), p.parent))
+        except (json.JSONDecodeError, KeyError) as e:
+            raise DataError(f"{p} is damaged ({type(e).__name__}); rerun that run with --overwrite") from None
     return rows

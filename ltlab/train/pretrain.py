@@ -32,7 +32,15 @@ def pretrain_backbone(
     device: str = "auto",
     name: str = "ltlab-tiny",
 ) -> dict:
-    """Train the bundled ViT + a linear head on the source task; save the backbone weights (no head)."""
+    """Train the bundled ViT + a linear head on the source task; save the backbone weights (no head).
+
+    out=None replaces the bundled weights in the package (the CLI asks for --replace-bundled).
+    """
+    from ..errors import ConfigError
+
+    for arg, value in (("--epochs", epochs), ("--n-per-class", n_per_class), ("--batch-size", batch_size)):
+        if value < 1:
+            raise ConfigError(f"{arg} {value}: must be at least 1")
     seed_everything(seed)
     dev = resolve_device(device)
     t0 = time.time()
@@ -68,7 +76,9 @@ def pretrain_backbone(
     out = Path(out) if out else WEIGHTS_DIR / BUNDLED[name].weights
     out.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in vit.state_dict().items()}
-    torch.save(state, out)
+    from .runs import _atomic_write_bytes
+
+    _atomic_write_bytes(out, lambda f: torch.save(state, f))
     record = {
         "backbone": name, "architecture": BUNDLED[name].kwargs, "source_task": "synthetic (shape, hue): 64 classes",
         "n_per_class": n_per_class, "epochs": epochs, "batch_size": batch_size, "lr": lr,

@@ -54,12 +54,54 @@ def provenance() -> dict[str, Any]:
     }
 
 
+RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json", "checkpoints", "probes", "phase1")
+
+
 class RunDir:
     """Writer for one run directory."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.ckpt_dir = self.path / "checkpoints"
+
+    def holds_run(self) -> bool:
+        return any((self.path / f).exists() for f in RUN_FILES)
+
+    def prepare(self, resume: bool = False, overwrite: bool = False) -> None:
+        """Make sure a new run never mixes with an old one.
+
+        A fresh run into a directory that already holds a run is refused (DataError, exit 2) unless
+        `overwrite` (the old run's files are removed, nothing else) or `resume` (continue it).
+        """
+        if resume and overwrite:
+            raise DataError("--resume and --overwrite contradict each other: pass one of them")
+        if self.path.exists() and not self.path.is_dir():
+            raise DataError(f"output path {self.path} is a file, not a directory; choose another --out")
+        if resume:
+            if not (self.ckpt_dir / "last.pt").exists():
+                raise DataError(f"{self.ckpt_dir / 'last.pt'} not found: there is nothing to resume in {self.path}; "
+                                "start a new run without --resume")
+            return
+        if self.holds_run():
+            if not overwrite:
+                raise DataError(f"{self.path} already holds a run; pass --resume to continue it or --overwrite to "
+                                "delete it and start over (or choose another --out)")
+            import shutil
+
+            for f in RUN_FILES:
+                target = self.path / f
+                if target.is_dir():
+                    shutil.rmtree(target)
+                elif target.exists():
+                    target.unlink()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = self.path / ".ltlab-write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise DataError(f"cannot write the run directory {self.path}: {e.strerror or e}; choose another --out") \
+                from None
 
     def write_config(self, cfg: dict[str, Any]) -> None:
         text = yaml.safe_dump(cfg, sort_keys=False).encode()
@@ -88,14 +130,39 @@ class RunDir:
         return path
 
     def load_checkpoint(self, name: str) -> dict[str, Any]:
-        path = self.ckpt_dir / f"{name}.pt"
-        if not path.exists():
-            raise DataError(f"checkpoint {path} not found: nothing to resume from (train without --resume)")
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return load_checkpoint_file(self.ckpt_dir / f"{name}.pt")
+
+
+def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
+    """torch.load with a clear error for a missing, truncated or foreign file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"checkpoint {path} not found; train the run first (python -m ltlab train --out "
+                        f"{path.parent.parent})")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # truncated, empty, random bytes, another format
+        raise DataError(f"checkpoint {path} is damaged or not an ltlab checkpoint ({type(e).__name__}); delete it "
+                        "and train again with --overwrite") from None
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise DataError(f"checkpoint {path} is not an ltlab checkpoint (no 'model' tensors); train again with "
+                        "--overwrite")
+    return state
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    """Rows of a JSON-lines file; a partial last line (a killed writer) is skipped, other bad lines raise."""
+    lines = [ln for ln in Path(path).read_text().splitlines() if ln.strip()]
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                break
+            raise DataError(f"{path} line {i + 1} is not JSON; the run's records are damaged: train it again "
+                            "with --overwrite") from None
+    return rows
 
 
 @dataclass
@@ -111,10 +178,10 @@ class Run:
     def name(self) -> str:
         return self.path.name
 
-    def checkpoint(self, which: str = "best") -> dict[str, Any]:
+    def checkpoint(self, which: str = "last") -> dict[str, Any]:
         return RunDir(self.path).load_checkpoint(which)
 
-    def build(self, which: str = "best", device: str = "cpu"):
+    def build(self, which: str = "last", device: str = "cpu"):
         """(model, data bundle, loss) rebuilt from the config, with the checkpoint's trainable tensors."""
         from ..config import config_from_dict
         from ..data import build_dataset
@@ -124,9 +191,17 @@ class Run:
         cfg = config_from_dict(self.config)
         data = build_dataset(cfg.data)
         model = build_model(cfg.model, data.num_classes)
-        model.load_state_dict(self.checkpoint(which)["model"], strict=False)
-        loss = build_loss(cfg.loss.name, data.class_counts, None, cfg.loss.beta, **loss_kwargs(cfg))
-        return model.to(device).eval(), data, loss
+        state = self.checkpoint(which)
+        model.load_state_dict(state["model"], strict=False)
+        # the training loss as it stood at that checkpoint (DRW weights of its epoch), deterministic (eval mode)
+        loss = build_loss(cfg.loss.name, data.class_counts, cfg.loss.drw_epoch, cfg.loss.beta, **loss_kwargs(cfg))
+        loss.set_epoch(max(0, int(state.get("epoch", cfg.epochs)) - 1))
+        return model.to(device).eval(), data, loss.eval()
+
+    @property
+    def headline_checkpoint(self) -> str:
+        """The checkpoint the summary's headline reports ("last" unless eval.select=best_val chose another)."""
+        return self.summary.get("checkpoint", "last")
 
 
 def loss_kwargs(cfg) -> dict[str, Any]:
@@ -142,5 +217,12 @@ def load_run(path: str | Path) -> Run:
     if not (path / "config.yaml").exists():
         raise DataError(f"{path} is not an ltlab run directory (no config.yaml)")
     metrics = read_jsonl(path / "metrics.jsonl") if (path / "metrics.jsonl").exists() else []
-    summary = json.loads((path / "summary.json").read_text()) if (path / "summary.json").exists() else {}
-    return Run(path, yaml.safe_load((path / "config.yaml").read_text()), metrics, summary)
+    try:
+        summary = json.loads((path / "summary.json").read_text()) if (path / "summary.json").exists() else {}
+        config = yaml.safe_load((path / "config.yaml").read_text())
+    except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: summary.json or config.yaml is damaged ({type(e).__name__}); train the run "
+                        "again with --overwrite") from None
+    if not isinstance(config, dict):
+        raise DataError(f"{path}/config.yaml does not hold a config mapping; train the run again with --overwrite")
+    return Run(path, config, metrics, summary)

@@ -1,5 +1,15 @@
 """The fit loop: schedule, AMP, per-class evaluation, atomic checkpoints, exact resume, progress bar.
 
+Selection rule (DESIGN.md, comparison protocol): the headline of summary.json is the test accuracy
+of the checkpoint `eval.select` names: "last" (default, the fixed schedule's last epoch) or
+"best_val" (opt-in, the best validation epoch; ties keep the earlier epoch). Both are always
+recorded with their epochs under summary["last"] and summary["best_val"]; the test set never
+selects anything.
+
+Interrupts: Ctrl-C (SIGINT) and SIGTERM ask the loop to stop at the next step boundary (or after
+the epoch's evaluation); the state saved there resumes to exactly the uninterrupted run. A second
+Ctrl-C stops at once and keeps the last checkpoint already on disk.
+
 >>> from ltlab.config import load_config
 >>> summary = fit(load_config("synthetic", ["epochs=1"]), out="runs/doc")   # doctest: +SKIP
 """
@@ -25,9 +35,11 @@ from ..errors import LtlabError
 from ..losses import build_loss
 from ..models import build_model
 from ..optim import create_optimizer
+from ..optim.base import clip_gradients
+from ..stats import binomial_stderr, group_stderr
 from ..utils import resolve_device, rng_restore, rng_snapshot, seed_everything
 from .metrics import classification_metrics
-from .runs import RunDir, loss_kwargs, provenance
+from .runs import RunDir, load_checkpoint_file, loss_kwargs, provenance
 
 
 class TrainingDiverged(LtlabError):
@@ -66,6 +78,26 @@ def peak_memory_mb(device: torch.device) -> float:
     return float("nan")
 
 
+class _Stopped(KeyboardInterrupt):
+    """A requested stop at a step boundary (the exact state is already saved)."""
+
+
+RESUME_MAY_CHANGE = ("device", "data.num_workers", "data.root", "compile")
+
+
+def config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """'key: old -> new' for every key that differs, except those a resume may change."""
+    out = []
+    for k in sorted(set(old) | set(new)):
+        key = prefix + str(k)
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_changes(a, b, key + ".")
+        elif a != b and key not in RESUME_MAY_CHANGE:
+            out.append(f"{key}: {a!r} -> {b!r}")
+    return out
+
+
 class Trainer:
     """Owns one run: data, model, loss, optimizer, schedule, and the run directory.
 
@@ -91,8 +123,7 @@ class Trainer:
         self.data = build_dataset(cfg.data)
         self.model = build_model(cfg.model, self.data.num_classes).to(self.device)
         if init_from is not None:  # e.g. LPT phase 2 starts from phase 1's trained tensors
-            self.model.load_state_dict(torch.load(init_from, map_location="cpu", weights_only=False)["model"],
-                                       strict=False)
+            self.model.load_state_dict(load_checkpoint_file(init_from)["model"], strict=False)
         self.loss_fn = build_loss(cfg.loss.name, self.data.class_counts, cfg.loss.drw_epoch, cfg.loss.beta,
                                   **loss_kwargs(cfg)).to(self.device)
         oc = cfg.optimizer
@@ -104,6 +135,8 @@ class Trainer:
         for g in self.optimizer.param_groups:
             if "rho" in g:
                 g.setdefault("initial_rho", g["rho"])
+        self.optimizer.max_grad_norm = oc.clip_grad_norm
+        self.rho_factor = 1.0  # GNM's epoch schedule (set_epoch)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         self.train_targets = [int(t) for t in getattr(self.data.train, "targets")]
@@ -127,6 +160,8 @@ class Trainer:
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.best_val, self.best_epoch = -1.0, -1
         self.step_times: list[float] = []
+        self.epoch_losses: list[float] = []  # step losses of the current epoch (kept across a resume)
+        self._stop_requested = False
 
     # -- data ----------------------------------------------------------------------------------
     def epoch_batches(self, epoch: int) -> list[list[int]]:
@@ -181,17 +216,35 @@ class Trainer:
             (self.scaler.scale(loss) if self.scaler else loss).backward()
             return loss
 
-        if self.scaler is not None:
-            if hasattr(self.optimizer, "perturbation"):
-                loss = self.optimizer.step(closure, grad_scaler=self.scaler)
-            else:
-                loss = closure()
-                self.scaler.step(self.optimizer)
-            self.scaler.update()
+        self.apply_rho()
+        if hasattr(self.optimizer, "perturbation"):  # the sharpness-aware family clips inside its step
+            loss = self.optimizer.step(closure, grad_scaler=self.scaler)
         else:
-            loss = self.optimizer.step(closure)
+            loss = closure()
+            clip_gradients(self.optimizer, self.cfg.optimizer.clip_grad_norm, self.scaler)
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)
+            else:
+                self.optimizer.step()
+        if self.scaler is not None:
+            self.scaler.update()
         self.scheduler.step()
         return float(loss.detach())
+
+    def apply_rho(self) -> None:
+        """rho of this step: the configured rho, x GNM's epoch factor, following the lr if rho_schedule=lr.
+
+        rho_schedule=lr (RSAM's official code, GSAM): rho_t = rho_min + (rho - rho_min) * lr_t / lr_0.
+        """
+        oc = self.cfg.optimizer
+        for g in self.optimizer.param_groups:
+            if "initial_rho" not in g:
+                continue
+            rho = g["initial_rho"] * self.rho_factor
+            if oc.rho_schedule == "lr":
+                frac = g["lr"] / g["initial_lr"] if g.get("initial_lr") else 1.0
+                rho = oc.rho_min + (rho - oc.rho_min) * frac
+            g["rho"] = rho
 
     # -- evaluation ----------------------------------------------------------------------------
     @torch.no_grad()
@@ -223,6 +276,27 @@ class Trainer:
         logits, y = self.predict(getattr(self.data, split))
         return classification_metrics(logits, y, self.data.splits)
 
+    def clean_train_subset(self):
+        """A fixed, seeded subset of the training images with evaluation transforms (same for every method)."""
+        import copy
+
+        from torch.utils.data import Subset
+
+        view = copy.copy(self.data.train)
+        if hasattr(view, "transform"):
+            view.transform = getattr(self.data.test, "transform", None)
+        n = min(self.cfg.eval.train_images, len(view))
+        idx = torch.randperm(len(view), generator=torch.Generator().manual_seed(self.cfg.data.seed))[:n]
+        return Subset(view, sorted(idx.tolist()))
+
+    def loss_at_w(self) -> float:
+        """Plain cross-entropy at the unperturbed weights w on the fixed training subset (eval mode).
+
+        This is the curve that compares across methods: the step loss GNM and RSAM return is L(w + e).
+        """
+        logits, y = self.predict(self.clean_train_subset())
+        return float(torch.nn.functional.cross_entropy(logits, y))
+
     # -- checkpoints ---------------------------------------------------------------------------
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """Everything but the frozen backbone: prompts (shared, group, keys) and head; a few MB even for ViT-B."""
@@ -236,7 +310,7 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
             "best_val": self.best_val, "best_epoch": self.best_epoch, "rng": rng_snapshot(),
-            "step_times": self.step_times, "config": to_dict(self.cfg),
+            "step_times": self.step_times, "epoch_losses": list(self.epoch_losses), "config": to_dict(self.cfg),
         }
 
     def load_checkpoint_state(self, st: dict[str, Any]) -> None:
@@ -248,21 +322,34 @@ class Trainer:
         self.epoch, self.step_in_epoch, self.global_step = st["epoch"], st["step_in_epoch"], st["global_step"]
         self.best_val, self.best_epoch = st["best_val"], st["best_epoch"]
         self.step_times = list(st.get("step_times", []))
+        self.epoch_losses = list(st.get("epoch_losses", []))
         rng_restore(st["rng"])
 
     def resume(self) -> None:
-        """Continue from checkpoints/last.pt: model, optimizer, schedule, data order and every RNG."""
-        self.load_checkpoint_state(self.run.load_checkpoint("last"))
+        """Continue from checkpoints/last.pt: model, optimizer, schedule, data order and every RNG.
+
+        The checkpoint's config must equal this one, except keys that do not change the maths
+        (RESUME_MAY_CHANGE); anything else is refused with the list of differences.
+        """
+        st = self.run.load_checkpoint("last")
+        changed = config_changes(st.get("config", {}), to_dict(self.cfg))
+        if changed:
+            from ..errors import ConfigError
+
+            raise ConfigError(
+                f"--resume with a changed config: {'; '.join(changed)}. A resumed run must be the run it would "
+                f"have been: resume with the run's own config ({self.run.path / 'config.yaml'}), or start a new "
+                "run (another --out, or --overwrite)")
+        self.load_checkpoint_state(st)
         self.run.truncate_metrics(self.epoch)
 
     # -- the loop ------------------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
         self.loss_fn.set_epoch(epoch)
         oc = self.cfg.optimizer
-        factor = gnm_noise_factor(epoch, self.cfg.loss.drw_epoch, oc.gnm_halve_at_drw, oc.gnm_epoch0_doubling)
-        for g in self.optimizer.param_groups:
-            if "initial_rho" in g and oc.name == "gnm":
-                g["rho"] = g["initial_rho"] * factor
+        self.rho_factor = (gnm_noise_factor(epoch, self.cfg.loss.drw_epoch, oc.gnm_halve_at_drw,
+                                            oc.gnm_epoch0_doubling) if oc.name == "gnm" else 1.0)
+        self.apply_rho()
 
     def fit(self) -> dict[str, Any]:
         """Train for cfg.epochs (from wherever the state is), evaluate, write the run; returns the summary."""
@@ -271,8 +358,7 @@ class Trainer:
             self.run.write_config(to_dict(cfg))
         t_start = time.time()
         self._stop_requested = False
-        self._rng_before_batch = rng_snapshot()
-        previous = signal.signal(signal.SIGTERM, self._request_stop) if _main_thread() else None
+        handlers = self._install_stop_handlers()
         bar = tqdm(total=self.total_steps, initial=self.global_step, desc=f"{cfg.optimizer.name}", unit="step",
                    disable=not self.progress, dynamic_ncols=True)
         try:
@@ -281,12 +367,10 @@ class Trainer:
                 self.model.train()
                 self.loss_fn.train()
                 batches = self.epoch_batches(self.epoch)[self.step_in_epoch:]
-                losses = []
                 batch_iter = iter(self.loader(self.data.train, batches))
                 while True:
-                    # RNG state before the batch is drawn (augmentation uses it): an interrupted step
-                    # is replayed from here on resume
-                    self._rng_before_batch = rng_snapshot()
+                    # every method draws step t's augmentation and dropout from the same seed (paired runs)
+                    seed_everything((cfg.seed * 1_000_003 + self.rank * 7919 + self.global_step) % 2**63)
                     try:
                         x, y = next(batch_iter)
                     except StopIteration:
@@ -297,33 +381,66 @@ class Trainer:
                     if self.device.type == "cuda":
                         torch.cuda.synchronize()
                     self.step_times.append(time.perf_counter() - t0)
-                    if not math.isfinite(loss):
-                        raise TrainingDiverged(
-                            f"loss became {loss} at step {self.global_step} (epoch {self.epoch}); nothing after "
-                            f"the last good checkpoint was saved ({self.run.ckpt_dir / 'last.pt'}). Lower "
-                            "optimizer.lr, use precision=fp32, or check the data.")
+                    self.check_finite(loss)
                     self.step_in_epoch += 1
                     self.global_step += 1
-                    losses.append(loss)
+                    self.epoch_losses.append(loss)
                     bar.update()
-                    bar.set_postfix(epoch=self.epoch, loss=f"{loss:.3f}", best=f"{max(self.best_val, 0):.1f}")
+                    bar.set_postfix(epoch=self.epoch, loss=f"{loss:.3f}")
                     if self._stop_requested:
-                        raise KeyboardInterrupt
-                self.end_epoch(losses)
-        except KeyboardInterrupt:
-            state = self.checkpoint_state()
-            if not self._stop_requested:  # Ctrl-C inside a step: replay that step on resume
-                state["rng"] = self._rng_before_batch
-            path = self.save_checkpoint("last", state)
-            print(f"\ninterrupted at epoch {self.epoch} step {self.step_in_epoch}; saved {path}.\n"
-                  f"resume with: python -m ltlab train --config {self.run.path / 'config.yaml'} "
-                  f"--out {self.run.path} --resume", file=sys.stderr)
+                        self.stop_now()
+                self.end_epoch()
+                if self._stop_requested and self.epoch < cfg.epochs:
+                    self.stop_now()
+        except _Stopped:
+            raise
+        except KeyboardInterrupt:  # a second Ctrl-C, or one raised from inside a step: keep what is on disk
+            print(f"\ninterrupted; the last checkpoint on disk is kept ({self.run.ckpt_dir / 'last.pt'}).\n"
+                  f"resume with: {self.resume_command()}", file=sys.stderr)
             raise
         finally:
             bar.close()
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            for sig, previous in handlers:
+                signal.signal(sig, previous)
         return self.finish(time.time() - t_start)
+
+    def resume_command(self) -> str:
+        import shlex
+
+        return (f"python -m ltlab train --config {shlex.quote(str(self.run.path / 'config.yaml'))} "
+                f"--out {shlex.quote(str(self.run.path))} --resume")
+
+    def stop_now(self) -> None:
+        """Save the exact state at this step boundary, then raise KeyboardInterrupt."""
+        path = self.save_checkpoint("last", self.checkpoint_state())
+        print(f"\nstopped at epoch {self.epoch} step {self.step_in_epoch}; saved {path}.\n"
+              f"resume with: {self.resume_command()}", file=sys.stderr)
+        raise _Stopped
+
+    def _install_stop_handlers(self) -> list[tuple[int, Any]]:
+        if not _main_thread():
+            return []
+
+        def request(signum, frame):
+            if self._stop_requested and signum == signal.SIGINT:  # second Ctrl-C: stop immediately
+                raise KeyboardInterrupt
+            self._stop_requested = True
+
+        return [(sig, signal.signal(sig, request)) for sig in (signal.SIGINT, signal.SIGTERM)]
+
+    def check_finite(self, loss: float, what: str = "loss") -> None:
+        """A non-finite loss or weight stops the run before anything diverged is saved."""
+        bad = not math.isfinite(loss)
+        if not bad:
+            with torch.no_grad():
+                bad = not all(bool(torch.isfinite(p).all()) for p in self.model.trainable_parameters())
+        if bad:
+            last = self.run.ckpt_dir / "last.pt"
+            kept = (f"the last good checkpoint {last} is kept" if last.exists()
+                    else "no checkpoint had been saved yet")
+            what = f"{what} became {loss}" if not math.isfinite(loss) else "the weights became non-finite"
+            raise TrainingDiverged(f"{what} at step {self.global_step} (epoch {self.epoch}); {kept}. Lower "
+                                   "optimizer.lr, use precision=fp32, or check the data.")
 
     def save_checkpoint(self, name: str, state: dict[str, Any]) -> Path:
         """Only rank 0 writes; the others wait until the file is there."""
@@ -336,28 +453,36 @@ class Trainer:
             dist.barrier()
         return path
 
-    def _request_stop(self, signum, frame) -> None:
-        """SIGTERM: finish the current step, then checkpoint and stop."""
-        self._stop_requested = True
-
-    def end_epoch(self, losses: list[float]) -> None:
+    def end_epoch(self) -> None:
+        """Log the epoch (step loss, loss at w, validation), then checkpoint; the row and last.pt agree."""
         cfg = self.cfg
-        self.epoch += 1
-        self.step_in_epoch = 0
         row: dict[str, Any] = {
-            "epoch": self.epoch, "step": self.global_step,
-            "train_loss": statistics.fmean(losses) if losses else float("nan"),
+            "epoch": self.epoch + 1, "step": self.global_step,
+            # what the optimizer returned each step: L(w) for SGD/AdamW/SAM/ASAM, L(w + e) for GNM, L(w + d) for RSAM
+            "step_loss": statistics.fmean(self.epoch_losses) if self.epoch_losses else float("nan"),
+            "train_ce_at_w": self.loss_at_w(),  # comparable across methods
             "lr": self.optimizer.base_optimizer.param_groups[0]["lr"],
         }
-        if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs:
+        # finite weights can still be diverged (|w| ~ 1e30 gives non-finite logits): never save such a state
+        self.check_finite(row["train_ce_at_w"], what="the loss at the weights")
+        new_best = False
+        if (self.epoch + 1) % cfg.eval_every == 0 or self.epoch + 1 == cfg.epochs:
             val = self.evaluate("val")
             row["val"] = {k: v for k, v in val.items() if k != "per_class"}
-            if val["overall"] > self.best_val:
-                self.best_val, self.best_epoch = val["overall"], self.epoch
-                self.save_checkpoint("best", self.checkpoint_state())
-        self.save_checkpoint("last", self.checkpoint_state())
+            new_best = val["overall"] > self.best_val  # ties keep the earlier epoch
+            if new_best:
+                self.best_val, self.best_epoch = val["overall"], self.epoch + 1
+        self.epoch += 1
+        self.step_in_epoch = 0
+        self.epoch_losses = []
+        state = self.checkpoint_state()
+        if new_best:
+            self.save_checkpoint("best", state)
+        if cfg.save_every and self.epoch % cfg.save_every == 0:
+            self.save_checkpoint(f"epoch{self.epoch:03d}", {"model": state["model"], "epoch": self.epoch})
         if self.is_main:
             self.run.log_metrics(row)
+        self.save_checkpoint("last", state)
         for cb in self.callbacks:
             cb(self, row)
 
@@ -367,15 +492,37 @@ class Trainer:
         return {"sec_per_step": sec, "images_per_sec": self.cfg.batch_size / sec if times else float("nan"),
                 "peak_memory_mb": peak_memory_mb(self.device)}
 
+    def test_report(self) -> dict[str, Any]:
+        """Test metrics of the current weights with their standard errors (binomial, per class)."""
+        logits, y = self.predict(self.data.test)
+        m = classification_metrics(logits, y, self.data.splits)
+        n_per_class = torch.bincount(y, minlength=self.data.num_classes).tolist()
+        se = {"overall": binomial_stderr(m["overall"], len(y))}
+        for g, classes in self.data.splits.items():
+            se[g] = group_stderr([m["per_class"][c] for c in classes if m["per_class"][c] is not None],
+                                 [n_per_class[c] for c in classes if m["per_class"][c] is not None])
+        m["stderr"] = se
+        return m
+
     def finish(self, wall: float) -> dict[str, Any]:
-        """Test metrics of the best-on-validation checkpoint (and of the last one); write summary.json."""
-        last = self.evaluate("test")
+        """Test metrics of the last epoch and of the best-validation epoch; the headline follows eval.select."""
+        last = {"epoch": self.epoch, **self.test_report()}
+        best = None
         if self.best_epoch > 0:
-            self.model.load_state_dict(self.run.load_checkpoint("best")["model"], strict=False)
-        test = self.evaluate("test")
+            if self.best_epoch == self.epoch:
+                best = dict(last)
+            else:
+                self.model.load_state_dict(self.run.load_checkpoint("best")["model"], strict=False)
+                best = {"epoch": self.best_epoch, **self.test_report()}
+                self.model.load_state_dict(self.run.load_checkpoint("last")["model"], strict=False)
+            best["val_overall"] = self.best_val
+        rule = self.cfg.eval.select
+        head = best if (rule == "best_val" and best is not None) else last
+        brief = lambda m: {k: v for k, v in m.items() if k != "per_class"}  # noqa: E731
         summary = {
-            **test, "best_epoch": self.best_epoch, "best_val": self.best_val,
-            "last": {k: v for k, v in last.items() if k != "per_class"},
+            **{k: v for k, v in head.items() if k != "epoch"}, "select": rule, "epoch": head["epoch"],
+            "checkpoint": "last" if head["epoch"] == self.epoch else "best",
+            "last": brief(last), "best_val": brief(best) if best else None,
             **self.timing(), "process_peak_rss_mb": _rss_mb(), "wall_seconds": wall, "optimizer": self.cfg.optimizer.name,
             "closures_per_step": self.optimizer.closures_per_step, "seed": self.cfg.seed,
             "parameters": self.model.parameter_report(), "class_counts": self.data.class_counts,
@@ -408,16 +555,25 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def fit(cfg: ExperimentConfig, out: str | Path | None = None, resume: bool = False, progress: bool = True,
-        **kwargs) -> dict[str, Any]:
-    """Train one run; `resume=True` continues from out/checkpoints/last.pt. Returns summary.json's dict.
+def default_out(cfg: ExperimentConfig) -> Path:
+    lpt = "lpt-" if cfg.method == "lpt" else ""
+    return Path(f"runs/{cfg.data.name}-{lpt}{cfg.optimizer.name}-s{cfg.seed}")
 
+
+def fit(cfg: ExperimentConfig, out: str | Path | None = None, resume: bool = False, progress: bool = True,
+        overwrite: bool = False, **kwargs) -> dict[str, Any]:
+    """Train one run; returns summary.json's dict.
+
+    A directory that already holds a run is refused unless `resume=True` (continue from
+    out/checkpoints/last.pt, exactly) or `overwrite=True` (delete that run and start over).
     method="lpt" runs both LPT phases: out/phase1 (shared prompt + head, the pool off) then out
     itself (phase 2: group prompts, keys and head, shared prompt frozen, dual sampling), started
     from phase 1's best checkpoint.
     """
+    out = Path(out) if out is not None else default_out(cfg)
     if cfg.method == "lpt" and not kwargs.get("init_from"):
-        return fit_lpt(cfg, out, resume, progress)
+        return fit_lpt(cfg, out, resume, progress, overwrite)
+    RunDir(out).prepare(resume=resume, overwrite=overwrite)
     trainer = Trainer(cfg, out, progress=progress, **kwargs)
     if resume:
         trainer.resume()
@@ -438,15 +594,21 @@ def lpt_phases(cfg: ExperimentConfig) -> tuple[ExperimentConfig, ExperimentConfi
     return p1, p2
 
 
-def fit_lpt(cfg: ExperimentConfig, out: str | Path | None = None, resume: bool = False,
-            progress: bool = True) -> dict[str, Any]:
-    out = Path(out or f"runs/{cfg.data.name}-lpt-{cfg.optimizer.name}-s{cfg.seed}")
+def fit_lpt(cfg: ExperimentConfig, out: Path, resume: bool = False, progress: bool = True,
+            overwrite: bool = False) -> dict[str, Any]:
     p1, p2 = lpt_phases(cfg)
-    phase1_dir = out / "phase1"
+    run, phase1_dir = RunDir(out), out / "phase1"
+    if resume:
+        if not ((phase1_dir / "checkpoints" / "last.pt").exists() or (run.ckpt_dir / "last.pt").exists()):
+            run.prepare(resume=True)  # raises: nothing to resume
+    else:
+        run.prepare(overwrite=overwrite)  # a rerun never reuses an old phase 1
     if not (phase1_dir / "summary.json").exists():
         fit(p1, phase1_dir, resume=resume and (phase1_dir / "checkpoints" / "last.pt").exists(), progress=progress)
-        resume = False
-    trainer = Trainer(p2, out, progress=progress, init_from=phase1_dir / "checkpoints" / "best.pt")
-    if resume:
+    import json
+
+    chosen = json.loads((phase1_dir / "summary.json").read_text()).get("checkpoint", "last")  # phase 1's eval.select
+    trainer = Trainer(p2, out, progress=progress, init_from=phase1_dir / "checkpoints" / f"{chosen}.pt")
+    if resume and (run.ckpt_dir / "last.pt").exists():
         trainer.resume()
     return trainer.fit()

@@ -1,8 +1,12 @@
 """Probes of trained run directories: what `python -m ltlab probe`, `compare --probe` and notebooks call.
 
-Probes measure the plain cross-entropy of the model's logits (deterministic; the training loss
-may carry noise, e.g. GCL's Gaussian clouds) on training images with evaluation transforms.
-Results are saved as RUN_DIR/probes/<name>.npz and re-plotted without recomputation.
+Like with like (the comparison protocol): every run is probed at the checkpoint its headline
+reports (summary["checkpoint"], the last epoch by default), on the same seeded training images
+(evaluation transforms), and per-class probes use the same number of images for every class.
+The loss is plain cross-entropy by default, or (loss="train") the run's own training loss in its
+deterministic form (no GCL noise, the DRW weights of the checkpoint's epoch).
+Results are saved as RUN_DIR/probes/<name>.npz and re-plotted without recomputation; scalar
+results go to RUN_DIR/probes/scalars.json, which the comparison tables read.
 """
 from __future__ import annotations
 
@@ -41,22 +45,35 @@ def probe_batch(dataset: Any, num_images: int, seed: int = 0, device: str | torc
     return x, y
 
 
-def load_probe_inputs(run_dir: str | Path, num_images: int = 256, seed: int = 0, which: str = "best"):
-    """(model, loss_fn, batch, bundle) for a run directory."""
+def load_probe_inputs(run_dir: str | Path, num_images: int = 256, seed: int = 0, which: str | None = None,
+                      loss: str = "ce"):
+    """(model, loss_fn, batch, data bundle, training set with eval transforms) for a run directory.
+
+    which=None probes the checkpoint the run's headline reports; loss is "ce" or "train".
+    """
+    from .errors import ConfigError
     from .train.runs import load_run
 
+    if loss not in ("ce", "train"):
+        raise ConfigError(f"loss={loss!r}: use 'ce' (plain cross-entropy) or 'train' (the run's own loss)")
+    if num_images < 1:
+        raise ConfigError(f"num_images={num_images}: need at least 1 image")
     run = load_run(run_dir)
-    model, data, _ = run.build(which)
+    model, data, train_loss = run.build(which or run.headline_checkpoint)
     train_eval = eval_view(data.train, data.test.transform)
-    return model, nn.CrossEntropyLoss(), probe_batch(train_eval, num_images, seed), data, train_eval
+    loss_fn = nn.CrossEntropyLoss() if loss == "ce" else train_loss
+    return model, loss_fn, probe_batch(train_eval, num_images, seed), data, train_eval
 
 
 def run_probe(name: str, model, loss_fn, batch, data=None, train_eval=None, steps: int = 21, seed: int = 0,
               progress: bool = True) -> tuple[ProbeResult, str]:
     """One named probe -> (result, one-line description)."""
     if name == "eig":
-        r = top_eigenvalues(model, loss_fn, batch, k=5, seed=seed)
-        return r, f"top-5 eigenvalues {np.round(r.eigenvalues, 4).tolist()} ({r.hvps} HVPs, {r.seconds:.1f} s)"
+        r = top_eigenvalues(model, loss_fn, batch, k=5, which="both", seed=seed)
+        top, bottom = r.eigenvalues[:5], r.eigenvalues[5:]
+        return r, (f"top-5 eigenvalues {np.round(top, 4).tolist()}, lambda_min {bottom.min():.4g} "
+                   f"({'an end point, not a minimum' if bottom.min() < 0 else 'no negative curvature found'}; "
+                   f"{r.hvps} HVPs, {r.seconds:.1f} s{'' if r.converged else ', NOT converged'})")
     if name == "trace":
         r = hessian_trace(model, loss_fn, batch, num_hvps=99, seed=seed)
         return r, f"trace {r.estimate:.4g} ± {r.stderr:.2g} (hutch++, {r.hvps} HVPs)"
@@ -80,36 +97,58 @@ def run_probe(name: str, model, loss_fn, batch, data=None, train_eval=None, step
         return r, f"lambda_min/lambda_max along a slice: {np.round(r.ratio, 3).tolist()}"
     if name == "per-class":
         r = per_class(top_eigenvalues, model, loss_fn, train_eval, class_counts=data.class_counts,
-                      splits=data.splits, max_per_class=32, seed=seed, tol=1e-2)
+                      splits=data.splits, max_per_class=32, equal=True, seed=seed, tol=1e-2)
         gm = r.group_means()
-        return r, ("per-class lambda_max: many {many:.3g}, medium {medium:.3g}, few {few:.3g}".format(**gm))
+        return r, ("per-class lambda_max ({n} images per class): many {many:.3g}, medium {medium:.3g}, "
+                   "few {few:.3g}".format(n=r.images_per_class, **gm))
     raise ValueError(f"unknown probe {name!r}; choose from {', '.join(PROBES)}")
 
 
 def probe_run(run_dir: str | Path, what: Sequence[str], num_images: int = 256, steps: int = 21, seed: int = 0,
-              progress: bool = True) -> Iterator[str]:
-    """Run the named probes on a run's best checkpoint; save each result under RUN_DIR/probes/."""
+              progress: bool = True, loss: str = "ce") -> Iterator[str]:
+    """Run the named probes on the run's headline checkpoint; save each result under RUN_DIR/probes/."""
     from .errors import ConfigError
 
     bad = [w for w in what if w not in PROBES]
     if bad:
         raise ConfigError(f"--what: unknown probe {bad[0]!r}; choose from {', '.join(PROBES)}")
-    model, loss_fn, batch, data, train_eval = load_probe_inputs(run_dir, num_images, seed)
+    if steps < 3:
+        raise ConfigError(f"steps={steps}: a surface needs at least 3 grid points per axis")
+    model, loss_fn, batch, data, train_eval = load_probe_inputs(run_dir, num_images, seed, loss=loss)
+    suffix = "" if loss == "ce" else "_train"
     for name in what:
         result, line = run_probe(name, model, loss_fn, batch, data, train_eval, steps, seed, progress)
-        path = result.save(Path(run_dir) / "probes" / f"{name}.npz")
+        path = result.save(Path(run_dir) / "probes" / f"{name}{suffix}.npz")
         yield f"{name}: {line} -> {path}"
 
 
-def add_flatness_columns(rows: list[dict[str, Any]], num_images: int = 256) -> list[dict[str, Any]]:
-    """compare --probe: lambda_max and Gaussian sharpness of each run's best checkpoint."""
-    for row in rows:
-        model, loss_fn, batch, *_ = load_probe_inputs(row["run"], num_images)
-        eig = top_eigenvalues(model, loss_fn, batch, k=1)
-        sh = gaussian_sharpness(model, loss_fn, batch, sigma=GAUSSIAN_SIGMA, samples=20)
-        eig.save(Path(row["run"]) / "probes" / "eig1.npz")
-        sh.save(Path(row["run"]) / "probes" / "sharpness.npz")
-        row["lambda_max"], row["gaussian_sharpness"] = float(eig.eigenvalues[0]), sh.estimate
+def flatness_scalars(run_dir: str | Path, num_images: int = 256, seed: int = 0) -> dict[str, float]:
+    """lambda_max, lambda_min, Hutch++ trace and Gaussian sharpness of the headline checkpoint (plain CE)."""
+    import json
+
+    model, loss_fn, batch, *_ = load_probe_inputs(run_dir, num_images, seed)
+    eig = top_eigenvalues(model, loss_fn, batch, k=1, which="both", seed=seed)
+    tr = hessian_trace(model, loss_fn, batch, num_hvps=60, seed=seed)
+    sh = gaussian_sharpness(model, loss_fn, batch, sigma=GAUSSIAN_SIGMA, samples=20, seed=seed)
+    probes = Path(run_dir) / "probes"
+    eig.save(probes / "eig1.npz")
+    sh.save(probes / "sharpness.npz")
+    out = {"lambda_max": float(eig.eigenvalues[0]), "lambda_min": float(eig.eigenvalues[1]), "trace": tr.estimate,
+           "gaussian_sharpness": sh.estimate, "eig_converged": bool(eig.converged), "images": int(len(batch[1])),
+           "probe_seed": seed, "checkpoint": json.loads((Path(run_dir) / "summary.json").read_text()).get(
+               "checkpoint", "last")}
+    (probes / "scalars.json").write_text(json.dumps(out, indent=2))
+    return out
+
+
+def add_flatness_columns(rows: list[dict[str, Any]], num_images: int = 256, progress: bool = True
+                         ) -> list[dict[str, Any]]:
+    """compare --probe: the flatness scalars of every run, same images for all (probe seed 0)."""
+    from tqdm.auto import tqdm
+
+    for row in tqdm(rows, desc="probes", unit="run", disable=not progress):
+        row.update({k: v for k, v in flatness_scalars(row["run"], num_images).items()
+                    if k in ("lambda_max", "lambda_min", "trace", "gaussian_sharpness")})
     return rows
 
 
@@ -123,8 +162,8 @@ def load_probes(runs_dir: str | Path, name: str) -> dict[str, ProbeResult]:
     return dict(sorted(out.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
 
 
-def probe_figures(runs_dir: str | Path, out: str | Path = "figures", tag: str = "synthetic") -> list[Path]:
-    """Figures from saved probe results (no recomputation)."""
+def probe_figures(runs_dir: str | Path, out: str | Path, tag: str) -> list[Path]:
+    """Figures from saved probe results (no recomputation); `tag` is the task's name."""
     import matplotlib.pyplot as plt
 
     from . import plots

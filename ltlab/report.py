@@ -1,0 +1,113 @@
+"""`python -m ltlab report RUNS_DIR`: report.md (tables, paired intervals, verdicts, rule, seeds, times) + figures.
+
+The README's results are copies of reports made by commands it names, so numbers and claims
+cannot drift from the code. Everything here is computed from the run directories.
+
+>>> path = write_report("runs/demo")          # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .figures import compare_figures, finished_runs, method_order
+from .stats import NO_VERDICT, mean_std
+from .train.compare import (ACCURACY, FLATNESS, aggregate, format_table, paired_table, rule_sentence, summary_row,
+                            write_csv)
+
+
+def pick_base(optimizers: list[str], preferred: str | None = None) -> str:
+    """The base every method is paired with: `preferred` if run, else sgd / adamw, else the first."""
+    for name in (preferred, "sgd", "adamw"):
+        if name and name in optimizers:
+            return name
+    return optimizers[0]
+
+
+def conclusions(paired: dict[str, dict[str, Any]], base: str) -> list[str]:
+    """One sentence per method, computed from the intervals: what is resolved and what is not."""
+    lines = []
+    for name, diffs in paired.items():
+        n = max(d.n for d in diffs.values())
+        if n < 2:
+            lines.append(f"- **{name}** vs {base}: one seed only, so no interval and no verdict.")
+            continue
+        resolved = [f"{m} {d.format(3 if m in FLATNESS else 2)}" for m, d in diffs.items()
+                    if d.verdict and d.verdict != NO_VERDICT]
+        unresolved = [m for m, d in diffs.items() if d.verdict == NO_VERDICT]
+        text = f"- **{name}** vs {base} (n = {n} paired seeds): "
+        text += ("resolved: " + "; ".join(resolved) + ". " if resolved else "no resolved difference in any measure. ")
+        if resolved and unresolved:
+            text += "Not resolved: " + ", ".join(unresolved) + "."
+        lines.append(text.strip())
+    return lines
+
+
+def write_report(runs_dir: str | Path, out: str | Path | None = None, base: str | None = None,
+                 figures: bool = True, method: str = "t", title: str | None = None, command: str = "") -> Path:
+    """Write RUNS_DIR/report.md (or `out`) and its figures (RUNS_DIR/figures); returns the report's path."""
+    runs_dir = Path(runs_dir)
+    runs = finished_runs(runs_dir)
+    rows = [summary_row(r.summary, r.path) for r in runs]
+    order = method_order(r["optimizer"] for r in rows)
+    cfg = runs[0].config
+    base = pick_base(order, base or (cfg.get("optimizer") or {}).get("base"))
+    rows.sort(key=lambda r: ((order.index(r["optimizer"]) if r["optimizer"] != base else -1), r["seed"]))
+    agg = aggregate(rows)
+    paired = paired_table(rows, base, method=method) if len(agg) > 1 else {}
+    epochs = cfg.get("epochs")
+    d = cfg.get("data", {})
+    out = Path(out) if out else runs_dir / "report.md"
+    write_csv(rows, runs_dir / "summary.csv")
+
+    md: list[str] = [f"# {title or 'ltlab comparison: ' + str(d.get('name'))}", ""]
+    if command:
+        md += [f"Made by `{command}`; regenerate with `python -m ltlab report {runs_dir}`.", ""]
+    md += [f"Task: `{d.get('name')}`, {len(runs[0].summary['class_counts'])} classes, training images per class "
+           f"{max(runs[0].summary['class_counts'])} → {min(runs[0].summary['class_counts'])}, many / medium / few = "
+           + " / ".join(str(len(runs[0].summary['splits'].get(g, []))) for g in ("many", "medium", "few"))
+           + f" classes; {epochs} epochs; optimizer base `{base}`.", "",
+           rule_sentence(agg, epochs) + f" Differences are paired by seed against `{base}`; the 95 % interval is a "
+           + ("t-interval with n − 1 degrees of freedom" if method == "t" else "percentile bootstrap")
+           + "; the word follows the interval (better / worse / no resolved difference; higher / lower for "
+           "curvature, which has no good direction).", "",
+           "## Headline", "", format_table(agg, paired), ""]
+    if paired:
+        md += ["## What the intervals say", "", *conclusions(paired, base), ""]
+
+    # the other rule, beside (never the headline unless the config asks for it)
+    md += ["## Best-on-validation, beside (opt-in rule, not the headline)" if rows[0]["select"] == "last"
+           else "## Last epoch, beside", "",
+           "| optimizer | n | epochs chosen | overall | few |", "|---|---|---|---|---|"]
+    for name in dict.fromkeys(r["optimizer"] for r in rows):
+        rs = [r for r in rows if r["optimizer"] == name]
+        chosen = ", ".join(str(r["best_val_epoch"]) for r in rs)
+        cells = []
+        for c in ("overall", "few"):
+            m, s, n = mean_std([r.get(f"best_val_{c}") for r in rs])
+            cells.append(f"{m:.2f}" + (f" ± {s:.2f}" if n > 1 else ""))
+        md.append(f"| {name} | {len(rs)} | {chosen} | " + " | ".join(cells) + " |")
+    md += ["", "The validation split is balanced and separate from the test set; it chooses the epoch, the test "
+           "set is only read.", ""]
+
+    # evaluation power and cost
+    se = {c: mean_std([r.get(f"se_{c}") for r in rows])[0] for c in ACCURACY}
+    walls = [r["wall_seconds"] for r in rows]
+    md += ["## Evaluation power and cost", "",
+           "Standard error of one run's test accuracy (binomial, per class for the groups), mean over runs: "
+           + ", ".join(f"{c} {se[c]:.2f}" for c in ACCURACY) + " points.", "",
+           f"Wall time: {sum(walls):.0f} s of training over {len(rows)} runs ({min(walls):.0f}–{max(walls):.0f} s "
+           "each); cost per step is the median over a run's steps.", ""]
+    flat = [c for c in FLATNESS if any(r.get(c) is not None for r in rows)]
+    if flat:
+        md += ["## Flatness probes", "",
+               "Probed at the checkpoint the headline reports, on the same seeded training images for every "
+               "method (see each run's probes/). A point with λ_min < 0 is an end point, not a minimum.", ""]
+    if figures:
+        md += ["## Figures", ""]
+        for p in compare_figures(runs_dir, runs_dir / "figures"):
+            if p.suffix == ".png":
+                md.append(f"![{p.stem}]({p.relative_to(out.parent) if p.is_relative_to(out.parent) else p})")
+        md += ["", "Bars and bands: " + rule_sentence(agg, epochs), ""]
+    out.write_text("\n".join(md))
+    return out

@@ -1,0 +1,256 @@
+"""The comparison protocol: paired intervals, the last-epoch rule, paired seeds, run directories, the report."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ltlab.cli import main
+from ltlab.config import load_config
+from ltlab.errors import DataError
+from ltlab.stats import binomial_stderr, group_stderr, mean_std, paired_difference, t_quantile, verdict
+from ltlab.train import Trainer, fit, load_run
+from ltlab.train.compare import aggregate, compare, format_table, paired_table
+
+TINY = ["epochs=3", "batch_size=16", "data.num_classes=6", "data.n_max=30", "data.imbalance_ratio=10",
+        "data.val_per_class=3", "data.test_per_class=4", "data.many=20", "data.few=6", "model.prompt_length=2",
+        "optimizer.lr=0.05", "eval_every=1"]
+
+
+def tiny_cfg(*extra):
+    return load_config("synthetic", TINY + list(extra))
+
+
+# -- statistics against hand computations ---------------------------------------------------------
+def test_t_quantiles_match_tables():
+    # two-sided 95 % critical values from any t table
+    for df, want in [(1, 12.706), (2, 4.303), (4, 2.776), (9, 2.262), (29, 2.045)]:
+        assert t_quantile(0.975, df) == pytest.approx(want, abs=1e-3)
+    assert t_quantile(0.025, 4) == pytest.approx(-2.776, abs=1e-3)
+
+
+def test_paired_interval_against_hand_computation():
+    base, other = [50.0, 52.0, 51.0], [51.0, 53.2, 51.9]
+    # d = [1.0, 1.2, 0.9]; mean 1.0333; sd = sqrt(((1-m)^2 + (1.2-m)^2 + (0.9-m)^2) / 2) = 0.152753
+    # half width = t_{0.975, 2} * sd / sqrt(3) = 4.302653 * 0.152753 / 1.732051 = 0.379460
+    d = paired_difference(base, other)
+    assert d.n == 3
+    assert d.mean == pytest.approx(1.033333, abs=1e-6)
+    assert d.std == pytest.approx(0.152753, abs=1e-6)
+    assert (d.lo, d.hi) == (pytest.approx(1.033333 - 0.379460, abs=1e-5), pytest.approx(1.033333 + 0.379460, abs=1e-5))
+    assert d.verdict == "better"
+    assert paired_difference(other, base).verdict == "worse"
+    wide = paired_difference([50.0, 52.0, 51.0], [51.0, 53.5, 50.5])  # d = [1, 1.5, -0.5]: straddles 0
+    assert wide.lo < 0 < wide.hi and wide.verdict == "no resolved difference"
+
+
+def test_verdict_directions_and_single_seed():
+    assert verdict(0.1, 0.5, higher_is_better=False) == "worse"  # e.g. ECE went up
+    assert verdict(-3.0, -1.0, higher_is_better=None) == "lower"  # curvature has no good direction
+    one = paired_difference([50.0], [55.0])
+    assert one.n == 1 and one.verdict == "" and math.isnan(one.lo) and "no interval" in one.format()
+
+
+def test_nan_values_are_dropped_not_fatal():
+    # CPU runs have NaN peak CUDA memory; statistics.stdev would raise on it
+    assert mean_std([float("nan"), float("nan")])[2] == 0
+    d = paired_difference([1.0, float("nan"), 2.0, 3.0], [2.0, 5.0, 3.5, 3.5])
+    assert d.n == 3 and d.mean == pytest.approx(1.0)
+
+
+def test_bootstrap_interval_is_seeded_and_brackets_the_mean():
+    base = [50.0, 51.0, 52.0, 49.0, 50.5, 51.5]
+    other = [51.0, 52.5, 52.5, 50.0, 51.0, 53.0]
+    a = paired_difference(base, other, method="bootstrap")
+    b = paired_difference(base, other, method="bootstrap")
+    assert (a.lo, a.hi) == (b.lo, b.hi) and a.lo <= a.mean <= a.hi
+    assert a.verdict == "better"  # every difference is positive
+
+
+def test_standard_errors():
+    assert binomial_stderr(50.0, 10_000) == pytest.approx(0.5)
+    assert group_stderr([50.0] * 4, [100] * 4) == pytest.approx(100 * math.sqrt(4 * 0.25 / 100) / 4)
+
+
+def test_embedded_task_has_enough_evaluation_power():
+    # the issue's target: one run's standard error <= 0.5 points overall and <= 1 point on the few classes
+    cfg = load_config("synthetic")
+    from ltlab.data import class_splits, longtail_counts
+
+    counts = longtail_counts(cfg.data.num_classes, cfg.data.n_max, cfg.data.imbalance_ratio)
+    few = class_splits(counts, cfg.data.many, cfg.data.few)["few"]
+    n = cfg.data.test_per_class
+    assert binomial_stderr(50.0, n * cfg.data.num_classes) <= 0.5  # worst case p = 0.5
+    assert group_stderr([50.0] * len(few), [n] * len(few)) <= 1.0
+    assert cfg.data.val_per_class >= n  # validation as strong as test
+
+
+# -- the selection rule -----------------------------------------------------------------------------
+def _val_peaks_at_epoch_1(monkeypatch):
+    original = Trainer.evaluate
+
+    def fake(self, split="val"):
+        m = original(self, split)
+        if split == "val":  # make epoch 1 the best on validation whatever the training did
+            m["overall"] = 90.0 if self.epoch == 0 else 10.0
+        return m
+
+    monkeypatch.setattr(Trainer, "evaluate", fake)
+
+
+def test_last_epoch_rule_reports_the_last_epoch(tmp_path, monkeypatch):
+    _val_peaks_at_epoch_1(monkeypatch)
+    s = fit(tiny_cfg(), out=tmp_path / "run", progress=False)
+    assert s["select"] == "last" and s["epoch"] == 3 and s["checkpoint"] == "last"
+    assert s["best_val"]["epoch"] == 1 and s["last"]["epoch"] == 3
+    assert s["overall"] == s["last"]["overall"]
+    assert set(s["stderr"]) == {"overall", "many", "medium", "few"}
+
+
+def test_best_val_rule_is_opt_in_and_reports_its_epoch(tmp_path, monkeypatch):
+    _val_peaks_at_epoch_1(monkeypatch)
+    s = fit(tiny_cfg("eval.select=best_val"), out=tmp_path / "run", progress=False)
+    assert s["select"] == "best_val" and s["epoch"] == 1 and s["checkpoint"] == "best"
+    assert s["overall"] == s["best_val"]["overall"]
+    ck = torch.load(tmp_path / "run/checkpoints/best.pt", weights_only=False)
+    assert ck["epoch"] == 1
+
+
+def test_metrics_log_the_loss_at_w_beside_the_step_loss(tmp_path):
+    fit(tiny_cfg("optimizer.name=gnm", "optimizer.rho=0.05"), out=tmp_path / "run", progress=False)
+    rows = load_run(tmp_path / "run").metrics
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert all(r["train_ce_at_w"] > 0 and r["step_loss"] > 0 for r in rows)
+    assert "train_loss" not in rows[0]  # the ambiguous name is gone
+
+
+# -- paired seeds -------------------------------------------------------------------------------------
+def test_seeds_pair_data_order_init_and_augmentation(tmp_path):
+    # GNM with rho = 0 is the base optimizer; if seed s gave both the same data order, initialisation and
+    # augmentation, every paired difference is exactly zero
+    cfg = tiny_cfg("epochs=2", "optimizer.rho=0", "model.dropout=0.1")
+    rows = compare(cfg, ["adamw", "gnm"], seeds=2, out=tmp_path, progress=False)
+    by = {(r["optimizer"], r["seed"]): r for r in rows}
+    for s in (0, 1):
+        assert by[("gnm", s)]["overall"] == by[("adamw", s)]["overall"]
+        a = torch.load(tmp_path / f"adamw-s{s}/checkpoints/last.pt", weights_only=False)["model"]
+        b = torch.load(tmp_path / f"gnm-s{s}/checkpoints/last.pt", weights_only=False)["model"]
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    # and the two seeds really differ
+    assert not torch.equal(torch.load(tmp_path / "adamw-s0/checkpoints/last.pt", weights_only=False)["model"]["prompts"],
+                           torch.load(tmp_path / "adamw-s1/checkpoints/last.pt", weights_only=False)["model"]["prompts"])
+    table = format_table(aggregate(rows), paired_table(rows, "adamw"))
+    assert "+0.00 [+0.00, +0.00]" in table
+
+
+# -- run directories are never mixed -------------------------------------------------------------------
+def test_fresh_run_into_existing_run_is_refused(tmp_path, capsys):
+    fit(tiny_cfg("epochs=1"), out=tmp_path / "run", progress=False)
+    with pytest.raises(DataError, match="--overwrite"):
+        fit(tiny_cfg("epochs=1"), out=tmp_path / "run", progress=False)
+    assert main(["train", *TINY, "epochs=1", "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run" in err and "--resume" in err and "--overwrite" in err
+
+
+def test_overwrite_starts_over_cleanly(tmp_path):
+    first = fit(tiny_cfg("epochs=2"), out=tmp_path / "run", progress=False)
+    (tmp_path / "run/probes").mkdir()
+    (tmp_path / "run/probes/eig.npz").write_bytes(b"stale")
+    again = fit(tiny_cfg("epochs=2"), out=tmp_path / "run", progress=False, overwrite=True)
+    run = load_run(tmp_path / "run")
+    assert [r["epoch"] for r in run.metrics] == [1, 2]  # not 4 rows
+    assert not (tmp_path / "run/probes").exists()
+    assert again["per_class"] == first["per_class"]
+
+
+def test_resume_continues_and_resume_plus_overwrite_is_refused(tmp_path):
+    fit(tiny_cfg("epochs=2"), out=tmp_path / "run", progress=False)
+    with pytest.raises(DataError, match="contradict"):
+        fit(tiny_cfg("epochs=2"), out=tmp_path / "run", progress=False, resume=True, overwrite=True)
+    s = fit(tiny_cfg("epochs=2"), out=tmp_path / "run", progress=False, resume=True)  # nothing left to train
+    assert s["epoch"] == 2 and len(load_run(tmp_path / "run").metrics) == 2
+
+
+def test_output_path_that_is_a_file(tmp_path, capsys):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    assert main(["train", *TINY, "--out", str(f), "--no-progress"]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+# -- per-class probes measure head and tail alike -------------------------------------------------------
+def test_per_class_probes_use_equal_counts():
+    from ltlab.probes import per_class
+
+    sizes = {0: 50, 1: 10, 2: 3}
+
+    class DS:
+        targets = np.array([c for c, n in sizes.items() for _ in range(n)])
+
+        def __len__(self):
+            return len(self.targets)
+
+        def __getitem__(self, i):
+            return torch.full((2,), float(i)), int(self.targets[i])
+
+    seen = []
+
+    def probe(model, loss_fn, batch, seed=0):
+        seen.append(len(batch[1]))
+        from ltlab.probes.results import TraceResult
+
+        return TraceResult(float(batch[0].mean()), 0.0, 0, 0.0, "fake", np.zeros(1))
+
+    r = per_class(probe, torch.nn.Linear(2, 3), None, DS(), class_counts=[50, 10, 3], max_per_class=32)
+    assert seen == [3, 3, 3] and r.images_per_class == 3
+    seen.clear()
+    per_class(probe, torch.nn.Linear(2, 3), None, DS(), class_counts=[50, 10, 3], max_per_class=32, equal=False)
+    assert seen == [32, 10, 3]
+
+
+# -- the report --------------------------------------------------------------------------------------------
+def test_compare_cli_writes_report_with_intervals(tmp_path, capsys):
+    rc = main(["compare", "--optimizers", "adamw,gnm", "--seeds", "2", "--out", str(tmp_path / "cmp"),
+               "--no-progress", *TINY, "epochs=1"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "last epoch" in out and "mean ± std over 2 seed(s)" in out and "| gnm | 2 |" in out
+    report = (tmp_path / "cmp/report.md").read_text()
+    assert "Paired difference to adamw" in report and "[" in report and "Best-on-validation" in report
+    assert (tmp_path / "cmp/figures/headtail_synthetic.png").exists()
+    assert len((tmp_path / "cmp/summary.csv").read_text().splitlines()) == 5
+    # a second compare into the same directory is refused; --overwrite starts over
+    assert main(["compare", "--optimizers", "adamw", "--out", str(tmp_path / "cmp"), "--no-progress",
+                 *TINY, "epochs=1"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args,text", [(["--seeds", "0"], "at least one seed"),
+                                       (["--optimizers", ","], "at least one optimizer"),
+                                       (["--optimizers", "adamw,nope"], "unknown nope")])
+def test_compare_rejects_empty_or_bad_requests(tmp_path, capsys, args, text):
+    assert main(["compare", *args, "--out", str(tmp_path / "c"), "--no-progress", *TINY]) == 2
+    assert text in capsys.readouterr().err
+    assert not (tmp_path / "c" / "report.md").exists()
+
+
+def test_report_refuses_empty_missing_and_mixed_directories(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty")]) == 2
+    fit(tiny_cfg("epochs=1"), out=tmp_path / "mixed/adamw-s0", progress=False)
+    fit(tiny_cfg("epochs=1", "data.imbalance_ratio=5"), out=tmp_path / "mixed/gnm-s0", progress=False)
+    assert main(["report", str(tmp_path / "mixed")]) == 2
+    assert "different tasks" in capsys.readouterr().err
+
+
+def test_single_seed_report_prints_no_verdict(tmp_path):
+    from ltlab.report import write_report
+
+    compare(tiny_cfg("epochs=1"), ["adamw", "gnm"], seeds=1, out=tmp_path, progress=False)
+    text = write_report(tmp_path, figures=False).read_text()
+    assert "one seed only, so no interval and no verdict" in text
+    assert "better" not in text.split("## What the intervals say")[1].split("##")[0]
+    assert json.loads((tmp_path / "gnm-s0/summary.json").read_text())["select"] == "last"

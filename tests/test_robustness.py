@@ -1,0 +1,287 @@
+"""Bad input and faults: every class gets a clear message, exit code 2, no traceback, nothing lost."""
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ltlab.cli import main
+from ltlab.config import load_config
+from ltlab.data import longtail_counts
+from ltlab.errors import ConfigError
+from ltlab.train import Trainer, TrainingDiverged, fit, load_run
+
+TINY = ["epochs=3", "batch_size=16", "data.num_classes=6", "data.n_max=30", "data.imbalance_ratio=10",
+        "data.val_per_class=3", "data.test_per_class=4", "data.many=20", "data.few=6", "model.prompt_length=2",
+        "optimizer.lr=0.05", "eval_every=1"]
+
+
+def tiny_cfg(*extra):
+    return load_config("synthetic", TINY + list(extra))
+
+
+# -- config values ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("spelling", ["1e-3", "1E-3", "0.001", "1.0e-3", ".001"])
+def test_every_float_spelling_is_a_number(spelling, tmp_path):
+    assert load_config("synthetic", [f"optimizer.lr={spelling}"]).optimizer.lr == pytest.approx(1e-3)
+    y = tmp_path / "c.yaml"
+    y.write_text(f"base: synthetic\noptimizer:\n  lr: {spelling}\n")
+    assert load_config(str(y)).optimizer.lr == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize("override,text", [
+    ("optimizer.lr=.nan", "finite"), ("data.imbalance_ratio=.nan", "finite"), ("optimizer.lr=.inf", "finite"),
+    ("data.num_classes=1000", "at most 384"), ("data.image_size=64", "32 px"), ("data.val_per_class=0", ">= 1"),
+    ("device=tpu", "not a device"), ("data.name=[", "not valid YAML"), ("data.many=5", "many >= few"),
+    ("optimizer=x", "mapping"), ("optimizer.lrr=1", "did you mean"), ("qqqqqqqqqq.xyzzy=1", "valid keys here"),
+])
+def test_impossible_values_are_refused_up_front(override, text):
+    with pytest.raises(ConfigError, match=text.replace("(", r"\(")):
+        load_config("synthetic", [override])
+
+
+def test_section_overridden_by_a_value_then_a_key():
+    with pytest.raises(ConfigError, match="a section takes sub-keys"):
+        load_config("synthetic", ["optimizer=x", "optimizer.lr=1"])
+
+
+def test_cuda_on_a_cpu_machine():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    with pytest.raises(ConfigError, match="no CUDA GPU"):
+        load_config("synthetic", ["device=cuda"])
+
+
+def test_top_k_above_pool_size():
+    with pytest.raises(ConfigError, match="top_k"):
+        load_config("synthetic", ["model.pool_size=2", "model.top_k=3"])
+
+
+def test_yaml_files_malformed_not_a_mapping_binary_or_a_directory(tmp_path):
+    bad = {"malformed.yaml": "a: [1, 2\n", "list.yaml": "- 1\n- 2\n", "base.yaml": "base: [1, 2]\n"}
+    for name, text in bad.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ConfigError):
+            load_config(str(tmp_path / name))
+    (tmp_path / "bin.yaml").write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(ConfigError):
+        load_config(str(tmp_path / "bin.yaml"))
+    with pytest.raises(ConfigError, match="directory"):
+        load_config(str(tmp_path))
+
+
+def test_base_paths_resolve_next_to_the_file_and_cycles_are_caught(tmp_path, monkeypatch):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub/parent.yaml").write_text("base: synthetic\nepochs: 4\n")
+    (tmp_path / "sub/child.yaml").write_text("base: parent.yaml\nseed: 3\n")
+    monkeypatch.chdir(tmp_path)  # not the directory of the YAML files
+    cfg = load_config(str(tmp_path / "sub/child.yaml"))
+    assert (cfg.epochs, cfg.seed) == (4, 3)
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(str(tmp_path / "a.yaml"))
+
+
+def test_deep_base_chains_keep_every_level(tmp_path):
+    (tmp_path / "c0.yaml").write_text("base: synthetic\nseed: 0\nepochs: 2\n")
+    for i in range(1, 7):
+        (tmp_path / f"c{i}.yaml").write_text(f"base: c{i - 1}.yaml\nseed: {i}\n")
+    cfg = load_config(str(tmp_path / "c6.yaml"))
+    assert (cfg.seed, cfg.epochs) == (6, 2)  # the deepest base (epochs) is not dropped
+
+
+def test_invalid_long_tail_profiles():
+    with pytest.raises(ValueError, match="one class cannot be imbalanced"):
+        longtail_counts(1, 500, 10)
+    assert longtail_counts(1, 500, 1) == [500]
+    with pytest.raises(ValueError, match="no image"):
+        longtail_counts(10, 5, 100)
+
+
+# -- damaged files --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("content", [b"", b"\x00garbage" * 10, None])
+def test_damaged_checkpoint_gives_a_clear_error(tmp_path, capsys, content):
+    fit(tiny_cfg("epochs=1"), out=tmp_path / "run", progress=False)
+    ck = tmp_path / "run/checkpoints/last.pt"
+    data = ck.read_bytes()
+    ck.write_bytes(content if content is not None else data[: len(data) // 2])
+    assert main(["train", "--out", str(tmp_path / "run"), "--resume", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "damaged" in err and "Traceback" not in err
+
+
+def test_partial_last_metrics_line_is_skipped(tmp_path):
+    fit(tiny_cfg("epochs=2"), out=tmp_path / "run", progress=False)
+    with open(tmp_path / "run/metrics.jsonl", "a") as f:
+        f.write('{"epoch": 3, "st')
+    assert [r["epoch"] for r in load_run(tmp_path / "run").metrics] == [1, 2]
+
+
+def test_checkpoint_path_that_is_not_weights(tmp_path, capsys):
+    junk = tmp_path / "w.pth"
+    junk.write_bytes(b"not weights")
+    rc = main(["train", "model.backbone=vit_tiny_patch16_224", f"model.checkpoint_path={junk}", "data.image_size=224",
+               *TINY, "--out", str(tmp_path / "r"), "--no-progress"])
+    assert rc == 2 and "Traceback" not in capsys.readouterr().err
+
+
+# -- resume ----------------------------------------------------------------------------------------------------
+def test_resume_with_a_changed_config_is_refused_with_the_diff(tmp_path, capsys):
+    with pytest.raises(KeyboardInterrupt):
+        _interrupt_at(tmp_path / "run", tiny_cfg(), step=4)
+    rc = main(["train", *TINY, "optimizer.lr=0.1", "seed=5", "--out", str(tmp_path / "run"), "--resume",
+               "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "optimizer.lr: 0.05 -> 0.1" in err and "seed: 0 -> 5" in err
+    # with no --config, --resume uses the run's own config.yaml
+    assert main(["train", "--out", str(tmp_path / "run"), "--resume", "--no-progress"]) == 0
+
+
+def _interrupt_at(out, cfg, step=None, during_validation=False):
+    """Send ourselves SIGINT at a given global step (or during the first validation), as Ctrl-C would."""
+    original_step, original_eval = Trainer.train_step, Trainer.evaluate
+
+    def step_hook(self, x, y):
+        loss = original_step(self, x, y)
+        if step is not None and self.global_step == step - 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        return loss
+
+    def eval_hook(self, split="val"):
+        if during_validation and split == "val":
+            os.kill(os.getpid(), signal.SIGINT)
+        return original_eval(self, split)
+
+    Trainer.train_step, Trainer.evaluate = step_hook, eval_hook
+    try:
+        return fit(cfg, out=out, progress=False)
+    finally:
+        Trainer.train_step, Trainer.evaluate = original_step, original_eval
+
+
+def _same_run(a: Path, b: Path):
+    sa, sb = load_run(a), load_run(b)
+    assert sa.metrics == sb.metrics
+    skip = {"wall_seconds", "sec_per_step", "images_per_sec", "process_peak_rss_mb", "provenance", "peak_memory_mb"}
+    assert {k: v for k, v in sa.summary.items() if k not in skip} == {k: v for k, v in sb.summary.items() if k not in skip}
+    ta = torch.load(a / "checkpoints/last.pt", weights_only=False)["model"]
+    tb = torch.load(b / "checkpoints/last.pt", weights_only=False)["model"]
+    assert all(torch.equal(ta[k], tb[k]) for k in ta)
+
+
+@pytest.mark.parametrize("opt", ["sgd", "adamw", "sam", "asam", "rsam", "gnm"])
+def test_interrupt_anywhere_then_resume_equals_the_uninterrupted_run(tmp_path, opt):
+    extra = (f"optimizer.name={opt}", "loss.name=gcl", "loss.drw_epoch=1", "model.dropout=0.1", "eval_every=1")
+    fit(tiny_cfg(*extra), out=tmp_path / "full", progress=False)
+    points = [("step", s) for s in (1, 2, 3, 5, 7, 8)] + [("validation", None)]
+    for i, (kind, s) in enumerate(points):
+        out = tmp_path / f"cut{i}"
+        with pytest.raises(KeyboardInterrupt):
+            _interrupt_at(out, tiny_cfg(*extra), step=s, during_validation=kind == "validation")
+        fit(tiny_cfg(*extra), out=out, progress=False, resume=True)
+        _same_run(tmp_path / "full", out)
+
+
+def test_kill_9_never_leaves_an_unloadable_checkpoint(tmp_path):
+    import time
+
+    for delay in (2.0, 3.5, 5.0):
+        out = tmp_path / f"k{delay}"
+        p = subprocess.Popen([sys.executable, "-m", "ltlab", "train", *TINY, "epochs=20", "--out", str(out),
+                              "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        p.kill()
+        p.wait()
+        for ck in (out / "checkpoints").glob("*.pt") if (out / "checkpoints").exists() else []:
+            torch.load(ck, weights_only=False)
+        assert not list(out.rglob("*.tmp"))
+
+
+# -- divergence -------------------------------------------------------------------------------------------------
+def test_divergence_at_the_last_step_of_an_epoch_never_saves_non_finite_weights(tmp_path, capsys):
+    rc = main(["train", "epochs=3", "batch_size=1000", "optimizer.name=sgd", "optimizer.lr=1.0e+30",
+               "data.num_classes=6", "data.n_max=30", "data.imbalance_ratio=10", "data.val_per_class=3",
+               "data.test_per_class=4", "data.many=20", "data.few=6", "--out", str(tmp_path / "run"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no checkpoint had been saved yet" in err
+    for ck in (tmp_path / "run/checkpoints").glob("*.pt"):
+        state = torch.load(ck, weights_only=False)
+        assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_divergence_later_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    original = Trainer.train_step
+
+    def blow_up(self, x, y):
+        loss = original(self, x, y)
+        if self.global_step == 5:  # weights become inf after a finite loss
+            with torch.no_grad():
+                self.model.trainable_parameters()[0].fill_(float("inf"))
+        return loss
+
+    monkeypatch.setattr(Trainer, "train_step", blow_up)
+    with pytest.raises(TrainingDiverged, match="last good checkpoint"):
+        fit(tiny_cfg(), out=tmp_path / "run", progress=False)
+    st = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=False)
+    assert all(torch.isfinite(v).all() for v in st["model"].values())
+
+
+# -- commands given nonsense -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("args,text", [(["--images", "0"], "at least 1 image"), (["--images", "-5"], "at least 1"),
+                                       (["--steps", "0"], "at least 3"), (["--steps", "-3"], "at least 3"),
+                                       (["--what", ""], "--what is empty"), (["--what", "nope"], "unknown probe")])
+def test_probe_rejects_nonsense(tmp_path, capsys, args, text):
+    fit(tiny_cfg("epochs=1"), out=tmp_path / "run", progress=False)
+    assert main(["probe", str(tmp_path / "run"), *args, "--no-progress"]) == 2
+    assert text in capsys.readouterr().err
+    assert not (tmp_path / "run/probes").exists()
+
+
+def test_probe_on_a_run_without_checkpoints(tmp_path, capsys):
+    fit(tiny_cfg("epochs=1"), out=tmp_path / "run", progress=False)
+    for ck in (tmp_path / "run/checkpoints").glob("*.pt"):
+        ck.unlink()
+    assert main(["probe", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "train the run first" in err and "resume" not in err
+
+
+@pytest.mark.parametrize("make", ["missing", "empty"])
+def test_figures_on_nothing_says_so(tmp_path, capsys, make):
+    if make == "empty":
+        (tmp_path / "runs").mkdir()
+    assert main(["figures", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "fig")]) == 2
+    assert "no finished runs" in capsys.readouterr().err or make == "missing"
+
+
+@pytest.mark.parametrize("args,text", [(["--epochs", "-1"], "--epochs"), (["--epochs", "0"], "--epochs"),
+                                       (["--n-per-class", "0"], "--n-per-class")])
+def test_pretrain_rejects_nonsense_and_never_touches_the_bundled_weights(tmp_path, capsys, args, text):
+    from ltlab.models.backbones import WEIGHTS_DIR
+
+    before = (WEIGHTS_DIR / "ltlab_tiny_vit.pt").read_bytes()
+    assert main(["pretrain", *args, "--out", str(tmp_path / "w.pt")]) == 2
+    assert text in capsys.readouterr().err
+    assert main(["pretrain", "--epochs", "1"]) == 2  # no --out: refuses to replace the bundled backbone
+    assert "--replace-bundled" in capsys.readouterr().err
+    assert (WEIGHTS_DIR / "ltlab_tiny_vit.pt").read_bytes() == before
+
+
+def test_resume_message_is_shell_quoted(tmp_path):
+    out = tmp_path / "with space"
+    p = subprocess.run([sys.executable, "-c", (
+        "import os, signal; from ltlab.train import Trainer, fit; from ltlab.config import load_config\n"
+        "orig = Trainer.train_step\n"
+        "def hook(self, x, y):\n"
+        "    l = orig(self, x, y)\n"
+        "    os.kill(os.getpid(), signal.SIGINT) if self.global_step == 2 else None\n"
+        "    return l\n"
+        "Trainer.train_step = hook\n"
+        f"fit(load_config('synthetic', {TINY!r}), out={str(out)!r}, progress=False)")],
+        capture_output=True, text=True)
+    assert p.returncode != 0
+    assert f"--out '{out}' --resume" in p.stderr
