@@ -20,8 +20,8 @@ def embedded(batch_size: int = 128, split: str = "train", prompt_length: int | N
     data = build_dataset(cfg.data)
     torch.manual_seed(seed)
     model = build_model(cfg.model, data.num_classes).to(device)
-    if run and (Path(run) / "checkpoints" / "best.pt").exists():
-        model.load_state_dict(torch.load(Path(run) / "checkpoints" / "best.pt", weights_only=False)["model"],
+    if run and (Path(run) / "checkpoints" / "last.pt").exists():  # the checkpoint the headline reports
+        model.load_state_dict(torch.load(Path(run) / "checkpoints" / "last.pt", weights_only=False)["model"],
                               strict=False)
     ds = getattr(data, split)
     if split == "train":

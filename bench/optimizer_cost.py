@@ -18,20 +18,24 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import embedded, median  # noqa: E402
 
-from ltlab.optim import create_optimizer  # noqa: E402
+from ltlab.optim import SampleLosses, create_optimizer  # noqa: E402
 
-NAMES = ["sgd", "sam", "asam", "rsam", "gnm"]
+NAMES = ["sgd", "sam", "asam", "rsam", "gnm", "imbsam"]
 
 
 def make(name: str, base: str, model, loss_fn, batch):
     plain = base if name in ("sgd", "adamw") else None
-    opt = create_optimizer(plain or name, model.trainable_parameters(), base=base, lr=1e-3, momentum=0.9,
-                           weight_decay=1e-3, seed=0)
     x, y = batch
+    counts = torch.bincount(y, minlength=int(y.max()) + 1).tolist()  # ImbSAM: tail = classes under 20 here
+    opt = create_optimizer(plain or name, model.trainable_parameters(), base=base, lr=1e-3, momentum=0.9,
+                           weight_decay=1e-3, seed=0, class_counts=[c if c else 1 for c in counts])
 
-    def closure():
+    def closure(per_sample=False):
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x), y)
+        losses = torch.nn.functional.cross_entropy(model(x), y, reduction="none")
+        if per_sample:  # class-aware optimizers (ImbSAM) back-propagate the parts themselves
+            return SampleLosses(losses, y, torch.tensor(float(len(y))))
+        loss = losses.mean()
         loss.backward()
         return loss
 

@@ -57,7 +57,7 @@ def relerr(a, b):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--run", default="runs/demo/gnm-s0", help="run directory whose best checkpoint is probed")
+    ap.add_argument("--run", default="runs/demo/gnm-s0", help="run directory whose last (headline) checkpoint is probed")
     ap.add_argument("--grid", type=int, default=41)
     ap.add_argument("--images", type=int, default=256)
     ap.add_argument("--quick", action="store_true", help="small sizes (used by the test suite)")
@@ -65,7 +65,7 @@ def main() -> None:
     if a.quick:
         a.grid, a.images = 5, 32
     model, loss_fn, batch, cfg = embedded(a.images, split="val", run=a.run)
-    trained = (Path(a.run) / "checkpoints" / "best.pt").exists()
+    trained = (Path(a.run) / "checkpoints" / "last.pt").exists()
     print(f"model: embedded prompted ViT, {model.parameter_report()['trainable']:,} trainable parameters, "
           f"{'checkpoint ' + a.run if trained else 'untrained prompts (no run found)'}; {a.images} held-out images; "
           f"{torch.get_num_threads()} threads\n")

@@ -77,7 +77,7 @@ class LossConfig:
 
 @dataclass
 class OptimizerConfig:
-    name: str = "sgd"  # sgd | adamw | sam | asam | rsam | gnm
+    name: str = "sgd"  # sgd | adamw | sam | asam | rsam | gnm | imbsam
     base: str = "sgd"  # base optimizer the sharpness-aware ones wrap: sgd | adamw
     lr: float = 0.05
     momentum: float = 0.9
@@ -88,9 +88,13 @@ class OptimizerConfig:
     eta: float = 0.01
     schedule: str = "cosine"  # cosine | constant (per step, after warm-up)
     warmup_epochs: float = 0.0
+    asam_adaptive_on: str = "all"  # all | weights (Kwon et al.'s code: |w| + eta only on tensors named *weight*)
+    rsam_mix: str = "gradient"  # gradient (paper) | official (ascend along 2 g~ + d, the authors' code)
+    sigma_end: float | None = None  # RSAM: ramp the noise scale linearly from sigma to this over training
     rho_schedule: str = "constant"  # constant | lr: rho follows the lr schedule from rho down to rho_min
     rho_min: float = 0.0  # (RSAM's official code: rho between rho_min and rho_max, following the lr)
     clip_grad_norm: float | None = None  # global L2 clipping of the update gradient (RSAM official: 1.0)
+    tail_threshold: int = 20  # ImbSAM: classes with fewer training images are "tail" (the official eta)
     gnm_halve_at_drw: bool = False  # official GNM-PT: noise x0.5 once DRW switches on
     gnm_epoch0_doubling: bool = False  # reproduce the official code's epoch-0 x2 artefact
 
@@ -98,7 +102,7 @@ class OptimizerConfig:
 @dataclass
 class EvalConfig:
     select: str = "last"  # headline checkpoint: last (the fixed schedule's last epoch) | best_val (opt-in)
-    train_images: int = 1024  # fixed, seeded training subset on which the loss at w is logged every epoch
+    train_images: int = 512  # fixed, seeded training subset on which the loss at w is logged every epoch
 
 
 @dataclass
@@ -130,10 +134,12 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "model.head": ("cosine", "linear"),
     "model.pool": ("cls", "cls+prompts"),
     "loss.name": ("ce", "ldam", "gcl", "logit_adjusted", "balanced_softmax"),
-    "optimizer.name": ("sgd", "adamw", "sam", "asam", "rsam", "gnm"),
+    "optimizer.name": ("sgd", "adamw", "sam", "asam", "rsam", "gnm", "imbsam"),
     "optimizer.base": ("sgd", "adamw"),
     "optimizer.schedule": ("cosine", "constant"),
     "optimizer.rho_schedule": ("constant", "lr"),
+    "optimizer.asam_adaptive_on": ("all", "weights"),
+    "optimizer.rsam_mix": ("gradient", "official"),
     "precision": ("fp32", "bf16", "fp16"),
     "method": ("vpt", "lpt"),
     "eval.select": ("last", "best_val"),
@@ -153,7 +159,7 @@ _LOWER: dict[str, tuple[float, bool]] = {
     "optimizer.lr": (0, False), "optimizer.momentum": (0, True), "optimizer.weight_decay": (0, True),
     "optimizer.rho": (0, True), "optimizer.sigma": (0, False), "optimizer.truncate": (0, False),
     "optimizer.eta": (0, True), "optimizer.warmup_epochs": (0, True),
-    "optimizer.rho_min": (0, True), "optimizer.clip_grad_norm": (0, False),
+    "optimizer.rho_min": (0, True), "optimizer.tail_threshold": (0, True), "optimizer.sigma_end": (0, False), "optimizer.clip_grad_norm": (0, False),
 }
 _UPPER: dict[str, float] = {"model.dropout": 1.0, "loss.beta": 1.0, "optimizer.momentum": 1.0}
 

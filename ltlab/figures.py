@@ -45,6 +45,20 @@ def finished_runs(root: str | Path) -> list[Run]:
     return sorted(runs, key=lambda r: (order.index(r.summary["optimizer"]), r.summary["seed"]))
 
 
+def runs_by_method(runs: list[Run]) -> dict[str, list[Run]]:
+    """{optimizer: its runs (one per seed)} in the fixed method order."""
+    out: dict[str, list[Run]] = {}
+    for r in runs:
+        out.setdefault(r.summary["optimizer"], []).append(r)
+    return out
+
+
+def per_class_means(runs: list[Run]) -> dict[str, np.ndarray]:
+    """{optimizer: per-class test accuracy of the headline, averaged over its seeds}."""
+    return {m: np.nanmean(np.array([[np.nan if a is None else a for a in r.summary["per_class"]] for r in rs],
+                                   dtype=float), 0) for m, rs in runs_by_method(runs).items()}
+
+
 def figure_tag(run: Run) -> str:
     """Figure names follow the task: the data set's name (so benchmark runs never overwrite the demo's)."""
     return str(run.config["data"]["name"])
@@ -58,11 +72,8 @@ def compare_figures(runs_dir: str | Path, out: str | Path = "figures", tag: str 
     tag = tag or figure_tag(runs[0])
     agg = aggregate([summary_row(r.summary, r.path) for r in runs])
     note = rule_sentence(agg, runs[0].config.get("epochs"))
-    by_method: dict[str, list[Run]] = {}
-    for r in runs:
-        by_method.setdefault(r.summary["optimizer"], []).append(r)
-    per_class = {m: np.nanmean(np.array([[np.nan if a is None else a for a in r.summary["per_class"]] for r in rs],
-                                        dtype=float), 0) for m, rs in by_method.items()}
+    by_method = runs_by_method(runs)
+    per_class = per_class_means(runs)
     paths: list[Path] = []
     paths += plots.save(plots.per_class_accuracy(per_class, runs[0].summary["class_counts"],
                                                  splits=runs[0].summary.get("splits"),

@@ -44,12 +44,23 @@ class LongTailLoss(nn.Module):
     def set_epoch(self, epoch: int) -> None:
         self.weighted = self.drw_epoch is not None and epoch >= self.drw_epoch
 
-    def ce(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def ce(self, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample (optionally class-balanced) cross-entropy and its normaliser."""
         weight = self.cb_weights.to(logits.dtype) if self.weighted else None
-        return F.cross_entropy(logits, target, weight=weight)
+        per = F.cross_entropy(logits, target, weight=weight, reduction="none")
+        norm = weight[target].sum() if weight is not None else torch.tensor(float(len(target)), device=logits.device)
+        return per, norm
+
+    def sample_losses(self, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(per-sample losses, normaliser) with forward(logits, target) == losses.sum() / normaliser.
+
+        Class-aware optimizers (ImbSAM, CC-SAM, Focal-SAM) split or weight the per-sample terms.
+        """
+        return self.ce(logits, target)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self.ce(logits, target)
+        per, norm = self.sample_losses(logits, target)
+        return per.sum() / norm
 
 
 class CrossEntropy(LongTailLoss):
@@ -65,7 +76,7 @@ class LDAM(LongTailLoss):
         self.register_buffer("margins", m * (max_m / m.max()))
         self.scale = scale
 
-    def forward(self, logits, target):
+    def sample_losses(self, logits, target):
         shift = F.one_hot(target, logits.shape[1]).to(logits.dtype) * (self.scale * self.margins[target])[:, None]
         return self.ce(logits - shift, target)
 
@@ -86,7 +97,7 @@ class GCL(LongTailLoss):
         self.register_buffer("cloud", logn.max() - logn)
         self.m, self.noise_mul, self.scale, self.gamma = m, noise_mul, scale, gamma
 
-    def forward(self, logits, target):
+    def sample_losses(self, logits, target):
         z = logits
         if self.training and self.noise_mul > 0 and float(self.cloud.max()) > 0:
             d = (torch.randn_like(z) / 3.0).clamp(-1, 1)
@@ -96,7 +107,7 @@ class GCL(LongTailLoss):
             weight = self.cb_weights.to(z.dtype) if self.weighted else None
             per = F.cross_entropy(z, target, weight=weight, reduction="none")
             p = torch.exp(-per)
-            return ((1 - p) ** self.gamma * per).mean()
+            return (1 - p) ** self.gamma * per, torch.tensor(float(len(target)), device=z.device)
         return self.ce(z, target)
 
 
@@ -108,14 +119,14 @@ class LogitAdjusted(LongTailLoss):
         self.register_buffer("log_prior", (self.counts / self.counts.sum()).log())
         self.tau = tau
 
-    def forward(self, logits, target):
+    def sample_losses(self, logits, target):
         return self.ce(logits + self.tau * self.log_prior.to(logits.dtype), target)
 
 
 class BalancedSoftmax(LongTailLoss):
     """Balanced softmax (Ren et al. 2020): CE(f + log n_c)."""
 
-    def forward(self, logits, target):
+    def sample_losses(self, logits, target):
         return self.ce(logits + self.counts.log().to(logits.dtype), target)
 
 

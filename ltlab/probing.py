@@ -122,10 +122,21 @@ def probe_run(run_dir: str | Path, what: Sequence[str], num_images: int = 256, s
         yield f"{name}: {line} -> {path}"
 
 
-def flatness_scalars(run_dir: str | Path, num_images: int = 256, seed: int = 0) -> dict[str, float]:
-    """lambda_max, lambda_min, Hutch++ trace and Gaussian sharpness of the headline checkpoint (plain CE)."""
+def flatness_scalars(run_dir: str | Path, num_images: int = 256, seed: int = 0, reuse: bool = True
+                     ) -> dict[str, float]:
+    """lambda_max, lambda_min, Hutch++ trace and Gaussian sharpness of the headline checkpoint (plain CE).
+
+    Saved to RUN_DIR/probes/scalars.json; reuse=True returns that file when it was made with the same
+    images, seed and checkpoint.
+    """
     import json
 
+    saved = Path(run_dir) / "probes" / "scalars.json"
+    checkpoint = json.loads((Path(run_dir) / "summary.json").read_text()).get("checkpoint", "last")
+    if reuse and saved.exists():
+        old = json.loads(saved.read_text())
+        if (old.get("images_requested"), old.get("probe_seed"), old.get("checkpoint")) == (num_images, seed, checkpoint):
+            return old
     model, loss_fn, batch, *_ = load_probe_inputs(run_dir, num_images, seed)
     eig = top_eigenvalues(model, loss_fn, batch, k=1, which="both", seed=seed)
     tr = hessian_trace(model, loss_fn, batch, num_hvps=60, seed=seed)
@@ -135,19 +146,18 @@ def flatness_scalars(run_dir: str | Path, num_images: int = 256, seed: int = 0) 
     sh.save(probes / "sharpness.npz")
     out = {"lambda_max": float(eig.eigenvalues[0]), "lambda_min": float(eig.eigenvalues[1]), "trace": tr.estimate,
            "gaussian_sharpness": sh.estimate, "eig_converged": bool(eig.converged), "images": int(len(batch[1])),
-           "probe_seed": seed, "checkpoint": json.loads((Path(run_dir) / "summary.json").read_text()).get(
-               "checkpoint", "last")}
+           "images_requested": num_images, "probe_seed": seed, "checkpoint": checkpoint}
     (probes / "scalars.json").write_text(json.dumps(out, indent=2))
     return out
 
 
-def add_flatness_columns(rows: list[dict[str, Any]], num_images: int = 256, progress: bool = True
-                         ) -> list[dict[str, Any]]:
+def add_flatness_columns(rows: list[dict[str, Any]], num_images: int = 256, progress: bool = True,
+                         reuse: bool = True) -> list[dict[str, Any]]:
     """compare --probe: the flatness scalars of every run, same images for all (probe seed 0)."""
     from tqdm.auto import tqdm
 
     for row in tqdm(rows, desc="probes", unit="run", disable=not progress):
-        row.update({k: v for k, v in flatness_scalars(row["run"], num_images).items()
+        row.update({k: v for k, v in flatness_scalars(row["run"], num_images, reuse=reuse).items()
                     if k in ("lambda_max", "lambda_min", "trace", "gaussian_sharpness")})
     return rows
 

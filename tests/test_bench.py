@@ -38,3 +38,13 @@ def test_lpt_vs_vpt_quick(tmp_path):
     out = run(BENCH / "lpt_vs_vpt.py", "--quick", "--seeds", "1", "--out", tmp_path / "runs", "--figures",
               tmp_path / "fig", cwd=tmp_path)
     assert "| lpt+gnm |" in out and (tmp_path / "fig" / "lpt_vs_vpt_quick.png").exists()
+    assert "last epoch" in out
+
+
+@pytest.mark.slow
+def test_teaching_sweep_quick(tmp_path):
+    out = run(BENCH / "teaching_sweep.py", "--quick", "--seeds", "2", "--out", tmp_path / "sweep", "--workers", "1",
+              cwd=tmp_path)
+    assert "| gnm rho 0.05 |" in out and "[" in out  # paired intervals printed
+    text = (tmp_path / "sweep" / "sweep.md").read_text()
+    assert "Settings where a measured quantity differs resolvably" in text

@@ -165,9 +165,12 @@ def test_gnm_gradient_is_taken_at_noisy_point_with_expected_statistics():
 @pytest.mark.parametrize("name", list_optimizers())
 def test_closure_calls_per_step(name):
     model, x, y = mlp_problem()
-    opt = create_optimizer(name, model.parameters(), lr=0.01)
+    opt = create_optimizer(name, model.parameters(), lr=0.01, class_counts=[50, 10, 5])
     calls = []
-    opt.step(closure_for(opt, lambda: nn.functional.cross_entropy(model(x), y), calls))
+    if getattr(opt, "class_aware", False):
+        opt.step(imbsam_closure(opt, model, x, y, calls))
+    else:
+        opt.step(closure_for(opt, lambda: nn.functional.cross_entropy(model(x), y), calls))
     assert len(calls) == opt.closures_per_step == OPTIMIZERS[name].closures_per_step
     assert len(calls) == (1 if name in ("sgd", "adamw", "gnm") else 2)
 
@@ -300,3 +303,267 @@ def test_grad_scaler_pattern():
     ref_opt.step(closure_for(ref_opt, lambda: nn.functional.cross_entropy(ref(x), y)))
     assert not torch.equal(model.weight, before)
     assert torch.allclose(model.weight, ref.weight, atol=1e-5)
+
+
+# -- ASAM: both references, transcribed ------------------------------------------------------------------
+def reference_asam_kwon(named, loss_fn, rho, lr, eta=0.01):
+    """Kwon et al.'s code (SamsungLabs/ASAM, ascent_step): T_w = |w| + eta only on tensors named *weight*;
+    grad <- T_w g; norm over all grads (+1e-16); eps = T_w * (T_w g) * rho / norm on weights, g * rho / norm else."""
+    names, params = zip(*named)
+    grads = list(torch.autograd.grad(loss_fn(), params))
+    t = [p.detach().abs() + eta if "weight" in n else None for n, p in named]
+    tg = [ti * g if ti is not None else g for ti, g in zip(t, grads)]
+    norm = torch.norm(torch.stack([torch.norm(g) for g in tg])) + 1e-16
+    eps = [(ti * g if ti is not None else g) * rho / norm for ti, g in zip(t, tg)]
+    with torch.no_grad():
+        for p, e in zip(params, eps):
+            p.add_(e)
+    grads2 = torch.autograd.grad(loss_fn(), params)
+    with torch.no_grad():
+        for p, e, g in zip(params, eps, grads2):
+            p.sub_(e)
+            p.sub_(lr * g)
+
+
+def reference_asam_clean(params, loss_fn, rho, lr):
+    """The widely used clean reference (davda54/sam, adaptive=True): e = rho * w^2 g / ||w g||, every tensor."""
+    params = list(params)
+    grads = torch.autograd.grad(loss_fn(), params)
+    norm = torch.norm(torch.stack([(p.detach().abs() * g).norm() for p, g in zip(params, grads)]))
+    eps = [p.detach() ** 2 * g * rho / (norm + 1e-12) for p, g in zip(params, grads)]
+    with torch.no_grad():
+        for p, e in zip(params, eps):
+            p.add_(e)
+    grads2 = torch.autograd.grad(loss_fn(), params)
+    with torch.no_grad():
+        for p, e, g in zip(params, eps, grads2):
+            p.sub_(e)
+            p.sub_(lr * g)
+
+
+def test_asam_weights_mode_matches_kwon_code_on_mlp():
+    model, x, y = mlp_problem()
+    ref = copy.deepcopy(model)
+    opt = create_optimizer("asam", list(model.named_parameters()), lr=0.2, momentum=0.0, rho=0.5,
+                           adaptive_on="weights")
+    assert len(opt._weights) == 2  # the two Linear weights; biases get plain SAM
+    for _ in range(10):
+        opt.step(closure_for(opt, lambda: nn.functional.cross_entropy(model(x), y)))
+        reference_asam_kwon(list(ref.named_parameters()), lambda: nn.functional.cross_entropy(ref(x), y), 0.5, 0.2)
+    for p, q in zip(model.parameters(), ref.parameters()):
+        assert torch.allclose(p, q, atol=1e-6)
+
+
+def test_asam_all_mode_with_eta_zero_matches_the_clean_reference():
+    model, x, y = mlp_problem(3)
+    ref = copy.deepcopy(model)
+    opt = ASAM(model.parameters(), torch.optim.SGD, rho=0.5, eta=0.0, lr=0.2)
+    for _ in range(10):
+        opt.step(closure_for(opt, lambda: nn.functional.cross_entropy(model(x), y)))
+        reference_asam_clean(ref.parameters(), lambda: nn.functional.cross_entropy(ref(x), y), 0.5, 0.2)
+    for p, q in zip(model.parameters(), ref.parameters()):
+        assert torch.allclose(p, q, atol=1e-6)
+
+
+def test_asam_modes_differ_on_a_prompt_like_tensor():
+    prompts = nn.Parameter(torch.full((4, 8), 0.02))
+    weight = nn.Parameter(torch.ones(3, 8))
+    perts = {}
+    for mode in ("all", "weights"):
+        opt = ASAM([prompts, weight], torch.optim.SGD, rho=0.5, lr=0.1, adaptive_on=mode, weight_params=[weight])
+
+        def closure():
+            opt.zero_grad()
+            loss = (prompts.sum() * weight.sum()) ** 2 * 1e-3
+            loss.backward()
+            return loss
+
+        perts[mode] = opt.perturbation(torch.enable_grad()(closure))[0][prompts].norm() / \
+            opt.perturbation(torch.enable_grad()(closure))[0][weight].norm()
+    assert perts["weights"] > 10 * perts["all"]  # "all" shrinks the prompts' share of the ball
+
+
+# -- RSAM official mode, transcribed ------------------------------------------------------------------------
+def reference_rsam_official(params, loss_fn, rho, sigma, lr, gen, clip=1.0):
+    """The authors' rule: d ~ sigma * ||w_row|| * N(0, 1) (rows along the last axis); g~ = grad at w + d;
+    a = 2 g~ + d; e = rho a / ||a||; g = grad at w + e; clip ||g|| to `clip`; SGD step at w."""
+    params = list(params)
+    noise = []
+    for p in params:
+        row = p.detach().norm(dim=-1, keepdim=True) if p.dim() > 1 else p.detach().norm()
+        noise.append(sigma * row * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    with torch.no_grad():
+        for p, d in zip(params, noise):
+            p.add_(d)
+    g_tilde = torch.autograd.grad(loss_fn(), params)
+    with torch.no_grad():
+        for p, d in zip(params, noise):
+            p.sub_(d)
+    a = [2 * g + d for g, d in zip(g_tilde, noise)]
+    norm = torch.sqrt(sum((ai ** 2).sum() for ai in a))
+    eps = [rho * ai / (norm + 1e-12) for ai in a]
+    with torch.no_grad():
+        for p, e in zip(params, eps):
+            p.add_(e)
+    grads = torch.autograd.grad(loss_fn(), params)
+    gnorm = torch.sqrt(sum((g ** 2).sum() for g in grads))
+    scale = min(1.0, clip / (float(gnorm) + 1e-6))
+    with torch.no_grad():
+        for p, e, g in zip(params, eps, grads):
+            p.sub_(e)
+            p.sub_(lr * g * scale)
+
+
+@pytest.mark.parametrize("problem", ["least_squares", "mlp"])
+def test_rsam_official_mode_matches_transcription(problem):
+    from ltlab.optim import RSAM
+
+    if problem == "least_squares":
+        g = torch.Generator().manual_seed(1)
+        A, b = torch.randn(12, 5, generator=g), torch.randn(12, generator=g)
+        model = nn.Linear(5, 1, bias=False)
+        model.weight.data = torch.randn(1, 5, generator=g) * 3
+        loss_of = lambda m: ((m(A).squeeze(-1) - b) ** 2).mean()  # noqa: E731
+    else:
+        model, x, y = mlp_problem(2)
+        loss_of = lambda m: nn.functional.cross_entropy(m(x), y)  # noqa: E731
+    ref = copy.deepcopy(model)
+    opt = RSAM(model.parameters(), torch.optim.SGD, rho=0.05, sigma=0.01, lr=0.1, seed=7, mix="official")
+    opt.max_grad_norm = 1.0
+    gen = torch.Generator().manual_seed(7)
+    for _ in range(10):
+        opt.step(closure_for(opt, lambda: loss_of(model)))
+        reference_rsam_official(ref.parameters(), lambda: loss_of(ref), 0.05, 0.01, 0.1, gen)
+    for p, q in zip(model.parameters(), ref.parameters()):
+        assert torch.allclose(p, q, atol=1e-6)
+
+
+def test_rsam_mix_changes_the_direction():
+    from ltlab.optim import RSAM
+
+    model, x, y = mlp_problem()
+    outs = {}
+    for mix in ("gradient", "official"):
+        m = copy.deepcopy(model)
+        opt = RSAM(m.parameters(), torch.optim.SGD, rho=0.05, sigma=0.05, lr=0.1, seed=0, mix=mix)
+        opt.step(closure_for(opt, lambda: nn.functional.cross_entropy(m(x), y)))
+        outs[mix] = torch.cat([p.detach().flatten() for p in m.parameters()])
+    assert not torch.allclose(outs["gradient"], outs["official"])
+
+
+# -- GNM's official epoch schedule -----------------------------------------------------------------------------
+def test_gnm_schedule_with_the_artefact_equals_the_official_formula():
+    from ltlab.train.trainer import gnm_noise_factor
+
+    # official: 0.5 ** ((epoch - 1) // reweight_epoch), 0-based epochs, reweight_epoch = 59, 70 epochs;
+    # ltlab's preset switches DRW on at epoch 60 (re-weighting "from epoch > 59")
+    for epoch in range(70):
+        official = 0.5 ** ((epoch - 1) // 59)
+        assert gnm_noise_factor(epoch, 60, True, True) == official, epoch
+    assert gnm_noise_factor(0, 60, True, False) == 1.0  # the artefact is off by default
+
+
+def test_clipping_matches_clip_grad_norm_with_and_without_a_wrapper():
+    model, x, y = mlp_problem()
+    ref = copy.deepcopy(model)
+    opt = GNM(model.parameters(), torch.optim.SGD, rho=0.0, lr=0.5)
+    opt.max_grad_norm = 0.1
+    base = torch.optim.SGD(ref.parameters(), lr=0.5)
+    for _ in range(3):
+        opt.step(closure_for(opt, lambda: nn.functional.cross_entropy(model(x), y)))
+        base.zero_grad()
+        nn.functional.cross_entropy(ref(x), y).backward()
+        torch.nn.utils.clip_grad_norm_(list(ref.parameters()), 0.1)
+        base.step()
+    for p, q in zip(model.parameters(), ref.parameters()):
+        assert torch.allclose(p, q, atol=1e-12)
+
+
+# -- ImbSAM: the official three-step update, transcribed ---------------------------------------------------------
+def reference_imbsam(model, x, y, tail_classes, rho, opt):
+    """cool-xuan/Imbalanced_SAM: forbackward(optim_mode='imbsam') with ImbSAM.first/second/third_step."""
+    losses = nn.functional.cross_entropy(model(x), y, reduction="none")
+    tail = (y[:, None] == tail_classes[None, :]).sum(1) == 1
+    head_loss = losses[~tail].sum() / y.size(0)
+    head_loss.backward(retain_graph=True)
+    grad_normal = {p: p.grad.clone() for p in model.parameters() if p.grad is not None}  # first_step
+    opt.zero_grad()
+    tail_loss = losses[tail].sum() / y.size(0)
+    tail_loss.backward()
+    norm = torch.norm(torch.stack([torch.norm(p.grad) for p in model.parameters() if p.grad is not None])) + 1e-16
+    eps = {}
+    with torch.no_grad():  # second_step
+        for p in model.parameters():
+            if p.grad is not None:
+                eps[p] = p.grad * rho / norm
+                p.add_(eps[p])
+    opt.zero_grad()
+    tail_loss = nn.functional.cross_entropy(model(x)[tail], y[tail], reduction="none").sum() / y.size(0)
+    tail_loss.backward()
+    with torch.no_grad():  # third_step
+        for p in model.parameters():
+            if p.grad is not None:
+                p.sub_(eps[p])
+                p.grad.add_(grad_normal[p])
+    opt.step()
+    opt.zero_grad()
+
+
+def imbsam_closure(opt, model, x, y, counter=None):
+    from ltlab.optim import SampleLosses
+
+    def closure(per_sample=False):
+        if counter is not None:
+            counter.append(per_sample)
+        opt.zero_grad()
+        losses = nn.functional.cross_entropy(model(x), y, reduction="none")
+        if per_sample:
+            return SampleLosses(losses, y, torch.tensor(float(len(y))))
+        loss = losses.mean()
+        loss.backward()
+        return loss
+    return closure
+
+
+def test_imbsam_matches_the_official_update_on_an_mlp():
+    from ltlab.optim import ImbSAM
+
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 5)).double()
+    x, y = torch.randn(24, 4), torch.tensor([0] * 10 + [1] * 6 + [2] * 4 + [3] * 2 + [4] * 2)
+    counts = [100, 60, 15, 8, 3]  # tail (< 20 images): classes 2, 3, 4
+    ref = copy.deepcopy(model)
+    opt = ImbSAM(model.parameters(), torch.optim.SGD, rho=0.05, class_counts=counts, tail_threshold=20, lr=0.1,
+                 momentum=0.9, weight_decay=1e-3)
+    ref_opt = torch.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
+    calls = []
+    for _ in range(10):
+        opt.step(imbsam_closure(opt, model, x, y, calls))
+        reference_imbsam(ref, x, y, torch.tensor([2, 3, 4]), 0.05, ref_opt)
+    for p, q in zip(model.parameters(), ref.parameters()):
+        assert torch.allclose(p, q, atol=1e-6)
+    assert len(calls) == 10 * ImbSAM.closures_per_step and all(calls)  # two forwards per step, per-sample
+
+
+def test_imbsam_with_every_class_head_reduces_to_the_base_optimizer():
+    from ltlab.optim import ImbSAM
+
+    model, x, y = mlp_problem()
+    ref = copy.deepcopy(model)
+    opt = ImbSAM(model.parameters(), torch.optim.SGD, rho=0.05, class_counts=[50, 50, 50], tail_threshold=20, lr=0.1,
+                 momentum=0.9)
+    base = torch.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(4):
+        opt.step(imbsam_closure(opt, model, x, y))
+        base.step(closure_for(base, lambda: nn.functional.cross_entropy(ref(x), y)))
+    for p, q in zip(model.parameters(), ref.parameters()):
+        assert torch.allclose(p, q, atol=1e-12)
+
+
+def test_imbsam_refuses_a_closure_that_ignores_the_contract():
+    from ltlab.optim import ImbSAM
+
+    model, x, y = mlp_problem()
+    opt = ImbSAM(model.parameters(), torch.optim.SGD, rho=0.05, class_counts=[5, 50, 50], lr=0.1)
+    with pytest.raises(TypeError, match="per_sample=True"):
+        opt.step(lambda per_sample=False: nn.functional.cross_entropy(model(x), y))

@@ -258,3 +258,22 @@ def test_pyhessian_cross_check(tiny_vit):
     assert ours.eigenvalues[0] == pytest.approx(ev[0], rel=0.01)
     se = np.hypot(tr.stderr, np.std(samples, ddof=1) / np.sqrt(len(samples)))
     assert abs(tr.estimate - np.mean(samples)) < 2 * se
+
+
+def test_power_iteration_reports_not_converged_at_its_cap():
+    # least squares with a designed Hessian: top two eigenvalues 1.00 and 0.97 (power iteration converges like 0.97^k)
+    torch.manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(8, 8, dtype=torch.float64))
+    spectrum = torch.tensor([1.0, 0.97, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05], dtype=torch.float64)
+    x = (q * spectrum.sqrt()) @ q.T * np.sqrt(8 / 2)  # H = 2/N X^T X = q diag(spectrum) q^T with N = 8
+    model = nn.Linear(8, 1, bias=False).double()
+    loss_fn = lambda out, y: ((out.squeeze(-1) - y) ** 2).mean()  # noqa: E731
+    batch = (x, torch.zeros(8, dtype=torch.float64))
+    evals = np.linalg.eigvalsh(dense_hessian(model, loss_fn, batch))
+    assert evals[-1] == pytest.approx(1.0) and evals[-2] == pytest.approx(0.97)
+    capped = top_eigenvalues(model, loss_fn, batch, k=1, method="power", tol=1e-8, max_iter=100)
+    assert not capped.converged and capped.residuals[0] >= 1e-8
+    lanczos = top_eigenvalues(model, loss_fn, batch, k=1, tol=1e-8)
+    assert lanczos.converged and lanczos.eigenvalues[0] == pytest.approx(1.0, rel=1e-7)
+    loose = top_eigenvalues(model, loss_fn, batch, k=1, method="power", tol=1e-8, max_iter=3000)
+    assert loose.converged == bool(loose.residuals[0] < 1e-8)  # the flag always equals the residual check

@@ -173,7 +173,7 @@ def _same_run(a: Path, b: Path):
     assert all(torch.equal(ta[k], tb[k]) for k in ta)
 
 
-@pytest.mark.parametrize("opt", ["sgd", "adamw", "sam", "asam", "rsam", "gnm"])
+@pytest.mark.parametrize("opt", ["sgd", "adamw", "sam", "asam", "rsam", "gnm", "imbsam"])
 def test_interrupt_anywhere_then_resume_equals_the_uninterrupted_run(tmp_path, opt):
     extra = (f"optimizer.name={opt}", "loss.name=gcl", "loss.drw_epoch=1", "model.dropout=0.1", "eval_every=1")
     fit(tiny_cfg(*extra), out=tmp_path / "full", progress=False)

@@ -38,6 +38,10 @@ class TensorDataset(Dataset):
         x = self.images[i]
         return (self.transform(x) if self.transform else x), int(self.targets[i])
 
+    def subset(self, indices, transform: Callable | None = None) -> "TensorDataset":
+        idx = torch.as_tensor(list(indices), dtype=torch.long)
+        return TensorDataset(self.images[idx], self.targets[idx], transform)
+
 
 @dataclass
 class DatasetBundle:

@@ -1,10 +1,11 @@
-"""One optimizer family: SAM, ASAM, RSAM and GNM over any base optimizer (see base.py)."""
+"""One optimizer family: SAM, ASAM, RSAM, GNM and ImbSAM over any base optimizer (see base.py)."""
 from .asam import ASAM
-from .base import PerturbedOptimizer
+from .base import PerturbedOptimizer, SampleLosses
 from .factory import OPTIMIZERS, OptimInfo, create_optimizer, list_optimizers
 from .gnm import GNM
+from .imbsam import ImbSAM
 from .rsam import RSAM
 from .sam import SAM
 
-__all__ = ["SAM", "ASAM", "RSAM", "GNM", "PerturbedOptimizer", "create_optimizer", "list_optimizers",
+__all__ = ["SAM", "ASAM", "RSAM", "GNM", "ImbSAM", "PerturbedOptimizer", "SampleLosses", "create_optimizer", "list_optimizers",
            "OPTIMIZERS", "OptimInfo"]

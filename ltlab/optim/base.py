@@ -2,19 +2,52 @@
 
     e      = perturbation(closure)          # each method: how it builds e (may call the closure)
     w     <- w + e                           # saved copies of exactly these parameters
-    g      = grad L(w + e)                   # one closure call
+    g      = perturbed_gradient(closure)     # one closure call (default: grad L(w + e))
     w     <- saved copies                    # bit-exact restore, same parameter list
+    finish_gradient()                        # hook (ImbSAM adds the head-class gradient taken at w)
     base optimizer step with g               # weight decay, momentum, lr schedule act at w
+
+The closure contract. Class-agnostic optimizers (SAM, ASAM, RSAM, GNM) call ``closure()``: it
+zeroes the gradients, runs forward and backward, and returns the loss. Class-aware optimizers
+(``class_aware = True``: ImbSAM) need the loss split by class, so they call
+``closure(per_sample=True)``: the closure zeroes the gradients, runs the forward pass only and
+returns ``SampleLosses(losses, targets, norm)`` (the batch loss is ``losses.sum() / norm``); the
+optimizer reduces and back-propagates the parts itself. A closure that serves both:
+
+    def closure(per_sample=False):
+        optimizer.zero_grad()
+        losses = F.cross_entropy(model(x), y, reduction="none")
+        if per_sample:
+            return SampleLosses(losses, y, torch.tensor(float(len(y))))
+        loss = losses.mean()
+        loss.backward()
+        return loss
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch.optim import Optimizer
 
 Perturbation = dict[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class SampleLosses:
+    """What a closure returns to a class-aware optimizer: per-sample loss terms (graph attached),
+    their targets, and the normaliser of the batch mean (batch loss = losses.sum() / norm)."""
+
+    losses: torch.Tensor
+    targets: torch.Tensor
+    norm: torch.Tensor
+
+    def part(self, mask: torch.Tensor) -> torch.Tensor:
+        """The masked samples' share of the batch loss: sum over the mask / norm (0 when empty)."""
+        with torch.enable_grad():  # optimizer steps run under no_grad; the part must stay differentiable
+            return self.losses[mask].sum() / self.norm
 
 _CLOSURE_HELP = (
     "{name}.step() needs a closure: a function that zeroes the gradients, runs forward and backward, "
@@ -33,6 +66,7 @@ class PerturbedOptimizer(Optimizer):
     """Wraps a base optimizer built on the same param groups; subclasses define `perturbation`."""
 
     closures_per_step = 1
+    class_aware = False
 
     def __init__(
         self,
@@ -80,17 +114,38 @@ class PerturbedOptimizer(Optimizer):
         return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t).to(device) for t in tensors]))
 
     @torch.no_grad()
-    def evaluate_at(self, closure: Callable[[], torch.Tensor], perturbation: Perturbation) -> torch.Tensor:
-        """Gradient (and loss) at w + e, then restore exactly the parameters that were moved."""
+    def evaluate_at(self, closure: Callable[[], torch.Tensor], perturbation: Perturbation,
+                    gradient: Callable | None = None) -> torch.Tensor:
+        """gradient(closure) (default: closure()) at w + e, then restore exactly the parameters that were moved."""
         saved = [(p, p.detach().clone()) for p in perturbation]
         try:
             for p, e in perturbation.items():
                 p.add_(e)
-            loss = torch.enable_grad()(closure)()
+            loss = torch.enable_grad()(gradient or (lambda c: c()))(closure)
         finally:
             for p, w in saved:
                 p.copy_(w)
         return loss
+
+    def perturbed_gradient(self, closure: Callable) -> torch.Tensor:
+        """The gradient the update uses, taken at w + e (default: the whole batch loss)."""
+        return closure()
+
+    def finish_gradient(self) -> None:
+        """Hook after the weights are restored, before clipping and the base step."""
+
+    def sample_losses(self, closure: Callable) -> SampleLosses:
+        """Call a class-aware closure; a clear error if it does not follow the contract."""
+        out = closure(per_sample=True)
+        if not isinstance(out, SampleLosses):
+            raise TypeError(f"{type(self).__name__} is class-aware: its closure must accept per_sample=True and then "
+                            "return SampleLosses(losses, targets, norm) without calling backward (see ltlab.optim.base)")
+        return out
+
+    def backward(self, loss: torch.Tensor, retain_graph: bool = False) -> None:
+        """loss.backward(), through the fp16 GradScaler when the step was given one."""
+        scaler = getattr(self, "_grad_scaler", None)
+        (scaler.scale(loss) if scaler is not None else loss).backward(retain_graph=retain_graph)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None, grad_scaler: Any = None) -> torch.Tensor:
@@ -102,8 +157,10 @@ class PerturbedOptimizer(Optimizer):
         if closure is None:
             raise ValueError(_CLOSURE_HELP.format(name=type(self).__name__, n=self.closures_per_step))
         closure = torch.enable_grad()(closure)
+        self._grad_scaler = grad_scaler
         perturbation, first_loss = self.perturbation(closure)
-        loss = self.evaluate_at(closure, perturbation)
+        loss = self.evaluate_at(closure, perturbation, self.perturbed_gradient)
+        self.finish_gradient()
         clip_gradients(self.base_optimizer, self.max_grad_norm, grad_scaler)
         if grad_scaler is not None:
             grad_scaler.step(self.base_optimizer)

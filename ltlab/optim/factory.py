@@ -10,6 +10,7 @@ import torch
 from ..errors import ConfigError
 from .asam import ASAM
 from .gnm import GNM
+from .imbsam import ImbSAM
 from .rsam import RSAM
 from .sam import SAM
 
@@ -30,10 +31,14 @@ OPTIMIZERS: dict[str, OptimInfo] = {
         OptimInfo("sgd", None, 1, "SGD with momentum"),
         OptimInfo("adamw", None, 1, "Loshchilov & Hutter, ICLR 2019"),
         OptimInfo("sam", SAM, 2, "Foret et al., ICLR 2021", ("rho",), {"rho": 0.05}),
-        OptimInfo("asam", ASAM, 2, "Kwon et al., ICML 2021", ("rho", "eta"), {"rho": 0.5, "eta": 0.01}),
-        OptimInfo("rsam", RSAM, 2, "Liu et al., NeurIPS 2022", ("rho", "sigma"), {"rho": 0.05, "sigma": 0.01}),
+        OptimInfo("asam", ASAM, 2, "Kwon et al., ICML 2021", ("rho", "eta", "adaptive_on", "weight_params"),
+                  {"rho": 0.5, "eta": 0.01, "adaptive_on": "all", "weight_params": None}),
+        OptimInfo("rsam", RSAM, 2, "Liu et al., NeurIPS 2022", ("rho", "sigma", "mix"),
+                  {"rho": 0.05, "sigma": 0.01, "mix": "gradient"}),
         OptimInfo("gnm", GNM, 1, "Li et al., NeurIPS 2024", ("rho", "sigma", "truncate"),
                   {"rho": 0.005, "sigma": 1 / 3, "truncate": 1.0}),
+        OptimInfo("imbsam", ImbSAM, 2, "Zhou et al., ICCV 2023", ("rho", "class_counts", "tail_threshold"),
+                  {"rho": 0.05, "class_counts": None, "tail_threshold": 20}),
     ]
 }
 BASES = {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}
@@ -45,9 +50,11 @@ def list_optimizers() -> list[str]:
 
 def create_optimizer(name: str, params: Iterable, base: str = "sgd", lr: float = 0.01, momentum: float = 0.9,
                      weight_decay: float = 0.0, seed: int | None = None, **method_kwargs: Any) -> torch.optim.Optimizer:
-    """Build an optimizer by name: sgd, adamw, sam, asam, rsam, gnm.
+    """Build an optimizer by name: sgd, adamw, sam, asam, rsam, gnm, imbsam.
 
     Sharpness-aware ones wrap `base` (sgd | adamw); method arguments left as None take the paper default.
+    `params` may be tensors or (name, tensor) pairs (``model.named_parameters()``); ASAM's
+    adaptive_on="weights" (the authors' rule) uses the names.
     Every returned optimizer has ``closures_per_step`` and ``base_optimizer`` (itself for plain ones).
 
     >>> opt = create_optimizer("gnm", [torch.nn.Parameter(torch.zeros(2))], lr=0.1)
@@ -58,6 +65,11 @@ def create_optimizer(name: str, params: Iterable, base: str = "sgd", lr: float =
         raise ConfigError(f"optimizer {name!r} is unknown; choose one of {', '.join(OPTIMIZERS)}")
     if base not in BASES:
         raise ConfigError(f"base optimizer {base!r} is unknown; choose one of {', '.join(BASES)}")
+    params = list(params)
+    if params and isinstance(params[0], tuple):  # named parameters: ASAM's "weights" mode needs the names
+        if name == "asam" and method_kwargs.get("weight_params") is None:
+            method_kwargs["weight_params"] = [p for n, p in params if "weight" in n]
+        params = [p for _, p in params]
     info = OPTIMIZERS[name]
     plain = BASES["adamw" if name == "adamw" else ("sgd" if name == "sgd" else base)]
     base_kwargs: dict[str, Any] = dict(lr=lr, weight_decay=weight_decay)
@@ -68,5 +80,8 @@ def create_optimizer(name: str, params: Iterable, base: str = "sgd", lr: float =
         opt.closures_per_step = 1
         opt.base_optimizer = opt
         return opt
+    unknown = set(method_kwargs) - {a for i in OPTIMIZERS.values() for a in i.method_args}
+    if unknown:
+        raise ConfigError(f"create_optimizer: unknown method argument(s) {sorted(unknown)}")
     kwargs = {k: method_kwargs[k] if method_kwargs.get(k) is not None else v for k, v in info.defaults.items()}
     return info.cls(params, plain, seed=seed, **kwargs, **base_kwargs)

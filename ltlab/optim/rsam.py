@@ -11,25 +11,39 @@ from .base import check_nonnegative, check_positive
 from .sam import SAM
 
 
+MIXES = ("gradient", "official")
+
+
 class RSAM(SAM):
     """Random smoothing before the SAM ascent; two closure calls per step.
 
         d   ~ N(0, (sigma * ||w_row||)^2)  per element, filter-wise (rows along the last dimension)
         g~  = grad L(w + d)                 (first closure: gradient of the smoothed loss)
-        e   = rho * g~ / ||g~||             (one global norm)
+        a   = g~                            (mix="gradient", the paper's rule; ltlab's default)
+            = 2 g~ + d                      (mix="official", the authors' JAX code)
+        e   = rho * a / ||a||               (one global norm)
         update with grad L(w + e)           (second closure), base step at w
 
-    Choices where paper and official (JAX) code differ, documented: we ascend along g~ alone (the
-    code mixes 2 g~ + d) and keep sigma fixed (the code ramps the noise std from 5e-4 to 2.5e-3;
-    change ``param_groups[i]["sigma"]`` from a schedule to reproduce that). The returned loss is
-    the smoothed loss L(w + d). rho = 0 reduces to the base optimizer.
+    The authors' code (vit_jax/train.py) differs from the paper in four places; each is an option:
+    the 2 g~ + d mix (``mix``); rho following the lr between rho_min and rho_max and the noise std
+    ramped from 5e-4 to 2.5e-3 over training (the trainer's ``optimizer.rho_schedule=lr``,
+    ``rho_min`` and ``sigma_end``); global gradient clipping at 1.0 (``optimizer.clip_grad_norm``).
+    The preset ``rsam_official`` switches all of them on.
+    Filter norm: the official kernel norm is over its last axis; ltlab takes the norm over the last
+    dimension of every tensor, i.e. per output unit of a Linear weight (out, in) and per prompt
+    token for the (layers, tokens, dim) prompt tensor, which has no official counterpart; 1-D
+    tensors use their whole norm. The returned loss is the smoothed loss L(w + d).
+    rho = 0 reduces to the base optimizer.
     """
 
     def __init__(self, params, base_optimizer=torch.optim.SGD, rho: float = 0.05, sigma: float = 0.01,
-                 seed=None, **base_kwargs):
+                 seed=None, mix: str = "gradient", **base_kwargs):
         check_nonnegative("rho", rho)
         check_positive("sigma", sigma)
+        if mix not in MIXES:
+            raise ValueError(f"mix={mix!r}: use 'gradient' (the paper) or 'official' (2 g~ + d, the authors' code)")
         super(SAM, self).__init__(params, base_optimizer, dict(rho=rho, sigma=sigma), seed, **base_kwargs)
+        self.mix = mix
 
     def smoothing_noise(self) -> dict[torch.Tensor, torch.Tensor]:
         noise = {}
@@ -41,5 +55,11 @@ class RSAM(SAM):
         return noise
 
     def perturbation(self, closure):
-        loss = self.evaluate_at(closure, self.smoothing_noise())
+        noise = self.smoothing_noise()
+        loss = self.evaluate_at(closure, noise)
+        if self.mix == "official":
+            with torch.no_grad():
+                for p, d in noise.items():
+                    if p.grad is not None:
+                        p.grad.mul_(2).add_(d)
         return self.normalised_ascent(), loss

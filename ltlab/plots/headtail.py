@@ -169,3 +169,28 @@ def sample_images(dataset, class_names: Sequence[str], class_counts: Sequence[in
                     ax.imshow(img.transpose(1, 2, 0) if img.shape[0] == 3 else img)
             axes[r, 0].set_title(f"{class_names[c]} (n={class_counts[c]})", fontsize=6, loc="left")
     return fig
+
+
+def metric_bars(rows: Sequence[Mapping[str, float]], metrics: Sequence[str], labels: Mapping[str, str] | None = None,
+                label: str = "optimizer", note: str = ""):
+    """One panel per metric (e.g. lambda_max, trace, sharpness): mean per method with std error bars over seeds."""
+    import matplotlib.pyplot as plt
+
+    labels = dict(labels or {})
+    with style():
+        fig, axes = plt.subplots(1, len(metrics), figsize=(2.3 * len(metrics) + 0.4, 2.6), squeeze=False)
+        for ax, m in zip(axes[0], metrics):
+            names = [r[label] for r in rows]
+            vals = [r.get(m, np.nan) for r in rows]
+            errs = [r.get(m + "_std", 0.0) for r in rows]
+            errs = [0.0 if e is None or e != e else e for e in errs]
+            ax.bar(names, vals, yerr=errs if any(errs) else None, color=[color(n) for n in names], capsize=2,
+                   error_kw={"lw": 0.8})
+            ax.set_title(labels.get(m, m), fontsize=8)
+            ax.tick_params(axis="x", rotation=45, labelsize=7)
+            if min(v for v in vals if v == v) < 0 < max(v for v in vals if v == v):
+                ax.axhline(0, color="k", lw=0.6)
+        fig.tight_layout()
+        if note:
+            caption(fig, note)
+    return fig

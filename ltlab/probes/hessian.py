@@ -221,3 +221,20 @@ def spectral_density(model: nn.Module, loss_fn: Callable, data: Any, runs: int =
         density += (weights[r, ok, None] * np.exp(-((grid[None] - nodes[r, ok, None]) ** 2) / (2 * bw**2))).sum(0)
     density /= runs * np.sqrt(2 * np.pi) * bw
     return SpectralDensity(nodes, weights, grid, density, op.hvps, time.perf_counter() - t0, bw)
+
+
+def eigenvector_direction(model: nn.Module, result: EigenResult, index: int = 0,
+                          params: Sequence[str] | None = None) -> list[torch.Tensor]:
+    """Eigenvector `index` of `result` as tensors shaped like the probed parameters (unit norm overall).
+
+    Pass it to `surface_1d(..., direction=d, normalization="none")` for a slice along the top
+    eigenvector, the direction of largest curvature.
+
+    >>> r = top_eigenvalues(net, loss_fn, batch, k=1)                       # doctest: +SKIP
+    >>> s = surface_1d(net, loss_fn, batch, direction=eigenvector_direction(net, r), normalization="none")  # doctest: +SKIP
+    """
+    from .hvp import select_params, unflatten
+
+    ps = [p for _, p in select_params(model, params)]
+    vec = torch.as_tensor(np.asarray(result.eigenvectors)[:, index])
+    return [t.to(p.device, p.dtype) for t, p in zip(unflatten(vec, ps), ps)]

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..config import ExperimentConfig
 from ..errors import ConfigError
+from ..optim import OPTIMIZERS
 from ..stats import PairedDiff, mean_std, paired_difference
 from .trainer import fit
 
@@ -85,6 +86,8 @@ def _parallel(jobs, overwrite: bool, progress: bool, workers: int) -> dict[str, 
     threads = max(1, (os.cpu_count() or 1) // workers)
     out = {}
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        # the two-pass methods first, so the pool does not end on one long run
+        jobs = sorted(jobs, key=lambda j: -OPTIMIZERS[j[0].optimizer.name].closures_per_step)
         futures = {pool.submit(_one_run, c, p, overwrite, False, threads): p for c, p in jobs}
         with tqdm(total=len(jobs), desc=f"runs ({workers} at a time)", unit="run", disable=not progress) as bar:
             for f in as_completed(futures):

@@ -35,7 +35,7 @@ from ..errors import LtlabError
 from ..losses import build_loss
 from ..models import build_model
 from ..optim import create_optimizer
-from ..optim.base import clip_gradients
+from ..optim.base import SampleLosses, clip_gradients
 from ..stats import binomial_stderr, group_stderr
 from ..utils import resolve_device, rng_restore, rng_snapshot, seed_everything
 from .metrics import classification_metrics
@@ -128,14 +128,23 @@ class Trainer:
                                   **loss_kwargs(cfg)).to(self.device)
         oc = cfg.optimizer
         self.optimizer = create_optimizer(
-            oc.name, self.model.trainable_parameters(), base=oc.base, lr=oc.lr, momentum=oc.momentum,
-            weight_decay=oc.weight_decay, rho=oc.rho, sigma=oc.sigma, truncate=oc.truncate, eta=oc.eta,
+            oc.name, [(n, p) for n, p in self.model.named_parameters() if p.requires_grad], base=oc.base, lr=oc.lr,
+            momentum=oc.momentum, weight_decay=oc.weight_decay, rho=oc.rho, sigma=oc.sigma, truncate=oc.truncate,
+            eta=oc.eta, adaptive_on=oc.asam_adaptive_on, mix=oc.rsam_mix, class_counts=self.data.class_counts,
+            tail_threshold=oc.tail_threshold,
             seed=cfg.seed,  # the same perturbation stream on every rank keeps DDP replicas identical
         )
         for g in self.optimizer.param_groups:
             if "rho" in g:
                 g.setdefault("initial_rho", g["rho"])
+            if "sigma" in g:
+                g.setdefault("initial_sigma", g["sigma"])
         self.optimizer.max_grad_norm = oc.clip_grad_norm
+        if getattr(self.optimizer, "class_aware", False) and (cfg.dual_sampling or self.model.pool_size > 0):
+            from ..errors import ConfigError
+
+            raise ConfigError(f"optimizer.name={oc.name} splits the loss by class; it does not combine with LPT's "
+                              "dual sampling or key-query term: use method=vpt")
         self.rho_factor = 1.0  # GNM's epoch schedule (set_epoch)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -210,8 +219,13 @@ class Trainer:
         return loss
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        def closure():
+        def closure(per_sample: bool = False):
             self.optimizer.zero_grad(set_to_none=True)
+            if per_sample:  # a class-aware optimizer splits the loss by class (contract: ltlab.optim.base)
+                with self.autocast():
+                    logits = self.forward(x).float()
+                losses, norm = self.loss_fn.sample_losses(logits, y)
+                return SampleLosses(losses, y, norm)
             loss = self.compute_loss(x, y)
             (self.scaler.scale(loss) if self.scaler else loss).backward()
             return loss
@@ -245,6 +259,9 @@ class Trainer:
                 frac = g["lr"] / g["initial_lr"] if g.get("initial_lr") else 1.0
                 rho = oc.rho_min + (rho - oc.rho_min) * frac
             g["rho"] = rho
+            if oc.sigma_end is not None and "initial_sigma" in g:  # RSAM official: noise std ramps linearly
+                t = self.global_step / max(1, self.total_steps - 1)
+                g["sigma"] = g["initial_sigma"] + (oc.sigma_end - g["initial_sigma"]) * min(1.0, t)
 
     # -- evaluation ----------------------------------------------------------------------------
     @torch.no_grad()
@@ -282,12 +299,15 @@ class Trainer:
 
         from torch.utils.data import Subset
 
-        view = copy.copy(self.data.train)
+        train, eval_tf = self.data.train, getattr(self.data.test, "transform", None)
+        n = min(self.cfg.eval.train_images, len(train))
+        idx = sorted(torch.randperm(len(train), generator=torch.Generator().manual_seed(self.cfg.data.seed))[:n].tolist())
+        if hasattr(train, "subset"):
+            return train.subset(idx, eval_tf)
+        view = copy.copy(train)
         if hasattr(view, "transform"):
-            view.transform = getattr(self.data.test, "transform", None)
-        n = min(self.cfg.eval.train_images, len(view))
-        idx = torch.randperm(len(view), generator=torch.Generator().manual_seed(self.cfg.data.seed))[:n]
-        return Subset(view, sorted(idx.tolist()))
+            view.transform = eval_tf
+        return Subset(view, idx)
 
     def loss_at_w(self) -> float:
         """Plain cross-entropy at the unperturbed weights w on the fixed training subset (eval mode).
