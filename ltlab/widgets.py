@@ -91,32 +91,48 @@ def trajectory_figure(grid, trajectories: Mapping):
 
 
 class LandscapeExplorer:
-    """Choose method / class group and a slice row over precomputed 2D surfaces; never recomputes.
+    """Method / class group / a second group beside it / a slice row, over precomputed 2D surfaces.
 
-    surfaces: {(method, group): Surface2D} (group may be "all").
+    surfaces: {(method, group): Surface2D} (group may be "all"). Never recomputes. Every contour uses
+    ONE colour scale (the range over all surfaces) with a colourbar, so head and tail panels compare
+    by colour; the slice panel overlays the two groups' rows.
     """
 
-    def __init__(self, surfaces: Mapping[tuple[str, str], object]):
+    def __init__(self, surfaces: Mapping[tuple[str, str], object], beside: str | None = "few"):
         import ipywidgets as W
 
         self.surfaces = dict(surfaces)
-        methods = sorted({m for m, _ in self.surfaces})
-        groups = sorted({g for _, g in self.surfaces})
+        methods = list(dict.fromkeys(m for m, _ in self.surfaces))
+        groups = list(dict.fromkeys(g for _, g in self.surfaces))
         first = next(iter(self.surfaces.values()))
+        lo = min(float(np.nanmin(v.loss)) for v in self.surfaces.values())
+        hi = max(float(np.nanmax(v.loss)) for v in self.surfaces.values())
+        self.levels = np.linspace(lo, hi if hi > lo else lo + 1e-6, 21)  # one scale for every panel
+        start = "many" if "many" in groups else groups[0]
         self.controls = {
             "method": W.Dropdown(options=methods, value=methods[0], description="method"),
-            "group": W.Dropdown(options=groups, value=groups[0], description="classes"),
+            "group": W.Dropdown(options=groups, value=start, description="classes"),
+            "beside": W.Dropdown(options=["none"] + groups, value=beside if beside in groups else "none",
+                                 description="beside"),
             "row": W.IntSlider(value=len(first.y) // 2, min=0, max=len(first.y) - 1, description="slice row"),
         }
         self.output = W.Output()
         for c in self.controls.values():
             c.observe(lambda change: self.update(), names="value")
-        self.widget = W.VBox([W.HBox(list(self.controls.values())), self.output])
+        self.widget = W.VBox([W.HBox(list(self.controls.values())[:2]), W.HBox(list(self.controls.values())[2:]),
+                              self.output])
         self.update()
 
     @property
     def current(self):
         return self.surfaces[(self.controls["method"].value, self.controls["group"].value)]
+
+    def panels(self) -> list[tuple[str, object]]:
+        m, g, b = (self.controls[k].value for k in ("method", "group", "beside"))
+        out = [(g, self.surfaces[(m, g)])]
+        if b != "none" and b != g and (m, b) in self.surfaces:
+            out.append((b, self.surfaces[(m, b)]))
+        return out
 
     def slice(self) -> tuple[np.ndarray, np.ndarray]:
         s = self.current
@@ -125,16 +141,23 @@ class LandscapeExplorer:
     def update(self) -> None:
         import matplotlib.pyplot as plt
 
-        s = self.current
-        row = self.controls["row"].value
+        panels, row = self.panels(), self.controls["row"].value
+        method = self.controls["method"].value
         with plots.style():
-            fig, (a, b) = plt.subplots(1, 2, figsize=(7.5, 3.0))
-            X, Y = np.meshgrid(s.x, s.y)
-            a.contourf(X, Y, s.loss, levels=20, cmap="viridis")
-            a.axhline(s.y[row], color="w", lw=1)
-            a.set(title=f"{self.controls['method'].value} / {self.controls['group'].value}", xlabel="d1", ylabel="d2")
-            b.plot(s.x, s.loss[row], color=plots.color(self.controls["method"].value))
-            b.set(xlabel="d1", ylabel="loss", title=f"slice at d2 = {s.y[row]:.2f}")
+            fig, axes = plt.subplots(1, len(panels) + 1, figsize=(3.4 * (len(panels) + 1) + 0.6, 3.0))
+            for ax, (g, s) in zip(axes, panels):
+                X, Y = np.meshgrid(s.x, s.y)
+                cs = ax.contourf(X, Y, np.clip(s.loss, self.levels[0], self.levels[-1]), levels=self.levels,
+                                 cmap="viridis")
+                ax.axhline(s.y[row], color="w", lw=1)
+                ax.set(title=f"{method} / {g}", xlabel="d1", ylabel="d2")
+            fig.colorbar(cs, ax=list(axes[:len(panels)]), label="loss (one scale for all)", shrink=0.9)
+            b = axes[-1]
+            for i, (g, s) in enumerate(panels):
+                b.plot(s.x, s.loss[row], color=plots.color(method), ls=["-", "--"][i], label=g)
+            b.set(xlabel="d1", ylabel="loss", title=f"slice at d2 = {panels[0][1].y[row]:.2f}",
+                  ylim=(self.levels[0], self.levels[-1]))
+            b.legend(fontsize=7)
         self.figure = fig
         self._show(fig)
 

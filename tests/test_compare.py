@@ -254,3 +254,14 @@ def test_single_seed_report_prints_no_verdict(tmp_path):
     assert "one seed only, so no interval and no verdict" in text
     assert "better" not in text.split("## What the intervals say")[1].split("##")[0]
     assert json.loads((tmp_path / "gnm-s0/summary.json").read_text())["select"] == "last"
+
+
+def test_reuse_keeps_matching_runs_and_replaces_stale_ones(tmp_path):
+    from ltlab.train.compare import ensure_runs
+
+    ensure_runs(tiny_cfg("epochs=1"), ["adamw"], tmp_path, seeds=1, progress=False)
+    mtime = (tmp_path / "adamw-s0/summary.json").stat().st_mtime_ns
+    ensure_runs(tiny_cfg("epochs=1"), ["adamw"], tmp_path, seeds=1, progress=False)
+    assert (tmp_path / "adamw-s0/summary.json").stat().st_mtime_ns == mtime  # reused, not retrained
+    rows = ensure_runs(tiny_cfg("epochs=2"), ["adamw"], tmp_path, seeds=1, progress=False)
+    assert rows[0]["epoch"] == 2 and len(load_run(tmp_path / "adamw-s0").metrics) == 2  # stale run replaced

@@ -48,6 +48,14 @@ def test_landscape_explorer_headless():
     _, after = w.slice()
     assert not np.array_equal(before, after)
     assert np.array_equal(after, _surface(1).loss[1])
+    # head vs tail side by side, on one colour scale with a colourbar
+    assert [g for g, _ in w.panels()] == ["all", "few"]
+    lo = min(_surface(i).loss.min() for i in range(3))
+    hi = max(_surface(i).loss.max() for i in range(3))
+    assert w.levels[0] == pytest.approx(lo) and w.levels[-1] == pytest.approx(hi)
+    assert len(w.figure.axes) == 4  # two contours, the slice, the colourbar
+    w.controls["beside"].value = "none"
+    assert len(w.panels()) == 1 and len(w.figure.axes) == 3
 
 
 def test_playground_explorer_headless():

@@ -49,8 +49,9 @@ def compare(cfg: ExperimentConfig, optimizers: Sequence[str], seeds: int = 1, ou
     """Train every (optimizer, seed) pair into out/<optimizer>-s<seed>; one row per run.
 
     workers > 1 trains that many runs at once in separate processes (one torch thread each share of
-    the cores). reuse=True keeps runs that already finished (their summary.json exists) and trains
-    only the missing ones; otherwise an existing run is refused unless overwrite=True.
+    the cores). reuse=True keeps runs that already finished with this very config and trains the
+    others over (a stale run of another config is replaced, never mixed in); without reuse an
+    existing run is refused unless overwrite=True.
     """
     if seeds < 1:
         raise ConfigError(f"--seeds {seeds}: need at least one seed")
@@ -63,7 +64,7 @@ def compare(cfg: ExperimentConfig, optimizers: Sequence[str], seeds: int = 1, ou
             run_cfg = dataclasses.replace(cfg, seed=cfg.seed + k,
                                           optimizer=dataclasses.replace(cfg.optimizer, name=name))
             path = str(Path(out) / run_name(name, run_cfg.seed))
-            if reuse and (Path(path) / "summary.json").exists():
+            if reuse and _finished_with(path, run_cfg):
                 rows[path] = summary_row(json.loads((Path(path) / "summary.json").read_text()), path)
             else:
                 jobs.append((run_cfg, path))
@@ -75,6 +76,22 @@ def compare(cfg: ExperimentConfig, optimizers: Sequence[str], seeds: int = 1, ou
         rows.update(_parallel(jobs, overwrite, progress, workers))
     order = [str(Path(out) / run_name(n, cfg.seed + k)) for n in optimizers for k in range(seeds)]
     return [rows[p] for p in order]
+
+
+def _finished_with(path: str, cfg: ExperimentConfig) -> bool:
+    """A finished run of exactly this config (a run of another config is trained again, never mixed in)."""
+    import yaml
+
+    from ..config import to_dict
+    from .trainer import config_changes
+
+    p = Path(path)
+    if not (p / "summary.json").exists() or not (p / "config.yaml").exists():
+        return False
+    try:
+        return not config_changes(yaml.safe_load((p / "config.yaml").read_text()) or {}, to_dict(cfg))
+    except yaml.YAMLError:
+        return False
 
 
 def _parallel(jobs, overwrite: bool, progress: bool, workers: int) -> dict[str, dict[str, Any]]:
