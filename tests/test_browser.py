@@ -93,7 +93,7 @@ def _run_all(page, url, token, name):
             const nb = window.jupyterapp.shell.currentWidget.node;
             const prompts = [...nb.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')].map(p => p.textContent);
             return prompts.length > 0 && prompts.every(t => /\\[\\d+\\]/.test(t));
-        }""", timeout=300_000, polling=1000)
+        }""", timeout=600_000, polling=1000)
     page.wait_for_timeout(1500)  # late widget renders
 
 
