@@ -43,6 +43,18 @@ def closure_for(opt, loss_fn, counter=None):
     return closure
 
 
+def sgd_step_at(params, eps, loss_fn, lr):
+    """Shared tail of the SAM-family references: gradient at w + e, restore w, plain SGD step."""
+    with torch.no_grad():
+        for p, e in zip(params, eps):
+            p.add_(e)
+    grads2 = torch.autograd.grad(loss_fn(), params)
+    with torch.no_grad():
+        for p, e, g in zip(params, eps, grads2):
+            p.sub_(e)
+            p.sub_(lr * g)
+
+
 def reference_sam(params, loss_fn, rho, lr, adaptive=False, eta=0.01):
     """Hand-written SAM / ASAM step with plain SGD (no momentum)."""
     params = list(params)
@@ -54,14 +66,7 @@ def reference_sam(params, loss_fn, rho, lr, adaptive=False, eta=0.01):
     else:
         norm = torch.sqrt(sum((g ** 2).sum() for g in grads))
         eps = [rho * g / norm for g in grads]
-    with torch.no_grad():
-        for p, e in zip(params, eps):
-            p.add_(e)
-    grads2 = torch.autograd.grad(loss_fn(), params)
-    with torch.no_grad():
-        for p, e, g in zip(params, eps, grads2):
-            p.sub_(e)
-            p.sub_(lr * g)
+    sgd_step_at(params, eps, loss_fn, lr)
 
 
 @pytest.mark.parametrize("cls,adaptive,rho", [(SAM, False, 0.05), (ASAM, True, 0.5)])
@@ -315,14 +320,7 @@ def reference_asam_kwon(named, loss_fn, rho, lr, eta=0.01):
     tg = [ti * g if ti is not None else g for ti, g in zip(t, grads)]
     norm = torch.norm(torch.stack([torch.norm(g) for g in tg])) + 1e-16
     eps = [(ti * g if ti is not None else g) * rho / norm for ti, g in zip(t, tg)]
-    with torch.no_grad():
-        for p, e in zip(params, eps):
-            p.add_(e)
-    grads2 = torch.autograd.grad(loss_fn(), params)
-    with torch.no_grad():
-        for p, e, g in zip(params, eps, grads2):
-            p.sub_(e)
-            p.sub_(lr * g)
+    sgd_step_at(params, eps, loss_fn, lr)
 
 
 def reference_asam_clean(params, loss_fn, rho, lr):
@@ -331,14 +329,7 @@ def reference_asam_clean(params, loss_fn, rho, lr):
     grads = torch.autograd.grad(loss_fn(), params)
     norm = torch.norm(torch.stack([(p.detach().abs() * g).norm() for p, g in zip(params, grads)]))
     eps = [p.detach() ** 2 * g * rho / (norm + 1e-12) for p, g in zip(params, grads)]
-    with torch.no_grad():
-        for p, e in zip(params, eps):
-            p.add_(e)
-    grads2 = torch.autograd.grad(loss_fn(), params)
-    with torch.no_grad():
-        for p, e, g in zip(params, eps, grads2):
-            p.sub_(e)
-            p.sub_(lr * g)
+    sgd_step_at(params, eps, loss_fn, lr)
 
 
 def test_asam_weights_mode_matches_kwon_code_on_mlp():
