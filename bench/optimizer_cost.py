@@ -1,4 +1,5 @@
-"""Seconds per step and peak memory of SGD, SAM, ASAM, RSAM and GNM on the embedded prompted ViT.
+"""Seconds per step and peak memory of SGD, SAM, ASAM, RSAM, GNM, ImbSAM, CC-SAM and Focal-SAM on the
+embedded prompted ViT.
 
 Same model, same batch, interleaved rounds (so machine noise hits every optimizer alike), warm-up
 then the median over >= 20 timed steps each; printed as ratios to the plain base optimizer.
@@ -18,9 +19,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import embedded, median  # noqa: E402
 
-from ltlab.optim import SampleLosses, create_optimizer  # noqa: E402
+from ltlab.optim import OPTIMIZERS, SampleLosses, create_optimizer  # noqa: E402
 
-NAMES = ["sgd", "sam", "asam", "rsam", "gnm", "imbsam"]
+NAMES = ["sgd", "sam", "asam", "rsam", "gnm", "imbsam", "ccsam", "focalsam"]
 
 
 def make(name: str, base: str, model, loss_fn, batch):
@@ -30,11 +31,15 @@ def make(name: str, base: str, model, loss_fn, batch):
     opt = create_optimizer(plain or name, model.trainable_parameters(), base=base, lr=1e-3, momentum=0.9,
                            weight_decay=1e-3, seed=0, class_counts=[c if c else 1 for c in counts])
 
+    def per(logits, t):
+        return torch.nn.functional.cross_entropy(logits, t, reduction="none")
+
     def closure(per_sample=False):
         opt.zero_grad(set_to_none=True)
-        losses = torch.nn.functional.cross_entropy(model(x), y, reduction="none")
-        if per_sample:  # class-aware optimizers (ImbSAM) back-propagate the parts themselves
-            return SampleLosses(losses, y, torch.tensor(float(len(y))))
+        feats = model.dropout(model.features(x))
+        losses = per(model.head(feats), y)
+        if per_sample:  # class-aware optimizers back-propagate the parts themselves (CC-SAM re-runs the head)
+            return SampleLosses(losses, y, torch.tensor(float(len(y))), features=feats, head=model.head, loss_of=per)
         loss = losses.mean()
         loss.backward()
         return loss
@@ -86,7 +91,7 @@ def main() -> None:
     for n in names:
         t = median(times[n])
         q = torch.tensor(times[n]).quantile(torch.tensor([0.25, 0.75])).tolist()
-        cps = 1 if n in ("sgd", "adamw", "gnm") else 2
+        cps = OPTIMIZERS[n].closures_per_step
         m = f"{mem[n]:.0f} | {mem[n] / mem[names[0]]:.2f}" if mem else "- | -"
         print(f"| {n} | {cps} | {t:.4f} | {t / ref_t:.3f} | {q[1] - q[0]:.4f} | {m} |")
     if not mem:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import time
 from pathlib import Path
@@ -189,6 +190,9 @@ def _init_distributed() -> None:
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
 
 
+_WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG, errno.EIO}
+
+
 def main(argv: list[str] | None = None) -> int:
     from .errors import LtlabError
 
@@ -212,6 +216,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except OSError as e:  # a full disk, a read-only or vanished output: the atomic writers kept the last good files
+        if e.errno not in _WRITE_ERRORS:
+            raise
+        where = f" {e.filename}" if e.filename else ""
+        print(f"error: cannot write{where}: {e.strerror or e}. Files written before this point (the last good "
+              "checkpoint, metrics) are intact and no partial file was left; free some space or choose another "
+              "--out, then rerun (add --resume to continue a training run).", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ class LossConfig:
 
 @dataclass
 class OptimizerConfig:
-    name: str = "sgd"  # sgd | adamw | sam | asam | rsam | gnm | imbsam
+    name: str = "sgd"  # sgd | adamw | sam | asam | rsam | gnm | imbsam | ccsam | focalsam
     base: str = "sgd"  # base optimizer the sharpness-aware ones wrap: sgd | adamw
     lr: float = 0.05
     momentum: float = 0.9
@@ -95,6 +95,9 @@ class OptimizerConfig:
     rho_min: float = 0.0  # (RSAM's official code: rho between rho_min and rho_max, following the lr)
     clip_grad_norm: float | None = None  # global L2 clipping of the update gradient (RSAM official: 1.0)
     tail_threshold: int = 20  # ImbSAM: classes with fewer training images are "tail" (the official eta)
+    flat_ratio: float = 0.5  # CC-SAM: weight of the perturbed-classifier loss (official 0.5; rho = noise_ratio)
+    flat_gamma: float = 5.5  # Focal-SAM: focal exponent of a_c = sharpness * (1 - n_c / N)^flat_gamma
+    sharpness: float = 0.8  # Focal-SAM: largest share of a class's loss that is flattened
     gnm_halve_at_drw: bool = False  # official GNM-PT: noise x0.5 once DRW switches on
     gnm_epoch0_doubling: bool = False  # reproduce the official code's epoch-0 x2 artefact
 
@@ -134,7 +137,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "model.head": ("cosine", "linear"),
     "model.pool": ("cls", "cls+prompts"),
     "loss.name": ("ce", "ldam", "gcl", "logit_adjusted", "balanced_softmax"),
-    "optimizer.name": ("sgd", "adamw", "sam", "asam", "rsam", "gnm", "imbsam"),
+    "optimizer.name": ("sgd", "adamw", "sam", "asam", "rsam", "gnm", "imbsam", "ccsam", "focalsam"),
     "optimizer.base": ("sgd", "adamw"),
     "optimizer.schedule": ("cosine", "constant"),
     "optimizer.rho_schedule": ("constant", "lr"),
@@ -160,8 +163,10 @@ _LOWER: dict[str, tuple[float, bool]] = {
     "optimizer.rho": (0, True), "optimizer.sigma": (0, False), "optimizer.truncate": (0, False),
     "optimizer.eta": (0, True), "optimizer.warmup_epochs": (0, True),
     "optimizer.rho_min": (0, True), "optimizer.tail_threshold": (0, True), "optimizer.sigma_end": (0, False), "optimizer.clip_grad_norm": (0, False),
+    "optimizer.flat_ratio": (0, True), "optimizer.flat_gamma": (0, True), "optimizer.sharpness": (0, True),
 }
-_UPPER: dict[str, float] = {"model.dropout": 1.0, "loss.beta": 1.0, "optimizer.momentum": 1.0}
+_UPPER: dict[str, float] = {"model.dropout": 1.0, "loss.beta": 1.0, "optimizer.momentum": 1.0,
+                            "optimizer.flat_ratio": 1.0, "optimizer.sharpness": 1.0}
 
 
 def _all_keys(cls: type = ExperimentConfig, prefix: str = "") -> list[str]:

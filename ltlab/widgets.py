@@ -1,7 +1,7 @@
 """ipywidgets explorers over precomputed results; each can be built and driven headless.
 
 >>> w = PlaygroundExplorer(steps=20)     # doctest: +SKIP
->>> w.controls["lr"].value = 0.1          # re-runs the optimizers and redraws
+>>> w.controls["sam_rho"].value = 0.8     # re-runs the optimizers and redraws
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import plots
-from .playground import loss_grid, run_optimizer
+from .playground import LESSON, lesson_runs, loss_grid
 
 
 def _show(output, fig) -> None:
@@ -25,45 +25,63 @@ def _show(output, fig) -> None:
 
 
 class PlaygroundExplorer:
-    """Sliders for lr, rho, sigma and steps; SGD / SAM / RSAM / GNM trajectories on the 2-D playground."""
+    """SGD / SAM / RSAM / GNM on the 2-D playground, one explained control per method's radius.
 
-    def __init__(self, optimizers=("sgd", "sam", "rsam", "gnm"), lr: float = 0.05, rho: float = 0.5,
-                 sigma: float = 1 / 3, steps: int = 100, start=(-0.55, 0.95)):
+    Changing lr, momentum, steps or a radius re-runs the four optimizers; the "show step" slider
+    walks the trajectories without re-running. End labels are computed (``Trajectory.label``).
+    """
+
+    HELP = ("<b>SAM ρ</b>: radius of the ball whose worst point SAM's gradient is taken at. "
+            "<b>RSAM ρ</b>: the same ball, after <b>RSAM σ</b>: the smoothing noise std, relative to ‖w‖. "
+            "<b>GNM ρ</b>: scale of GNM's noise, e = ρ·clamp(N(0, 1/9), −1, 1) per coordinate (std ≈ ρ/3). "
+            "<b>show step</b>: walk the paths.")
+
+    def __init__(self, lr: float = LESSON["lr"], momentum: float = LESSON["momentum"], steps: int = LESSON["steps"],
+                 sam_rho: float = LESSON["radius"]["sam"], rsam_rho: float = LESSON["radius"]["rsam"],
+                 rsam_sigma: float = LESSON["rsam_sigma"], gnm_rho: float = LESSON["radius"]["gnm"], seed: int = 0):
         import ipywidgets as W
 
-        self.optimizers, self.start = list(optimizers), start
+        self.seed = seed
         self.grid = loss_grid()
+        style = {"description_width": "initial"}
         self.controls = {
-            "lr": W.FloatLogSlider(value=lr, base=10, min=-3, max=0, description="lr"),
-            "rho": W.FloatSlider(value=rho, min=0.0, max=1.5, step=0.05, description="rho"),
-            "sigma": W.FloatSlider(value=sigma, min=0.05, max=1.0, step=0.05, description="sigma (GNM)"),
-            "steps": W.IntSlider(value=steps, min=5, max=400, step=5, description="steps"),
+            "lr": W.FloatLogSlider(value=lr, base=10, min=-3, max=0, description="lr", style=style),
+            "momentum": W.FloatSlider(value=momentum, min=0.0, max=0.95, step=0.05, description="momentum", style=style),
+            "steps": W.IntSlider(value=steps, min=10, max=800, step=10, description="steps", style=style),
+            "sam_rho": W.FloatSlider(value=sam_rho, min=0.0, max=1.5, step=0.05, description="SAM ρ", style=style),
+            "rsam_rho": W.FloatSlider(value=rsam_rho, min=0.0, max=1.5, step=0.05, description="RSAM ρ", style=style),
+            "rsam_sigma": W.FloatSlider(value=rsam_sigma, min=0.01, max=0.5, step=0.01, description="RSAM σ",
+                                        style=style),
+            "gnm_rho": W.FloatSlider(value=gnm_rho, min=0.0, max=2.0, step=0.05, description="GNM ρ", style=style),
         }
+        self.step = W.IntSlider(value=steps, min=0, max=steps, description="show step", style=style)
         self.output = W.Output()
         self.trajectories: dict = {}
         for c in self.controls.values():
             c.observe(lambda change: self.update(), names="value")
-        self.widget = W.VBox([W.HBox(list(self.controls.values())[:2]), W.HBox(list(self.controls.values())[2:]),
+        self.step.observe(lambda change: self.redraw(), names="value")
+        c = list(self.controls.values())
+        self.widget = W.VBox([W.HTML(self.HELP), W.HBox(c[:3]), W.HBox(c[3:5]), W.HBox(c[5:] + [self.step]),
                               self.output])
         self.update()
 
     def compute(self) -> dict:
         v = {k: c.value for k, c in self.controls.items()}
-        out = {}
-        for name in self.optimizers:
-            # GNM's rho scales clamp(N(0, sigma^2)); SAM-type methods use rho as the ascent radius
-            kw = dict(rho=v["rho"], sigma=v["sigma"] if name == "gnm" else None) if name != "sgd" else {}
-            out[name] = run_optimizer(name, self.start, lr=v["lr"], steps=v["steps"], **kw)
-        return out
+        return lesson_runs(seed=self.seed, **v)
 
     def update(self) -> None:
-
         self.trajectories = self.compute()
-        self.figure = trajectory_figure(self.grid, self.trajectories)
-        self._show(self.figure)
+        steps = self.controls["steps"].value
+        self.step.max = steps
+        if self.step.value != steps:
+            self.step.value = steps  # triggers redraw
+        else:
+            self.redraw()
 
-    def _show(self, fig) -> None:
-        _show(self.output, fig)
+    def redraw(self) -> None:
+        runs = {n: (t.path, t.label) for n, t in self.trajectories.items()}
+        self.figure = plots.playground.trajectories(self.grid, runs, upto=self.step.value)
+        _show(self.output, self.figure)
 
     def _ipython_display_(self):
         from IPython.display import display
@@ -71,23 +89,9 @@ class PlaygroundExplorer:
         display(self.widget)
 
 
-def trajectory_figure(grid, trajectories: Mapping):
-    import matplotlib.pyplot as plt
-
-    X, Y, Z = grid
-    with plots.style():
-        fig, ax = plt.subplots(figsize=(4.6, 4.0))
-        ax.contourf(X, Y, Z, levels=30, cmap="Greys_r")
-        ax.contour(X, Y, Z, levels=15, colors="w", linewidths=0.3)
-        for name, t in trajectories.items():
-            ax.plot(t.path[:, 0], t.path[:, 1], color=plots.color(name), lw=1.5,
-                    label=f"{name} → {t.basin} (L={t.loss[-1]:.3f})")
-            ax.plot(*t.path[-1], "o", color=plots.color(name), ms=5)
-        ax.plot(*trajectories[next(iter(trajectories))].path[0], "k*", ms=9)
-        ax.set_aspect("equal")
-        ax.legend(loc="lower left", fontsize=7, frameon=True)
-        ax.set(xlabel="$w_1$", ylabel="$w_2$", title="sharp minimum (left) vs flat minimum (right)")
-    return fig
+def trajectory_figure(grid, trajectories: Mapping, upto: int | None = None):
+    """Trajectories (``ltlab.playground.Trajectory``) with their computed end labels."""
+    return plots.playground.trajectories(grid, {n: (t.path, t.label) for n, t in trajectories.items()}, upto=upto)
 
 
 class LandscapeExplorer:

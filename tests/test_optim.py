@@ -172,12 +172,17 @@ def test_closure_calls_per_step(name):
     model, x, y = mlp_problem()
     opt = create_optimizer(name, model.parameters(), lr=0.01, class_counts=[50, 10, 5])
     calls = []
-    if getattr(opt, "class_aware", False):
+    if getattr(opt, "needs_features", False):
+        torch.manual_seed(0)
+        model = FeatHead(3).double()
+        opt = create_optimizer(name, model.parameters(), lr=0.01, class_counts=[50, 10, 5])
+        opt.step(ccsam_closure(opt, model, x, y, calls))
+    elif getattr(opt, "class_aware", False):
         opt.step(imbsam_closure(opt, model, x, y, calls))
     else:
         opt.step(closure_for(opt, lambda: nn.functional.cross_entropy(model(x), y), calls))
     assert len(calls) == opt.closures_per_step == OPTIMIZERS[name].closures_per_step
-    assert len(calls) == (1 if name in ("sgd", "adamw", "gnm") else 2)
+    assert len(calls) == (1 if name in ("sgd", "adamw", "gnm", "ccsam") else 2)
 
 
 @pytest.mark.parametrize("name", ["gnm", "rsam"])
@@ -558,3 +563,198 @@ def test_imbsam_refuses_a_closure_that_ignores_the_contract():
     opt = ImbSAM(model.parameters(), torch.optim.SGD, rho=0.05, class_counts=[5, 50, 50], lr=0.1)
     with pytest.raises(TypeError, match="per_sample=True"):
         opt.step(lambda per_sample=False: nn.functional.cross_entropy(model(x), y))
+
+
+# -- Focal-SAM: the official focal_sam_step with FocalSAM.first/second/third_step, transcribed --------------------
+def reference_focalsam(model, x, y, counts, rho, flat_gamma, sharpness, opt):
+    """scongl/Focal-SAM train_step.py (fp32 branch) and focal_sam.py, written out."""
+    losses = nn.functional.cross_entropy(model(x), y, reduction="none")
+    counts = torch.tensor(counts)
+    coef = (1 - counts / counts.sum()) ** flat_gamma * sharpness
+    uniq = torch.unique(y)
+    mask = (y[:, None] == uniq[None, :]).to(losses.dtype)
+    (torch.sum((1 - coef[uniq]) * losses[:, None] * mask) / y.size(0)).backward(retain_graph=True)
+    kept = {p: p.grad.clone() for p in model.parameters() if p.grad is not None}  # first_step
+    opt.zero_grad()
+    (torch.sum(coef[uniq] * losses[:, None] * mask) / y.size(0)).backward()
+    norm = torch.norm(torch.stack([p.grad.norm(p=2) for p in model.parameters() if p.grad is not None]), p=2)
+    old = {}
+    with torch.no_grad():  # second_step
+        for p in model.parameters():
+            if p.grad is not None:
+                old[p] = p.data.clone()
+                p.add_(p.grad * rho / (norm + 1e-12))
+    opt.zero_grad()
+    losses2 = nn.functional.cross_entropy(model(x), y, reduction="none")
+    (torch.sum(coef[uniq] * losses2[:, None] * mask) / y.size(0)).backward()
+    with torch.no_grad():  # third_step
+        for p in model.parameters():
+            if p.grad is not None:
+                p.data = old[p]
+                p.grad.add_(kept[p])
+    opt.step()
+    opt.zero_grad()
+
+
+@pytest.mark.parametrize("flat_gamma,sharpness", [(5.5, 0.8), (3.2, 0.8), (1.0, 0.3)])
+def test_focalsam_matches_the_official_update_on_an_mlp(flat_gamma, sharpness):
+    from ltlab.optim import FocalSAM
+
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 5)).double()
+    x, y = torch.randn(24, 4), torch.tensor([0] * 10 + [1] * 6 + [2] * 4 + [3] * 2 + [4] * 2)
+    counts = [100, 60, 15, 8, 3]
+    ref = copy.deepcopy(model)
+    opt = FocalSAM(model.parameters(), torch.optim.SGD, rho=0.05, class_counts=counts, flat_gamma=flat_gamma,
+                   sharpness=sharpness, lr=0.1, momentum=0.9, weight_decay=1e-3)
+    ref_opt = torch.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
+    calls = []
+    for _ in range(10):
+        opt.step(imbsam_closure(opt, model, x, y, calls))
+        reference_focalsam(ref, x, y, counts, 0.05, flat_gamma, sharpness, ref_opt)
+    for p, q in zip(model.parameters(), ref.parameters()):
+        assert torch.allclose(p, q, atol=1e-6)
+    assert len(calls) == 10 * FocalSAM.closures_per_step and all(calls)
+
+
+def test_focalsam_reductions_base_and_sam():
+    from ltlab.optim import FocalSAM
+
+    counts = [50, 10, 5]
+    for sharpness, flat_gamma, other in [(0.0, 2.0, "base"), (1.0, 0.0, "sam")]:
+        model, x, y = mlp_problem()
+        ref = copy.deepcopy(model)
+        opt = FocalSAM(model.parameters(), torch.optim.SGD, rho=0.05, class_counts=counts, flat_gamma=flat_gamma,
+                       sharpness=sharpness, lr=0.1)
+        twin = (torch.optim.SGD(ref.parameters(), lr=0.1) if other == "base"
+                else SAM(ref.parameters(), torch.optim.SGD, rho=0.05, lr=0.1))
+        for _ in range(4):
+            opt.step(imbsam_closure(opt, model, x, y))
+            twin.step(closure_for(twin, lambda: nn.functional.cross_entropy(ref(x), y)))
+        for p, q in zip(model.parameters(), ref.parameters()):
+            assert torch.allclose(p, q, atol=1e-10), other
+
+
+def test_focalsam_weights_rare_classes_more():
+    from ltlab.optim import FocalSAM
+
+    opt = FocalSAM([nn.Parameter(torch.zeros(2))], class_counts=[500, 50, 5], flat_gamma=5.5, sharpness=0.8)
+    a = opt.sample_weights(torch.tensor([0, 1, 2]))
+    assert a[0] < a[1] < a[2] <= 0.8
+    assert torch.allclose(a, torch.tensor([(1 - n / 555) ** 5.5 * 0.8 for n in (500, 50, 5)]))
+
+
+# -- CC-SAM: the official stage-1 train() of zzpustc/CC-SAM, transcribed ---------------------------------------
+class FeatHead(nn.Module):
+    def __init__(self, classes=5):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(4, 8), nn.Tanh())
+        self.head = nn.Linear(8, classes)
+
+    def features(self, x):
+        return self.body(x)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def reference_ccsam(model, x, y, counts, noise_ratio, flat_ratio, opt):
+    """train_cifar.py train() without mixup: per-class classifier noise set through param.data, as the authors do."""
+    import numpy as np
+
+    fea = model.features(x)
+    loss_ori = nn.functional.cross_entropy(model.head(fea), y, reduction="none")
+    y_in = y.numpy()
+    disturb = list(model.head.parameters())
+    origin = copy.deepcopy(disturb)
+    params_num = sum(p.numel() for p in disturb)
+    grad_list = {}
+    for c in np.unique(y_in):
+        idx = np.where(y_in == c)
+        grad_list[c] = list(torch.autograd.grad(loss_ori[idx].mean(), disturb, retain_graph=True))
+    loss_list = []
+    for c in np.unique(y_in):
+        idx = np.where(y_in == c)
+        for param, g in zip(disturb, grad_list[c]):
+            numerator = (noise_ratio * torch.sqrt(torch.norm(param)) / torch.sqrt(torch.norm(g)) / np.sqrt(2)
+                         / np.sqrt(np.sqrt(counts[c] - 1)) / np.sqrt(np.sqrt(params_num)))
+            param.data = param.data + numerator * (g / torch.norm(g)) * np.sqrt(params_num)
+        loss_list.extend(nn.functional.cross_entropy(model.head(fea[idx]), y[idx], reduction="none"))
+        for i in range(len(disturb)):
+            disturb[i].data = origin[i].data.clone()
+    loss = (1 - flat_ratio) * loss_ori.mean() + flat_ratio * torch.stack(loss_list).mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+
+def ccsam_closure(opt, model, x, y, counter=None):
+    from ltlab.optim import SampleLosses
+
+    per = lambda z, t: nn.functional.cross_entropy(z, t, reduction="none")  # noqa: E731
+
+    def closure(per_sample=False):
+        if counter is not None:
+            counter.append(per_sample)
+        opt.zero_grad()
+        feats = model.features(x)
+        losses = per(model.head(feats), y)
+        if per_sample:
+            return SampleLosses(losses, y, torch.tensor(float(len(y))), features=feats, head=model.head, loss_of=per)
+        loss = losses.mean()
+        loss.backward()
+        return loss
+    return closure
+
+
+@pytest.mark.parametrize("noise_ratio", [1e-6, 0.05, 0.5])
+def test_ccsam_matches_the_official_update_on_an_mlp(noise_ratio):
+    from ltlab.optim import CCSAM
+
+    torch.manual_seed(6)
+    model = FeatHead().double()
+    x, y = torch.randn(24, 4), torch.tensor([0] * 10 + [1] * 6 + [2] * 4 + [3] * 2 + [4] * 2)
+    counts = [100, 60, 15, 8, 3]
+    ref = copy.deepcopy(model)
+    opt = CCSAM(model.parameters(), torch.optim.SGD, rho=noise_ratio, class_counts=counts, flat_ratio=0.5, lr=0.1,
+                momentum=0.9, weight_decay=2e-4)
+    ref_opt = torch.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9, weight_decay=2e-4)
+    calls = []
+    for _ in range(10):
+        opt.step(ccsam_closure(opt, model, x, y, calls))
+        reference_ccsam(ref, x, y, counts, noise_ratio, 0.5, ref_opt)
+    for p, q in zip(model.parameters(), ref.parameters()):
+        assert torch.allclose(p, q, atol=1e-6)
+    assert len(calls) == 10 * CCSAM.closures_per_step and all(calls)
+
+
+def test_ccsam_perturbation_changes_the_update_and_zero_reduces_to_base():
+    from ltlab.optim import CCSAM
+
+    torch.manual_seed(6)
+    x, y = torch.randn(24, 4), torch.tensor([0] * 10 + [1] * 6 + [2] * 4 + [3] * 2 + [4] * 2)
+    counts = [100, 60, 15, 8, 3]
+    finals = {}
+    for rho in (0.0, 0.5):
+        torch.manual_seed(6)
+        model = FeatHead().double()
+        opt = CCSAM(model.parameters(), torch.optim.SGD, rho=rho, class_counts=counts, lr=0.1)
+        for _ in range(3):
+            opt.step(ccsam_closure(opt, model, x, y))
+        finals[rho] = torch.cat([p.detach().flatten() for p in model.parameters()])
+    torch.manual_seed(6)
+    base_model = FeatHead().double()
+    base = torch.optim.SGD(base_model.parameters(), lr=0.1)
+    for _ in range(3):
+        base.step(closure_for(base, lambda: nn.functional.cross_entropy(base_model(x), y)))
+    assert torch.allclose(finals[0.0], torch.cat([p.detach().flatten() for p in base_model.parameters()]), atol=1e-12)
+    assert (finals[0.5] - finals[0.0]).abs().max() > 1e-4
+
+
+def test_ccsam_refuses_a_closure_without_features():
+    from ltlab.optim import CCSAM
+
+    model, x, y = mlp_problem()
+    opt = CCSAM(model.parameters(), torch.optim.SGD, rho=0.05, class_counts=[5, 50, 50], lr=0.1)
+    with pytest.raises(TypeError, match="features, head"):
+        opt.step(imbsam_closure(opt, model, x, y))

@@ -67,15 +67,55 @@ def test_playground_explorer_headless():
     w.controls["lr"].value = 0.2
     assert set(w.trajectories) == {"sgd", "sam", "rsam", "gnm"}
     assert not np.array_equal(first["sgd"], w.trajectories["sgd"].path)
-    w.controls["steps"].value = 15
-    assert w.trajectories["gnm"].path.shape == (16, 2)
+    before = {n: t.path.copy() for n, t in w.trajectories.items()}
+    w.controls["sam_rho"].value = 0.8  # one method's radius moves only that method
+    assert not np.array_equal(before["sam"], w.trajectories["sam"].path)
+    assert np.array_equal(before["gnm"], w.trajectories["gnm"].path)
+    w.controls["rsam_sigma"].value = 0.3
+    assert not np.array_equal(before["rsam"], w.trajectories["rsam"].path)
+    w.controls["steps"].value = 20
+    assert w.trajectories["gnm"].path.shape == (21, 2) and w.step.max == 20
+    kept = {n: t.path for n, t in w.trajectories.items()}
+    w.step.value = 5  # walking the steps redraws without re-running
+    assert all(w.trajectories[n].path is kept[n] for n in kept)
+    assert "step 5" in w.figure.axes[0].get_legend().get_texts()[0].get_text()
 
 
 def test_playground_sgd_goes_to_the_nearest_minimum():
     t = run_optimizer("sgd", lr=0.05, steps=300)
-    assert t.basin == "sharp" and t.loss[-1] < t.loss[0]
+    assert t.outcome == "sharp basin" and t.loss[-1] < t.loss[0]
     g = run_optimizer("gnm", rho=0.0, lr=0.05, steps=300)
     assert np.array_equal(g.path, t.path)  # GNM with rho = 0 is SGD
     import torch
 
     assert float(two_minima_loss(torch.tensor([0.9, -0.5], dtype=torch.float64))) < 0.3
+
+
+def test_playground_lesson_defaults_show_each_methods_behaviour():
+    """The notebook-00 defaults (chosen by a sweep): SGD stays sharp, SAM / RSAM / GNM reach the flat basin;
+    a larger SAM radius stalls. Computed labels, never fixed strings."""
+    from ltlab.playground import lesson_runs, outcome
+
+    runs = lesson_runs(seed=0)
+    assert runs["sgd"].outcome == "sharp basin"
+    for name in ("sam", "rsam", "gnm"):
+        assert runs[name].outcome == "flat basin", (name, runs[name].label)
+    assert lesson_runs(seed=0, sam_rho=0.8, steps=200)["sam"].outcome == "stalled"
+    assert outcome((0.0, 0.0)) == "stalled" and runs["sgd"].label.startswith("sharp basin, L = 0.0")
+
+
+def test_playground_objectives_match_their_definitions():
+    import torch
+
+    from ltlab.playground import gnm_noise, max_over_ball_grid, sam_worst_point, smoothed_grid
+
+    X, Y, Z = max_over_ball_grid(0.3, extent=1.0, points=5)
+    L = two_minima_loss(torch.tensor(np.stack([X, Y], -1)))
+    assert (Z >= L.numpy() - 1e-12).all()  # the worst case over the ball is never below the centre
+    w = np.array([X[2, 3], Y[2, 3]])
+    p = sam_worst_point(w, 0.3)
+    assert np.isclose(np.linalg.norm(p - w), 0.3) and Z[2, 3] >= float(two_minima_loss(torch.tensor(p))) - 1e-3  # 48 angles
+    Xs, Ys, Zs = smoothed_grid(0.5, extent=1.0, points=5, n=64)
+    e = gnm_noise(0.5, n=64)
+    assert np.isclose(Zs[1, 1], float(two_minima_loss(torch.tensor([Xs[1, 1], Ys[1, 1]]) + e).mean()))
+    assert float(e.abs().max()) <= 0.5

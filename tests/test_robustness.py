@@ -173,7 +173,7 @@ def _same_run(a: Path, b: Path):
     assert all(torch.equal(ta[k], tb[k]) for k in ta)
 
 
-@pytest.mark.parametrize("opt", ["sgd", "adamw", "sam", "asam", "rsam", "gnm", "imbsam"])
+@pytest.mark.parametrize("opt", ["sgd", "adamw", "sam", "asam", "rsam", "gnm", "imbsam", "ccsam", "focalsam"])
 def test_interrupt_anywhere_then_resume_equals_the_uninterrupted_run(tmp_path, opt):
     extra = (f"optimizer.name={opt}", "loss.name=gcl", "loss.drw_epoch=1", "model.dropout=0.1", "eval_every=1")
     fit(tiny_cfg(*extra), out=tmp_path / "full", progress=False)
@@ -187,18 +187,53 @@ def test_interrupt_anywhere_then_resume_equals_the_uninterrupted_run(tmp_path, o
 
 
 def test_kill_9_never_leaves_an_unloadable_checkpoint(tmp_path):
+    """10 moments: two waves of 5 runs, each killed at its own time (start-up, first epoch, checkpoint writes)."""
     import time
 
-    for delay in (2.0, 3.5, 5.0):
-        out = tmp_path / f"k{delay}"
-        p = subprocess.Popen([sys.executable, "-m", "ltlab", "train", *TINY, "epochs=20", "--out", str(out),
-                              "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
-        p.kill()
-        p.wait()
+    delays = [1.5, 2.4, 3.1, 3.7, 4.3, 4.9, 5.6, 6.4, 7.3, 8.5]
+    for wave in (delays[0::2], delays[1::2]):
+        start = time.monotonic()
+        procs = {d: subprocess.Popen([sys.executable, "-m", "ltlab", "train", *TINY, "epochs=20", "save_every=1",
+                                      "--out", str(tmp_path / f"k{d}"), "--no-progress"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for d in wave}
+        for d, p in procs.items():
+            time.sleep(max(0.0, start + d - time.monotonic()))
+            p.kill()
+            p.wait()
+    for d in delays:
+        out = tmp_path / f"k{d}"
         for ck in (out / "checkpoints").glob("*.pt") if (out / "checkpoints").exists() else []:
             torch.load(ck, weights_only=False)
         assert not list(out.rglob("*.tmp"))
+    assert any((tmp_path / f"k{d}" / "checkpoints").exists() for d in delays)  # some kills landed after a save
+
+
+def test_a_full_disk_exits_2_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    import errno
+    import os
+
+    import ltlab.train.runs as runs
+
+    real_fsync, calls = os.fsync, []
+
+    def fsync(fd):  # the disk fills up after a few files have been written
+        calls.append(fd)
+        if len(calls) > 6:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(runs.os, "fsync", fsync)
+    out = tmp_path / "run"
+    rc = main(["train", *TINY, "epochs=4", "save_every=1", "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "No space left on device" in err and "--resume" in err and "Traceback" not in err
+    assert not list(out.rglob("*.tmp"))
+    saved = list((out / "checkpoints").glob("*.pt"))
+    assert saved, "some checkpoint was written before the disk filled"
+    for ck in saved:
+        torch.load(ck, weights_only=False)
+    monkeypatch.setattr(runs.os, "fsync", real_fsync)  # space freed: the run resumes and finishes
+    assert main(["train", *TINY, "epochs=4", "save_every=1", "--out", str(out), "--no-progress", "--resume"]) == 0
 
 
 # -- divergence -------------------------------------------------------------------------------------------------

@@ -9,16 +9,22 @@
 
 The closure contract. Class-agnostic optimizers (SAM, ASAM, RSAM, GNM) call ``closure()``: it
 zeroes the gradients, runs forward and backward, and returns the loss. Class-aware optimizers
-(``class_aware = True``: ImbSAM) need the loss split by class, so they call
+(``class_aware = True``: ImbSAM, Focal-SAM, CC-SAM) need the loss split by class, so they call
 ``closure(per_sample=True)``: the closure zeroes the gradients, runs the forward pass only and
 returns ``SampleLosses(losses, targets, norm)`` (the batch loss is ``losses.sum() / norm``); the
-optimizer reduces and back-propagates the parts itself. A closure that serves both:
+optimizer reduces and back-propagates the parts itself. Optimizers that perturb the classifier
+(``needs_features = True``: CC-SAM) also need ``features`` (the classifier's input, graph
+attached), ``head`` (the classifier module) and ``loss_of(logits, targets)`` (per-sample losses,
+same normaliser). A closure that serves all three kinds:
 
     def closure(per_sample=False):
         optimizer.zero_grad()
-        losses = F.cross_entropy(model(x), y, reduction="none")
+        feats = model.features(x)
+        ce_per_sample = lambda logits, t: F.cross_entropy(logits, t, reduction="none")
+        losses = ce_per_sample(model.head(feats), y)
         if per_sample:
-            return SampleLosses(losses, y, torch.tensor(float(len(y))))
+            return SampleLosses(losses, y, torch.tensor(float(len(y))),
+                                features=feats, head=model.head, loss_of=ce_per_sample)
         loss = losses.mean()
         loss.backward()
         return loss
@@ -43,11 +49,15 @@ class SampleLosses:
     losses: torch.Tensor
     targets: torch.Tensor
     norm: torch.Tensor
+    features: torch.Tensor | None = None  # the classifier's input (CC-SAM)
+    head: torch.nn.Module | None = None  # the classifier
+    loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None  # (logits, targets) -> per sample
 
-    def part(self, mask: torch.Tensor) -> torch.Tensor:
-        """The masked samples' share of the batch loss: sum over the mask / norm (0 when empty)."""
-        with torch.enable_grad():  # optimizer steps run under no_grad; the part must stay differentiable
-            return self.losses[mask].sum() / self.norm
+    def weighted(self, weights: torch.Tensor) -> torch.Tensor:
+        """sum_i weights_i * losses_i / norm: a weighted share of the batch loss (weights 0/1: a class split)."""
+        with torch.enable_grad():  # optimizer steps run under no_grad; the share must stay differentiable
+            return (self.losses * weights).sum() / self.norm
+
 
 _CLOSURE_HELP = (
     "{name}.step() needs a closure: a function that zeroes the gradients, runs forward and backward, "
@@ -67,6 +77,7 @@ class PerturbedOptimizer(Optimizer):
 
     closures_per_step = 1
     class_aware = False
+    needs_features = False
 
     def __init__(
         self,

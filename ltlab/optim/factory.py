@@ -10,7 +10,8 @@ import torch
 from ..errors import ConfigError
 from .asam import ASAM
 from .gnm import GNM
-from .imbsam import ImbSAM
+from .ccsam import CCSAM
+from .class_aware import FocalSAM, ImbSAM
 from .rsam import RSAM
 from .sam import SAM
 
@@ -39,6 +40,10 @@ OPTIMIZERS: dict[str, OptimInfo] = {
                   {"rho": 0.005, "sigma": 1 / 3, "truncate": 1.0}),
         OptimInfo("imbsam", ImbSAM, 2, "Zhou et al., ICCV 2023", ("rho", "class_counts", "tail_threshold"),
                   {"rho": 0.05, "class_counts": None, "tail_threshold": 20}),
+        OptimInfo("ccsam", CCSAM, 1, "Zhou et al., CVPR 2023", ("rho", "class_counts", "flat_ratio"),
+                  {"rho": 1e-6, "class_counts": None, "flat_ratio": 0.5}),
+        OptimInfo("focalsam", FocalSAM, 2, "Li et al., ICML 2025", ("rho", "class_counts", "flat_gamma", "sharpness"),
+                  {"rho": 0.05, "class_counts": None, "flat_gamma": 5.5, "sharpness": 0.8}),
     ]
 }
 BASES = {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}
@@ -50,7 +55,7 @@ def list_optimizers() -> list[str]:
 
 def create_optimizer(name: str, params: Iterable, base: str = "sgd", lr: float = 0.01, momentum: float = 0.9,
                      weight_decay: float = 0.0, seed: int | None = None, **method_kwargs: Any) -> torch.optim.Optimizer:
-    """Build an optimizer by name: sgd, adamw, sam, asam, rsam, gnm, imbsam.
+    """Build an optimizer by name: sgd, adamw, sam, asam, rsam, gnm, imbsam, ccsam, focalsam.
 
     Sharpness-aware ones wrap `base` (sgd | adamw); method arguments left as None take the paper default.
     `params` may be tensors or (name, tensor) pairs (``model.named_parameters()``); ASAM's

@@ -131,7 +131,7 @@ class Trainer:
             oc.name, [(n, p) for n, p in self.model.named_parameters() if p.requires_grad], base=oc.base, lr=oc.lr,
             momentum=oc.momentum, weight_decay=oc.weight_decay, rho=oc.rho, sigma=oc.sigma, truncate=oc.truncate,
             eta=oc.eta, adaptive_on=oc.asam_adaptive_on, mix=oc.rsam_mix, class_counts=self.data.class_counts,
-            tail_threshold=oc.tail_threshold,
+            tail_threshold=oc.tail_threshold, flat_ratio=oc.flat_ratio, flat_gamma=oc.flat_gamma, sharpness=oc.sharpness,
             seed=cfg.seed,  # the same perturbation stream on every rank keeps DDP replicas identical
         )
         for g in self.optimizer.param_groups:
@@ -159,6 +159,10 @@ class Trainer:
         self.forward = self.model
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel
+
+            if getattr(self.optimizer, "needs_features", False):
+                raise LtlabError(f"optimizer {oc.name!r} re-runs the classifier outside DistributedDataParallel, so "
+                                 "its gradients would not be averaged across processes; run it on one process")
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.forward = DistributedDataParallel(self.model, device_ids=ids,
@@ -222,6 +226,13 @@ class Trainer:
         def closure(per_sample: bool = False):
             self.optimizer.zero_grad(set_to_none=True)
             if per_sample:  # a class-aware optimizer splits the loss by class (contract: ltlab.optim.base)
+                if self.optimizer.needs_features:  # CC-SAM re-runs the classifier on these features
+                    with self.autocast():
+                        feats = self.model.dropout(self.model.features(x))
+                    feats = feats.float()
+                    losses, norm = self.loss_fn.sample_losses(self.model.head(feats), y)
+                    return SampleLosses(losses, y, norm, features=feats, head=self.model.head,
+                                        loss_of=lambda z, t: self.loss_fn.sample_losses(z, t)[0])
                 with self.autocast():
                     logits = self.forward(x).float()
                 losses, norm = self.loss_fn.sample_losses(logits, y)
