@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .probes import (ProbeResult, gaussian_sharpness, hessian_ratio_along, hessian_trace, per_class, spectral_density,
-                     surface_1d, surface_2d, top_eigenvalues, worst_case_sharpness)
+                     pca_directions, surface_1d, surface_2d, top_eigenvalues, trajectory_pca, worst_case_sharpness)
 
 PROBES = ("eig", "trace", "density", "surface1d", "surface2d", "sharpness", "worst", "ratio", "per-class")
 GAUSSIAN_SIGMA = 0.01  # per-element std of the average-case probe (GNM's noise is ~0.0017 per element)
@@ -204,3 +204,23 @@ def group_batches(dataset: Any, splits: dict[str, list[int]], per_group: int = 1
             out[g] = (torch.stack([torch.as_tensor(it[0]) for it in items]),
                       torch.as_tensor([int(it[1]) for it in items]))
     return out
+
+
+def training_path(run_dir: str | Path, model: nn.Module, loss_fn, batch, steps: int = 15, margin: float = 1.25,
+                  progress: bool = False):
+    """The run's training path (its per-epoch checkpoints) on the loss over the plane of the path's
+    top-2 PCA directions, centred at the last epoch (Li et al. 2018, sec. 7).
+
+    Returns (Surface2D on that plane, (coords (epochs, 2), explained variance (2,))); the plane spans
+    `margin` x the farthest epoch. Needs ``save_every=1`` (the embedded preset sets it)."""
+    from .train import load_run
+
+    run = load_run(run_dir)
+    final = run.checkpoint("last")["model"]
+    order = [n for n, _ in model.named_parameters() if n in final]  # the model's order, as surface_2d walks it
+    like = {n: final[n] for n in order}
+    pca = trajectory_pca([{n: s[n] for n in order} for s in run.epoch_states()], like)
+    span = margin * float(np.abs(pca.coords).max()) or 1.0
+    surface = surface_2d(model, loss_fn, batch, directions=pca_directions(pca, like), span=span, steps=steps,
+                         params=order, progress=progress, label=f"{Path(run_dir).name} path")
+    return surface, (pca.coords, pca.explained_variance)

@@ -265,3 +265,22 @@ def test_reuse_keeps_matching_runs_and_replaces_stale_ones(tmp_path):
     assert (tmp_path / "adamw-s0/summary.json").stat().st_mtime_ns == mtime  # reused, not retrained
     rows = ensure_runs(tiny_cfg("epochs=2"), ["adamw"], tmp_path, seeds=1, progress=False)
     assert rows[0]["epoch"] == 2 and len(load_run(tmp_path / "adamw-s0").metrics) == 2  # stale run replaced
+
+
+def test_training_path_lies_on_its_own_pca_plane(tmp_path):
+    """save_every=1 records the path; the plane's centre is the last epoch and the path ends at (0, 0)."""
+    from ltlab.probing import load_probe_inputs, training_path
+    from ltlab.train import fit, load_run
+
+    fit(tiny_cfg("epochs=4", "save_every=1"), out=tmp_path / "run", progress=False)
+    assert len(load_run(tmp_path / "run").epoch_states()) == 4
+    model, loss, batch, *_ = load_probe_inputs(tmp_path / "run", 16, which="last")
+    surface, (coords, ev) = training_path(tmp_path / "run", model, loss, batch, steps=5)
+    assert coords.shape == (4, 2) and np.allclose(coords[-1], 0) and 0.5 < ev.sum() <= 1 + 1e-9
+    with torch.no_grad():
+        at_w = float(loss(model(batch[0]), batch[1]))
+    assert surface.loss[2, 2] == pytest.approx(at_w, rel=1e-5)  # the centre is the trained weights exactly
+    assert np.ptp(surface.loss) > 0
+    fit(tiny_cfg("epochs=2", "save_every=0"), out=tmp_path / "nopath", progress=False)
+    with pytest.raises(DataError, match="save_every=1"):
+        load_run(tmp_path / "nopath").epoch_states()

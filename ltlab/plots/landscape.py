@@ -12,6 +12,7 @@ def surfaces_2d(surfaces: Mapping[str, object], zmax: float | None = None, log: 
     """Per method: a 3D side view (top row) and a contour top view (bottom row), one shared colour scale."""
     import matplotlib.pyplot as plt
     from matplotlib import colors
+    from matplotlib.ticker import MaxNLocator
 
     names = list(surfaces)
     losses = [np.asarray(surfaces[n].loss) for n in names]
@@ -19,7 +20,8 @@ def surfaces_2d(surfaces: Mapping[str, object], zmax: float | None = None, log: 
     vmax = zmax if zmax is not None else max(float(v.max()) for v in losses)
     norm = colors.LogNorm(max(vmin, 1e-6), vmax) if log else colors.Normalize(vmin, vmax)
     with style():
-        fig = plt.figure(figsize=(3.0 * len(names), 5.6))
+        fig = plt.figure(figsize=(3.1 * len(names), 6.0))
+        contour_axes = []
         for i, n in enumerate(names):
             s = surfaces[n]
             X, Y = np.meshgrid(s.x, s.y)
@@ -29,17 +31,60 @@ def surfaces_2d(surfaces: Mapping[str, object], zmax: float | None = None, log: 
             ax.set_zlim(vmin, vmax)
             ax.set_title(n, color=color(n))
             ax.view_init(elev=25, azim=-60)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax2 = fig.add_subplot(2, len(names), len(names) + i + 1)
+            for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
+                axis.set_major_locator(MaxNLocator(3))
+            ax.tick_params(labelsize=6, pad=0)
+            ax.set_xlabel("dir. 1", fontsize=7, labelpad=-6)
+            ax.set_ylabel("dir. 2", fontsize=7, labelpad=-6)
+            ax.set_zlabel("loss", fontsize=7, labelpad=-4)
+            ax2 = fig.add_subplot(2, len(names), len(names) + i + 1,
+                                  sharey=contour_axes[0] if contour_axes else None)
+            contour_axes.append(ax2)
             cs = ax2.contourf(X, Y, Z, levels=20, cmap="viridis", norm=norm)
             ax2.contour(X, Y, Z, levels=10, colors="k", linewidths=0.3)
             ax2.plot(0, 0, "w*", ms=6)
             ax2.set_aspect("equal")
+            ax2.xaxis.set_major_locator(MaxNLocator(3))
+            ax2.yaxis.set_major_locator(MaxNLocator(3))
             ax2.set_xlabel("direction 1")
             if i == 0:
                 ax2.set_ylabel("direction 2")
-        fig.colorbar(cs, ax=fig.axes[1::2], shrink=0.8, label="loss")
+            else:
+                ax2.tick_params(labelleft=False)
+        fig.subplots_adjust(wspace=0.25, hspace=0.15)
+        fig.colorbar(cs, ax=contour_axes, shrink=0.8, label="loss")
+    return fig
+
+
+def trajectory_on_surface(surfaces: Mapping[str, object], paths: Mapping[str, tuple[np.ndarray, np.ndarray]]):
+    """Training paths over the loss on the plane of their own top-2 PCA directions (Li et al. 2018).
+
+    surfaces = {method: Surface2D on the PCA plane, centred at the final weights};
+    paths = {method: (coords (epochs, 2), explained variance of the two directions)}. One colour scale."""
+    import matplotlib.pyplot as plt
+
+    names = list(surfaces)
+    vmin = min(float(np.min(surfaces[n].loss)) for n in names)
+    vmax = max(float(np.max(surfaces[n].loss)) for n in names)
+    levels = np.linspace(vmin, vmax, 21)
+    with style():
+        fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2), squeeze=False)
+        for ax, n in zip(axes[0], names):
+            s = surfaces[n]
+            X, Y = np.meshgrid(s.x, s.y)
+            cs = ax.contourf(X, Y, np.asarray(s.loss), levels=levels, cmap="viridis")
+            ax.contour(X, Y, np.asarray(s.loss), levels=10, colors="k", linewidths=0.3)
+            xy, ev = paths[n]
+            ax.plot(xy[:, 0], xy[:, 1], "-o", color="white", ms=3, lw=1.2, mec=color(n))
+            ax.plot(*xy[0], "s", color=color(n), mec="white", ms=6, label="first epoch")
+            ax.plot(0, 0, "*", color=color(n), mec="white", ms=10, label="last epoch")
+            ax.set_title(n, color=color(n))
+            ax.set_xlabel(f"PC 1 ({100 * ev[0]:.0f} % of the path)")
+            ax.set_ylabel(f"PC 2 ({100 * ev[1]:.0f} %)")
+            ax.grid(False)
+        axes[0][0].legend(loc="lower left", fontsize=6, frameon=True)
+        fig.tight_layout()
+        fig.colorbar(cs, ax=list(axes[0]), shrink=0.85, label="loss")
     return fig
 
 
@@ -56,18 +101,28 @@ def surfaces_1d(slices: Mapping[str, object], key: str = "loss"):
     return fig
 
 
-def spectra(densities: Mapping[str, object], log: bool = True):
-    """SLQ spectral densities of the Hessian, one line per method."""
+def spectra(densities: Mapping[str, object], log: bool = True, floor: float = 1e-5):
+    """SLQ spectral densities of the Hessian: one panel per method on shared axes. With a log axis,
+    densities below floor x the panel's peak are left blank (not clamped to a fake flat line)."""
     import matplotlib.pyplot as plt
 
+    names = list(densities)
     with style():
-        fig, ax = plt.subplots(figsize=(4.2, 2.8))
-        for n, d in densities.items():
-            ax.plot(d.grid, np.maximum(d.density, 1e-8) if log else d.density, color=color(n), label=n)
+        fig, axes = plt.subplots(1, len(names), figsize=(2.4 * len(names) + 0.6, 2.6), sharex=True, sharey=True,
+                                 squeeze=False)
+        for ax, n in zip(axes[0], names):
+            d = densities[n]
+            y = np.asarray(d.density, dtype=float)
+            if log:
+                y = np.where(y >= floor * y.max(), y, np.nan)
+            ax.plot(d.grid, y, color=color(n), lw=1.2)
+            ax.axvline(0, color="k", lw=0.5, ls=":")
+            ax.set_title(n, color=color(n))
+            ax.set_xlabel("eigenvalue")
         if log:
-            ax.set_yscale("log")
-        ax.set(xlabel="eigenvalue", ylabel="density")
-        ax.legend()
+            axes[0][0].set_yscale("log")
+        axes[0][0].set_ylabel("density" + (f" (blank below {floor:g} x peak)" if log else ""))
+        fig.tight_layout()
     return fig
 
 
@@ -104,7 +159,7 @@ def per_class_values(results: Mapping[str, object], ylabel: str = r"$\lambda_{ma
         if logy and all(v > 0 for r in results.values() for v in r.values):
             ax.set_yscale("log")
         ax.set(xlabel="training images of the class", ylabel=ylabel)
-        ax.legend(title="o many  ■ medium  ▲ few", fontsize=7)
+        ax.legend(title="o many  ■ medium  ▲ few", fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return fig
 
 
@@ -132,4 +187,4 @@ def group_values(rows: Sequence[Mapping[str, float]], ylabel: str, label: str = 
     return fig
 
 
-__all__ = ["surfaces_2d", "surfaces_1d", "spectra", "eigen_ratio", "per_class_values", "group_values"]
+__all__ = ["trajectory_on_surface", "surfaces_2d", "surfaces_1d", "spectra", "eigen_ratio", "per_class_values", "group_values"]

@@ -181,6 +181,14 @@ class Run:
     def checkpoint(self, which: str = "last") -> dict[str, Any]:
         return RunDir(self.path).load_checkpoint(which)
 
+    def epoch_states(self) -> list[dict[str, Any]]:
+        """The trainable tensors saved every `save_every` epochs, in epoch order (the training path)."""
+        names = sorted(p.stem for p in (self.path / "checkpoints").glob("epoch*.pt"))
+        if not names:
+            raise DataError(f"{self.path} has no per-epoch checkpoints; train it with save_every=1 to record the "
+                            "training path")
+        return [self.checkpoint(n)["model"] for n in names]
+
     def build(self, which: str = "last", device: str = "cpu"):
         """(model, data bundle, loss) rebuilt from the config, with the checkpoint's trainable tensors."""
         from ..config import config_from_dict
