@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ltlab-installed
 
-.PHONY: setup demo test test-full test-fast lab figures report bench clean
+.PHONY: setup demo family test test-full test-fast lab figures report bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,6 +19,12 @@ setup: $(STAMP)
 # 3 paired seeds of the base (AdamW) and SAM / RSAM / GNM, two runs at a time; ends with the report table
 demo: $(STAMP)
 	$(BIN)/python -m ltlab compare --optimizers adamw,sam,rsam,gnm --seeds 3 --workers 2 --overwrite --out runs/demo
+
+# the long-tailed flatness family under one protocol: base, SAM, RSAM, GNM, ImbSAM, CC-SAM, Focal-SAM,
+# 3 paired seeds each, with lambda_max / trace / Gaussian sharpness probes (about 20 minutes on 2 cores)
+family: $(STAMP)
+	$(BIN)/python -m ltlab compare --optimizers adamw,sam,rsam,gnm,imbsam,ccsam,focalsam --seeds 3 --workers 2 \
+		--probe --overwrite --out runs/family
 
 # the notebooks run in smoke mode here (small grids, few epochs); `make test-full` runs them at full size
 test: $(STAMP)

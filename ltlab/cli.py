@@ -66,6 +66,8 @@ def cmd_compare(a: argparse.Namespace) -> int:
     text = report.read_text()
     print("\n" + text.split("## Headline", 1)[0].split("\n", 2)[-1].strip())
     print("\n" + text.split("## Headline", 1)[1].split("## Best-on-validation", 1)[0].strip())
+    if "## Flatness probes" in text:
+        print("\n## Flatness probes" + text.split("## Flatness probes", 1)[1].split("## Figures", 1)[0].rstrip())
     print(f"\nwall time {time.time() - t0:.0f} s; runs, summary.csv and report.md in {a.out}")
     return 0
 

@@ -21,6 +21,7 @@ from torch import nn
 
 from .probes import (ProbeResult, gaussian_sharpness, hessian_ratio_along, hessian_trace, per_class, spectral_density,
                      pca_directions, surface_1d, surface_2d, top_eigenvalues, trajectory_pca, worst_case_sharpness)
+from .train.compare import FLATNESS
 
 PROBES = ("eig", "trace", "density", "surface1d", "surface2d", "sharpness", "worst", "ratio", "per-class")
 GAUSSIAN_SIGMA = 0.01  # per-element std of the average-case probe (GNM's noise is ~0.0017 per element)
@@ -122,22 +123,28 @@ def probe_run(run_dir: str | Path, what: Sequence[str], num_images: int = 256, s
         yield f"{name}: {line} -> {path}"
 
 
+SCALARS_VERSION = 2  # 2: per-group lambda_max on equal-size group batches
+
+
 def flatness_scalars(run_dir: str | Path, num_images: int = 256, seed: int = 0, reuse: bool = True
                      ) -> dict[str, float]:
-    """lambda_max, lambda_min, Hutch++ trace and Gaussian sharpness of the headline checkpoint (plain CE).
+    """lambda_max, lambda_min, Hutch++ trace and Gaussian sharpness of the headline checkpoint (plain CE),
+    and lambda_max of each class group (many / medium / few) on the same number of training images per
+    group (the smallest group's count, at most num_images / 2), so head and tail are measured alike.
 
     Saved to RUN_DIR/probes/scalars.json; reuse=True returns that file when it was made with the same
-    images, seed and checkpoint.
+    images, seed, checkpoint and probe version.
     """
     import json
 
     saved = Path(run_dir) / "probes" / "scalars.json"
     checkpoint = json.loads((Path(run_dir) / "summary.json").read_text()).get("checkpoint", "last")
+    key = (num_images, seed, checkpoint, SCALARS_VERSION)
     if reuse and saved.exists():
         old = json.loads(saved.read_text())
-        if (old.get("images_requested"), old.get("probe_seed"), old.get("checkpoint")) == (num_images, seed, checkpoint):
+        if (old.get("images_requested"), old.get("probe_seed"), old.get("checkpoint"), old.get("version")) == key:
             return old
-    model, loss_fn, batch, *_ = load_probe_inputs(run_dir, num_images, seed)
+    model, loss_fn, batch, data, train_eval = load_probe_inputs(run_dir, num_images, seed)
     eig = top_eigenvalues(model, loss_fn, batch, k=1, which="both", seed=seed)
     tr = hessian_trace(model, loss_fn, batch, num_hvps=60, seed=seed)
     sh = gaussian_sharpness(model, loss_fn, batch, sigma=GAUSSIAN_SIGMA, samples=20, seed=seed)
@@ -145,8 +152,17 @@ def flatness_scalars(run_dir: str | Path, num_images: int = 256, seed: int = 0, 
     eig.save(probes / "eig1.npz")
     sh.save(probes / "sharpness.npz")
     out = {"lambda_max": float(eig.eigenvalues[0]), "lambda_min": float(eig.eigenvalues[1]), "trace": tr.estimate,
-           "gaussian_sharpness": sh.estimate, "eig_converged": bool(eig.converged), "images": int(len(batch[1])),
-           "images_requested": num_images, "probe_seed": seed, "checkpoint": checkpoint}
+           "gaussian_sharpness": sh.estimate, "eig_converged": bool(eig.converged), "images": int(len(batch[1]))}
+    targets = np.asarray(train_eval.targets)
+    sizes = [int(np.isin(targets, data.splits[g]).sum()) for g in ("many", "medium", "few") if data.splits.get(g)]
+    per_group = max(1, min([num_images // 2] + sizes))
+    for g, gb in group_batches(train_eval, data.splits, per_group, seed).items():
+        if g != "all":
+            ge = top_eigenvalues(model, loss_fn, gb, k=1, seed=seed)
+            out[f"lambda_max_{g}"] = float(ge.eigenvalues[0])
+            out["eig_converged"] = out["eig_converged"] and bool(ge.converged)
+    out.update({"group_images": per_group, "images_requested": num_images, "probe_seed": seed,
+                "checkpoint": checkpoint, "version": SCALARS_VERSION})
     (probes / "scalars.json").write_text(json.dumps(out, indent=2))
     return out
 
@@ -157,8 +173,7 @@ def add_flatness_columns(rows: list[dict[str, Any]], num_images: int = 256, prog
     from tqdm.auto import tqdm
 
     for row in tqdm(rows, desc="probes", unit="run", disable=not progress):
-        row.update({k: v for k, v in flatness_scalars(row["run"], num_images, reuse=reuse).items()
-                    if k in ("lambda_max", "lambda_min", "trace", "gaussian_sharpness")})
+        row.update({k: v for k, v in flatness_scalars(row["run"], num_images, reuse=reuse).items() if k in FLATNESS})
     return rows
 
 
@@ -168,7 +183,9 @@ def load_probes(runs_dir: str | Path, name: str) -> dict[str, ProbeResult]:
     for path in sorted(Path(runs_dir).glob(f"*/probes/{name}.npz")):
         label = path.parent.parent.name.rsplit("-s", 1)[0]
         out.setdefault(label, ProbeResult.load(path))
-    order = ["sgd", "adamw", "sam", "asam", "rsam", "gnm"]
+    from .plots import PALETTE
+
+    order = list(PALETTE)  # the fixed method order (base optimizers first, then the SAM family)
     return dict(sorted(out.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
 
 

@@ -43,6 +43,17 @@ def conclusions(paired: dict[str, dict[str, Any]], base: str) -> list[str]:
     return lines
 
 
+def runs_scalars(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The saved probes/scalars.json of each row's run (empty dict where none)."""
+    import json
+
+    out = []
+    for r in rows:
+        p = Path(r["run"]) / "probes" / "scalars.json"
+        out.append(json.loads(p.read_text()) if p.exists() else {})
+    return out
+
+
 def write_report(runs_dir: str | Path, out: str | Path | None = None, base: str | None = None,
                  figures: bool = True, method: str = "t", title: str | None = None, command: str = "") -> Path:
     """Write RUNS_DIR/report.md (or `out`) and its figures (RUNS_DIR/figures); returns the report's path."""
@@ -71,7 +82,7 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, base: str 
            + ("t-interval with n − 1 degrees of freedom" if method == "t" else "percentile bootstrap")
            + "; the word follows the interval (better / worse / no resolved difference; higher / lower for "
            "curvature, which has no good direction).", "",
-           "## Headline", "", format_table(agg, paired), ""]
+           "## Headline", "", format_table(agg, paired, columns=ACCURACY + ("ece",)), ""]
     if paired:
         md += ["## What the intervals say", "", *conclusions(paired, base), ""]
 
@@ -100,9 +111,15 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, base: str 
            "each); cost per step is the median over a run's steps.", ""]
     flat = [c for c in FLATNESS if any(r.get(c) is not None for r in rows)]
     if flat:
+        group_images = {r.get("group_images") for r in runs_scalars(rows)} - {None}
         md += ["## Flatness probes", "",
                "Probed at the checkpoint the headline reports, on the same seeded training images for every "
-               "method (see each run's probes/). A point with λ_min < 0 is an end point, not a minimum.", ""]
+               "method (plain CE; see each run's probes/): λ_max and λ_min by Lanczos, the Hessian trace by "
+               "Hutch++, the Gaussian sharpness E[L(w + e)] − L(w) (σ 0.01 per element)"
+               + (f", and λ_max of each class group on {', '.join(map(str, sorted(group_images)))} training "
+                  "images per group (the same number for many, medium and few)" if group_images else "")
+               + ". A point with λ_min < 0 is an end point, not a minimum; curvature has no good direction, so "
+               "the words are higher / lower.", "", format_table(agg, paired, columns=flat), ""]
     if figures:
         md += ["## Figures", ""]
         for p in compare_figures(runs_dir, runs_dir / "figures"):

@@ -98,6 +98,12 @@ def test_cli_compare_writes_table_csv_and_figures(tmp_path, capsys):
     rows = (tmp_path / "cmp/summary.csv").read_text().splitlines()
     assert len(rows) == 3 and "lambda_max" in rows[0] and "trace" in rows[0]
     assert float(rows[1].split(",")[rows[0].split(",").index("lambda_max")]) > 0
+    for g in ("many", "medium", "few"):  # per-group curvature on equal image counts, paired like accuracy
+        assert f"lambda_max_{g}" in rows[0]
+    scalars = json.loads((tmp_path / "cmp/sgd-s0/probes/scalars.json").read_text())
+    assert scalars["group_images"] >= 1 and scalars["lambda_max_few"] > 0
+    report = (tmp_path / "cmp/report.md").read_text()
+    assert "## Flatness probes" in report and "lambda_max_few" in report
     fig = tmp_path / "cmp/figures"
     assert (fig / "headtail_synthetic.png").exists() and (fig / "perclass_synthetic.pdf").exists()
 

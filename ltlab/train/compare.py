@@ -25,7 +25,8 @@ from .trainer import fit
 
 ACCURACY = ("overall", "many", "medium", "few")
 COLUMNS = ACCURACY + ("ece", "sec_per_step", "peak_memory_mb")
-FLATNESS = ("lambda_max", "lambda_min", "trace", "gaussian_sharpness")
+FLATNESS = ("lambda_max", "lambda_min", "trace", "gaussian_sharpness", "lambda_max_many", "lambda_max_medium",
+            "lambda_max_few")
 # which direction is good, for the verdict word (None: no good direction, the words are higher / lower)
 HIGHER_IS_BETTER: dict[str, bool | None] = {**{c: True for c in ACCURACY}, "ece": False,
                                             **{c: None for c in FLATNESS}}
@@ -168,10 +169,13 @@ def _pm(mean: float, std: float, n: int, fmt: str) -> str:
     return fmt.format(mean) + (f" ± {fmt.format(std)}" if n > 1 and std == std else "")
 
 
-def format_table(agg: list[dict[str, Any]], paired: dict[str, dict[str, PairedDiff]] | None = None) -> str:
-    """Markdown: mean ± std over seeds, cost per step; then (when given) paired differences to the base."""
+def format_table(agg: list[dict[str, Any]], paired: dict[str, dict[str, PairedDiff]] | None = None,
+                 columns: Sequence[str] | None = None) -> str:
+    """Markdown: mean ± std over seeds, cost per step; then (when given) paired differences to the base.
+
+    columns: the measures shown (default: accuracy, ECE and every flatness column present)."""
     extra = tuple(c for c in FLATNESS if agg and c in agg[0])
-    cols = ACCURACY + ("ece",) + extra
+    cols = tuple(columns) if columns is not None else ACCURACY + ("ece",) + extra
     base = agg[0]["optimizer"] if agg else "-"
     lines = ["| optimizer | n | " + " | ".join(cols) + f" | s/step | x {base} | peak MB (CUDA) |",
              "|" + "---|" * (len(cols) + 5)]
@@ -183,13 +187,13 @@ def format_table(agg: list[dict[str, Any]], paired: dict[str, dict[str, PairedDi
         lines.append(f"| {a['optimizer']} | {a['n']} | " + " | ".join(cells) +
                      f" | {a['sec_per_step']:.3f} | {ratio:.2f} | {'-' if mb != mb else f'{mb:.0f}'} |")
     if paired:
-        metrics = list(next(iter(paired.values())).keys())
+        metrics = [m for m in next(iter(paired.values())) if columns is None or m in cols]
         lines += ["", f"Paired difference to {base} (method - {base}, same seeds): mean [95 % CI] verdict", "",
                   "| optimizer | n | " + " | ".join(metrics) + " |", "|" + "---|" * (len(metrics) + 2)]
         for name, diffs in paired.items():
             n = max(d.n for d in diffs.values())
             lines.append(f"| {name} | {n} | " + " | ".join(
-                d.format(3 if m in FLATNESS else 2) for m, d in diffs.items()) + " |")
+                diffs[m].format(3 if m in FLATNESS else 2) for m in metrics) + " |")
     return "\n".join(lines)
 
 
