@@ -9,12 +9,11 @@ figures/lpt_vs_vpt_synthetic.{png,pdf}. Existing runs are reused.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from ltlab import plots
 from ltlab.config import load_config
-from ltlab.stats import mean_std, paired_difference
+from ltlab.figures import setup_figure, setup_rows
+from ltlab.stats import paired_difference
 from ltlab.train import fit
 
 SETUPS = {
@@ -34,23 +33,12 @@ def main() -> None:
     a = ap.parse_args()
     quick = ["epochs=1", "lpt_phase1_epochs=1", "data.num_classes=6", "data.n_max=20", "data.imbalance_ratio=5",
              "model.pool_size=3"] if a.quick else []
-    rows, per_seed = [], {}
     for name, (preset, over) in SETUPS.items():
-        vals = []
         for seed in range(a.seeds):
             path = Path(a.out) / f"{name}-s{seed}"
-            if (path / "summary.json").exists():
-                s = json.loads((path / "summary.json").read_text())
-            else:
-                s = fit(load_config(preset, over + quick + [f"seed={seed}"]), out=path, progress=False)
-            vals.append(s)
-        per_seed[name] = vals
-        row = {"method": name, "n": len(vals)}
-        for k in ("overall", "many", "medium", "few", "sec_per_step"):
-            row[k], row[k + "_std"], _ = mean_std([v[k] for v in vals])
-        rows.append(row)
-    rule = (f"test accuracy (%) at the last epoch (LPT: of phase 2), mean ± std over {a.seeds} paired seeds "
-            f"({', '.join(map(str, range(a.seeds)))})")
+            if not (path / "summary.json").exists():
+                fit(load_config(preset, over + quick + [f"seed={seed}"]), out=path, progress=False)
+    rows, per_seed, rule = setup_rows(a.out)
     print(f"embedded default, {rule}\n")
     print("| method | overall | many | medium | few | s/step (phase 2 for LPT) |")
     print("|---|---|---|---|---|---|")
@@ -64,8 +52,7 @@ def main() -> None:
         cells = " | ".join(paired_difference([b[k] for b in base], [v[k] for v in vals]).format()
                            for k in ("overall", "many", "medium", "few"))
         print(f"| {name} | {cells} |")
-    fig = plots.group_bars(rows, label="method", note="Headline: " + rule + ".")
-    for p in plots.save(fig, "lpt_vs_vpt_synthetic" if not a.quick else "lpt_vs_vpt_quick", a.figures):
+    for p in setup_figure(a.out, a.figures, tag="synthetic" if not a.quick else "quick"):
         print(f"figure: {p}")
 
 

@@ -115,7 +115,7 @@ def cmd_probe(a: argparse.Namespace) -> int:
 def cmd_figures(a: argparse.Namespace) -> int:
     from .figures import all_figures
 
-    for p in all_figures(a.runs, a.out):
+    for p in all_figures(a.runs, a.out, setups_dir=a.setups):
         print(f"figure: {p}")
     return 0
 
@@ -176,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("figures", help="regenerate figures from run directories, without Jupyter")
     f.add_argument("--runs", default="runs/demo")
     f.add_argument("--out", default="figures")
+    f.add_argument("--setups", default="runs/lpt_vs_vpt",
+                   help="VPT / LPT setup runs of bench/lpt_vs_vpt.py (figure lpt_vs_vpt_*; skipped when absent)")
     f.set_defaults(func=cmd_figures)
     return p
 

@@ -1,6 +1,7 @@
 """Regenerate figures from run directories (what `python -m ltlab figures`, `report` and notebook 04 call)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -8,6 +9,7 @@ import numpy as np
 
 from . import plots
 from .errors import DataError
+from .stats import mean_std
 from .train.compare import aggregate, rule_sentence, summary_row
 from .train.runs import Run, load_run
 
@@ -88,9 +90,51 @@ def compare_figures(runs_dir: str | Path, out: str | Path = "figures", tag: str 
     return paths
 
 
-def all_figures(runs_dir: str | Path = "runs/demo", out: str | Path = "figures") -> list[Path]:
-    """Every figure that can be made from the runs found under `runs_dir` (and their saved probe results)."""
+SETUP_ORDER = ("vpt+adamw", "vpt+gnm", "lpt+adamw", "lpt+gnm")
+
+
+def setup_rows(setups_dir: str | Path) -> tuple[list[dict], dict[str, list[dict]], str]:
+    """Runs named <setup>-s<seed> (bench/lpt_vs_vpt.py): (rows of mean ± std per setup, {setup: summaries by
+    seed}, the rule sentence). Only seeds every setup finished are kept, so the pairing holds."""
+    found: dict[str, dict[int, dict]] = {}
+    for p in sorted(Path(setups_dir).glob("*-s*/summary.json")):
+        setup, seed = p.parent.name.rsplit("-s", 1)
+        found.setdefault(setup, {})[int(seed)] = json.loads(p.read_text())
+    if not found:
+        raise DataError(f"{setups_dir} holds no finished setup runs; make them with python bench/lpt_vs_vpt.py")
+    seeds = sorted(set.intersection(*(set(v) for v in found.values())))
+    names = [n for n in SETUP_ORDER if n in found] + [n for n in found if n not in SETUP_ORDER]
+    per_seed = {n: [found[n][s] for s in seeds] for n in names}
+    rows = []
+    for n, vals in per_seed.items():
+        row = {"method": n, "n": len(vals)}
+        for k in ("overall", "many", "medium", "few", "sec_per_step"):
+            row[k], row[k + "_std"], _ = mean_std([v.get(k) for v in vals])
+        rows.append(row)
+    rule = (f"test accuracy (%) at the last epoch (LPT: of phase 2), mean ± std over {len(seeds)} paired seeds "
+            f"({', '.join(map(str, seeds))})")
+    return rows, per_seed, rule
+
+
+def setup_figure(setups_dir: str | Path, out: str | Path = "figures", tag: str = "synthetic") -> list[Path]:
+    """figures/lpt_vs_vpt_<tag>: many / medium / few bars of the VPT / LPT x base / GNM setups, re-plotted
+    from their run directories (nothing is trained)."""
+    import matplotlib.pyplot as plt
+
+    rows, _, rule = setup_rows(setups_dir)
+    paths = plots.save(plots.group_bars(rows, label="method", note="Headline: " + rule + "."), f"lpt_vs_vpt_{tag}", out)
+    plt.close("all")
+    return paths
+
+
+def all_figures(runs_dir: str | Path = "runs/demo", out: str | Path = "figures",
+                setups_dir: str | Path | None = "runs/lpt_vs_vpt") -> list[Path]:
+    """Every figure that can be made from the runs found under `runs_dir` (and their saved probe results),
+    plus LPT vs VPT from `setups_dir` when that directory holds finished runs."""
     from .probing import probe_figures
 
     paths = compare_figures(runs_dir, out)
-    return paths + probe_figures(runs_dir, out, tag=figure_tag(finished_runs(runs_dir)[0]))
+    paths += probe_figures(runs_dir, out, tag=figure_tag(finished_runs(runs_dir)[0]))
+    if setups_dir is not None and any(Path(setups_dir).glob("*-s*/summary.json")):
+        paths += setup_figure(setups_dir, out)
+    return paths
