@@ -16,9 +16,11 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# 3 paired seeds of the base (AdamW) and SAM / RSAM / GNM, two runs at a time; ends with the report table
+# 3 paired seeds of the base (AdamW) and SAM / RSAM / GNM, two runs at a time, with the flatness probes
+# (saved in each run, so notebooks 02-04 re-plot them); ends with the report tables
 demo: $(STAMP)
-	$(BIN)/python -m ltlab compare --optimizers adamw,sam,rsam,gnm --seeds 3 --workers 2 --overwrite --out runs/demo
+	$(BIN)/python -m ltlab compare --optimizers adamw,sam,rsam,gnm --seeds 3 --workers 2 --probe --overwrite \
+		--out runs/demo
 
 # the long-tailed flatness family under one protocol: base, SAM, RSAM, GNM, ImbSAM, CC-SAM, Focal-SAM,
 # 3 paired seeds each, with lambda_max / trace / Gaussian sharpness probes (about 20 minutes on 2 cores)

@@ -58,7 +58,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
     if a.probe:
         from .probing import add_flatness_columns
 
-        add_flatness_columns(rows, progress=not a.no_progress)
+        add_flatness_columns(rows, progress=not a.no_progress, workers=a.workers)
     import shlex
 
     command = "python -m ltlab " + " ".join(shlex.quote(x) for x in a.argv)

@@ -167,13 +167,36 @@ def flatness_scalars(run_dir: str | Path, num_images: int = 256, seed: int = 0, 
     return out
 
 
+def _scalars_job(run_dir: str, num_images: int, reuse: bool, threads: int) -> dict[str, Any]:
+    if threads:
+        torch.set_num_threads(threads)
+    return flatness_scalars(run_dir, num_images, reuse=reuse)
+
+
 def add_flatness_columns(rows: list[dict[str, Any]], num_images: int = 256, progress: bool = True,
-                         reuse: bool = True) -> list[dict[str, Any]]:
-    """compare --probe: the flatness scalars of every run, same images for all (probe seed 0)."""
+                         reuse: bool = True, workers: int = 1) -> list[dict[str, Any]]:
+    """compare --probe: the flatness scalars of every run, same images for all (probe seed 0).
+
+    workers > 1 probes that many runs at once, in separate processes (each with its share of the
+    cores), as `compare` trains them; the numbers agree up to floating-point summation order."""
+    import multiprocessing as mp
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
     from tqdm.auto import tqdm
 
-    for row in tqdm(rows, desc="probes", unit="run", disable=not progress):
-        row.update({k: v for k, v in flatness_scalars(row["run"], num_images, reuse=reuse).items() if k in FLATNESS})
+    todo = [str(r["run"]) for r in rows]
+    if workers <= 1 or len(todo) <= 1:
+        results = [flatness_scalars(r, num_images, reuse=reuse)
+                   for r in tqdm(todo, desc="probes", unit="run", disable=not progress)]
+    else:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+            futures = [pool.submit(_scalars_job, r, num_images, reuse, threads) for r in todo]
+            results = [f.result() for f in tqdm(futures, desc=f"probes ({workers} at a time)", unit="run",
+                                                disable=not progress)]
+    for row, scalars in zip(rows, results):
+        row.update({k: v for k, v in scalars.items() if k in FLATNESS})
     return rows
 
 
