@@ -30,9 +30,10 @@ family: $(STAMP)
 
 # the notebooks run in smoke mode here (small grids, few epochs); `make test-full` runs them at full size.
 # tests/test_browser.py runs every notebook in JupyterLab + chromium and fails on any cell error, so nbmake
-# runs them a second time only where chromium is missing (and the browser test skips).
+# runs them a second time only where chromium is missing (and the browser test skips). With the browser
+# test, two pytest-xdist workers share the cores: one drives JupyterLab, the other runs the rest.
 CHROMIUM := $(shell command -v chromium || command -v chromium-browser)
-NBMAKE := $(if $(CHROMIUM),,--nbmake notebooks --nbmake-timeout=300)
+NBMAKE := $(if $(CHROMIUM),-n 2 --dist loadgroup,--nbmake notebooks --nbmake-timeout=300)
 test: $(STAMP)
 	LTLAB_SMOKE=1 $(BIN)/python -m pytest -q tests $(NBMAKE) --durations=15
 

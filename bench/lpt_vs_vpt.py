@@ -4,7 +4,7 @@
 
 Prints overall / many / medium / few (mean ± std over paired seeds, last-epoch rule), the paired
 difference of each setup to vpt+adamw with a 95 % t-interval, seconds per step, and writes
-figures/lpt_vs_vpt_synthetic.{png,pdf}. Existing runs are reused.
+figures/lpt_vs_vpt_synthetic.{png,pdf}. Finished runs of the same config are reused.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from ltlab.config import load_config
 from ltlab.figures import setup_figure, setup_rows
 from ltlab.stats import paired_difference
 from ltlab.train import fit
+from ltlab.train.compare import finished_with
 
 SETUPS = {
     "vpt+adamw": ("synthetic", []),
@@ -36,8 +37,9 @@ def main() -> None:
     for name, (preset, over) in SETUPS.items():
         for seed in range(a.seeds):
             path = Path(a.out) / f"{name}-s{seed}"
-            if not (path / "summary.json").exists():
-                fit(load_config(preset, over + quick + [f"seed={seed}"]), out=path, progress=False)
+            cfg = load_config(preset, over + quick + [f"seed={seed}"])
+            if not finished_with(path, cfg):  # a finished run of exactly this config is kept, others retrained
+                fit(cfg, out=path, progress=False, overwrite=True)
     rows, per_seed, rule = setup_rows(a.out)
     print(f"embedded default, {rule}\n")
     print("| method | overall | many | medium | few | s/step (phase 2 for LPT) |")

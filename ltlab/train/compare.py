@@ -65,7 +65,7 @@ def compare(cfg: ExperimentConfig, optimizers: Sequence[str], seeds: int = 1, ou
             run_cfg = dataclasses.replace(cfg, seed=cfg.seed + k,
                                           optimizer=dataclasses.replace(cfg.optimizer, name=name))
             path = str(Path(out) / run_name(name, run_cfg.seed))
-            if reuse and _finished_with(path, run_cfg):
+            if reuse and finished_with(path, run_cfg):
                 rows[path] = summary_row(json.loads((Path(path) / "summary.json").read_text()), path)
             else:
                 jobs.append((run_cfg, path))
@@ -79,7 +79,7 @@ def compare(cfg: ExperimentConfig, optimizers: Sequence[str], seeds: int = 1, ou
     return [rows[p] for p in order]
 
 
-def _finished_with(path: str, cfg: ExperimentConfig) -> bool:
+def finished_with(path: str | Path, cfg: ExperimentConfig) -> bool:
     """A finished run of exactly this config (a run of another config is trained again, never mixed in)."""
     import yaml
 
