@@ -30,10 +30,10 @@ family: $(STAMP)
 
 # the notebooks run in smoke mode here (small grids, few epochs); `make test-full` runs them at full size.
 # tests/test_browser.py runs every notebook in JupyterLab + chromium and fails on any cell error, so nbmake
-# runs them a second time only where chromium is missing (and the browser test skips). With the browser
-# test, two pytest-xdist workers share the cores: one drives JupyterLab, the other runs the rest.
+# runs them a second time only where chromium is missing (and the browser test skips).
+# (Two pytest-xdist workers were tried: the suite took 16 min instead of ~10, the cores thrash.)
 CHROMIUM := $(shell command -v chromium || command -v chromium-browser)
-NBMAKE := $(if $(CHROMIUM),-n 2 --dist loadgroup,--nbmake notebooks --nbmake-timeout=300)
+NBMAKE := $(if $(CHROMIUM),,--nbmake notebooks --nbmake-timeout=300)
 test: $(STAMP)
 	LTLAB_SMOKE=1 $(BIN)/python -m pytest -q tests $(NBMAKE) --durations=15
 
