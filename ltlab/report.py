@@ -43,17 +43,6 @@ def conclusions(paired: dict[str, dict[str, Any]], base: str) -> list[str]:
     return lines
 
 
-def runs_scalars(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The saved probes/scalars.json of each row's run (empty dict where none)."""
-    import json
-
-    out = []
-    for r in rows:
-        p = Path(r["run"]) / "probes" / "scalars.json"
-        out.append(json.loads(p.read_text()) if p.exists() else {})
-    return out
-
-
 def write_report(runs_dir: str | Path, out: str | Path | None = None, base: str | None = None,
                  figures: bool = True, method: str = "t", title: str | None = None, command: str = "") -> Path:
     """Write RUNS_DIR/report.md (or `out`) and its figures (RUNS_DIR/figures); returns the report's path."""
@@ -111,7 +100,7 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, base: str 
            "each); cost per step is the median over a run's steps.", ""]
     flat = [c for c in FLATNESS if any(r.get(c) is not None for r in rows)]
     if flat:
-        group_images = {r.get("group_images") for r in runs_scalars(rows)} - {None}
+        group_images = {r.get("group_images") for r in rows} - {None}
         md += ["## Flatness probes", "",
                "Probed at the checkpoint the headline reports, on the same seeded training images for every "
                "method (plain CE; see each run's probes/): λ_max and λ_min by Lanczos, the Hessian trace by "

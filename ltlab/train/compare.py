@@ -127,6 +127,8 @@ def summary_row(summary: dict[str, Any], path: str | Path) -> dict[str, Any]:
     scalars = Path(path) / "probes" / "scalars.json"
     probes = json.loads(scalars.read_text()) if scalars.exists() else {}
     row.update({c: probes.get(c) for c in FLATNESS if c in probes})
+    if "group_images" in probes:
+        row["group_images"] = probes["group_images"]
     return row
 
 
