@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ltlab-installed
 
-.PHONY: setup demo family test test-full test-fast lab figures report bench clean
+.PHONY: setup demo probes family test test-full test-fast lab figures report bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -16,11 +16,17 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# 3 paired seeds of the base (AdamW) and SAM / RSAM / GNM, two runs at a time, with the flatness probes
-# (saved in each run, so notebooks 02-04 re-plot them); ends with the report tables
+# 3 paired seeds of the base (AdamW) and SAM / RSAM / GNM, two runs at a time; ends with the report tables
+# (about 4.5 min on 2 cores). `make probes` then adds the curvature of the same runs.
+DEMO := --optimizers adamw,sam,rsam,gnm --seeds 3 --workers 2 --out runs/demo
 demo: $(STAMP)
-	$(BIN)/python -m ltlab compare --optimizers adamw,sam,rsam,gnm --seeds 3 --workers 2 --probe --overwrite \
-		--out runs/demo
+	$(BIN)/python -m ltlab compare $(DEMO) --overwrite
+
+# lambda_max / lambda_min / trace / Gaussian sharpness / per-group lambda_max of the demo runs (saved in each
+# run's probes/, so notebooks 02-04 and `ltlab figures` re-plot them), paired like accuracy; about 5 min.
+# --reuse keeps the demo's finished runs (a run of another config would be trained again, never mixed in).
+probes: $(STAMP)
+	$(BIN)/python -m ltlab compare $(DEMO) --reuse --probe
 
 # the long-tailed flatness family under one protocol: base, SAM, RSAM, GNM, ImbSAM, CC-SAM, Focal-SAM,
 # 3 paired seeds each, with lambda_max / trace / Gaussian sharpness probes (about 20 minutes on 2 cores)
