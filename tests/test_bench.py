@@ -48,3 +48,11 @@ def test_teaching_sweep_quick(tmp_path):
     assert "| gnm rho 0.05 |" in out and "[" in out  # paired intervals printed
     text = (tmp_path / "sweep" / "sweep.md").read_text()
     assert "Settings where a measured quantity differs resolvably" in text
+
+
+@pytest.mark.slow
+def test_batched_hvp_prints_the_side_by_side_table(tmp_path):
+    out = run(BENCH / "batched_hvp.py", "--images", "16", "--hvps", "4", "--rounds", "1", "--blocks", "2",
+              "--trace-hvps", "9", cwd=tmp_path)
+    rows = [line for line in out.splitlines() if line.startswith("| 2 |")]
+    assert len(rows) == 2 and float(rows[0].split("|")[4]) < 1e-4  # the batched products equal the single ones

@@ -76,6 +76,27 @@ def test_trace_within_three_standard_errors(problem, method):
     assert abs(r.estimate - evals.sum()) < 3 * r.stderr, (r.estimate, evals.sum(), r.stderr)
 
 
+def test_batched_hvps_equal_the_dense_hessian_times_v(problem):
+    model, loss_fn, batch, _ = problem
+    H = dense_hessian(model, loss_fn, batch)
+    V = torch.randn(H.shape[0], 5, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    from ltlab.probes import hessian_operator
+    with hessian_operator(model, loss_fn, batch) as op:
+        one_by_one, batched = op.apply(V, block=1), op.apply(V, block=2)  # blocks of 2, 2 and 1
+        assert op.hvps == 10
+    assert np.allclose(batched.numpy(), H @ V.numpy(), rtol=1e-10, atol=1e-12)
+    assert np.allclose(batched.numpy(), one_by_one.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["hutch++", "hutchinson"])
+def test_trace_is_the_same_with_batched_hvps(problem, method):
+    model, loss_fn, batch, _ = problem
+    a = hessian_trace(model, loss_fn, batch, method=method, num_hvps=30, seed=2)
+    b = hessian_trace(model, loss_fn, batch, method=method, num_hvps=30, seed=2, block=7)
+    assert (a.hvps, b.hvps) == (30, 30)
+    assert b.estimate == pytest.approx(a.estimate, rel=1e-10) and b.stderr == pytest.approx(a.stderr, rel=1e-8)
+
+
 def test_spectral_density_weights_and_histogram(problem):
     model, loss_fn, batch, evals = problem
     d = spectral_density(model, loss_fn, batch, runs=30, steps=len(evals))

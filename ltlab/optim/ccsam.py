@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch.func import functional_call
 
-from .base import PerturbedOptimizer, SampleLosses, check_nonnegative
+from .base import PerturbedOptimizer, check_nonnegative
 from .class_aware import _counts
 
 

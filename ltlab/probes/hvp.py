@@ -134,6 +134,39 @@ class HessianOperator:
             out += flatten(self._hvp_batch(self._grads(b), vs, retain=False)).to(v.dtype)
         return out
 
+    def matmat(self, V: torch.Tensor) -> torch.Tensor:
+        """H V for the k columns of V (dim, k) in one batched double backward (`is_grads_batched`: vmap).
+
+        Equals stacking `matvec` over the columns (to float rounding) and counts k HVPs. Whether it is
+        faster depends on the device: on the 2-core CPU it is slower per HVP, which is why the probes
+        default to one product at a time (`python bench/batched_hvp.py` measures both side by side).
+        """
+        self.hvps += V.shape[1]
+        if self._cached is not None:
+            return self._hvp_many(self._cached, V, retain=True)
+        out = torch.zeros_like(V)
+        for b in self.batches:
+            out += self._hvp_many(self._grads(b), V, retain=False)
+        return out
+
+    def _hvp_many(self, grads: list[torch.Tensor | None], V: torch.Tensor, retain: bool) -> torch.Tensor:
+        k = V.shape[1]
+        rows = [t.T.reshape(k, *p.shape) for t, p in zip(V.split([p.numel() for p in self.params]), self.params)]
+        pairs = [(g, r) for g, r in zip(grads, rows) if g is not None and g.requires_grad]
+        if not pairs:  # no parameter has curvature: H = 0
+            return torch.zeros_like(V)
+        with torch.enable_grad():
+            hv = torch.autograd.grad([g for g, _ in pairs], self.params, grad_outputs=[r.to(g.dtype) for g, r in pairs],
+                                     retain_graph=retain, allow_unused=True, is_grads_batched=True)
+        return torch.cat([V.new_zeros(k, p.numel()) if h is None else h.reshape(k, -1).to(V.dtype)
+                          for h, p in zip(hv, self.params)], 1).T
+
+    def apply(self, V: torch.Tensor, block: int = 1) -> torch.Tensor:
+        """H V column by column (block=1) or `block` columns per batched backward (see `matmat`)."""
+        if block <= 1:
+            return torch.stack([self.matvec(V[:, i]) for i in range(V.shape[1])], 1)
+        return torch.cat([self.matmat(V[:, i : i + block]) for i in range(0, V.shape[1], block)], 1)
+
     def loss(self) -> float:
         with torch.no_grad():
             return sum(float(self.loss_fn(self.model(x), y)) * len(y) for x, y in self.batches) / self.total
