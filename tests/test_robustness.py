@@ -141,9 +141,11 @@ def test_resume_with_a_changed_config_is_refused_with_the_diff(tmp_path, capsys)
     assert main(["train", "--out", str(tmp_path / "run"), "--resume", "--no-progress"]) == 0
 
 
-def _interrupt_at(out, cfg, step=None, during_validation=False):
-    """Send ourselves SIGINT at a given global step (or during the first validation), as Ctrl-C would."""
+def _interrupt_at(out, cfg, step=None, evaluation=None):
+    """Send ourselves SIGINT after a given global step, or during the n-th evaluation of a split
+    (evaluation=("val", n) or ("test", n)), as Ctrl-C would."""
     original_step, original_eval = Trainer.train_step, Trainer.evaluate
+    calls = {"val": 0, "test": 0}
 
     def step_hook(self, x, y):
         loss = original_step(self, x, y)
@@ -152,7 +154,8 @@ def _interrupt_at(out, cfg, step=None, during_validation=False):
         return loss
 
     def eval_hook(self, split="val"):
-        if during_validation and split == "val":
+        calls[split] = calls.get(split, 0) + 1
+        if evaluation == (split, calls[split]):
             os.kill(os.getpid(), signal.SIGINT)
         return original_eval(self, split)
 
@@ -177,13 +180,17 @@ def _same_run(a: Path, b: Path):
 def test_interrupt_anywhere_then_resume_equals_the_uninterrupted_run(tmp_path, opt):
     extra = (f"optimizer.name={opt}", "loss.name=gcl", "loss.drw_epoch=1", "model.dropout=0.1", "eval_every=1")
     fit(tiny_cfg(*extra), out=tmp_path / "full", progress=False)
-    points = [("step", s) for s in range(1, 9)] + [("validation", None)]  # every step boundary but the last
-    for i, (kind, s) in enumerate(points):
+    # every step boundary but the last (8) and the validation of epochs 1 and 2: 10 points
+    points = [{"step": s} for s in range(1, 9)] + [{"evaluation": ("val", 1)}, {"evaluation": ("val", 2)}]
+    for i, point in enumerate(points):
         out = tmp_path / f"cut{i}"
         with pytest.raises(KeyboardInterrupt):
-            _interrupt_at(out, tiny_cfg(*extra), step=s, during_validation=kind == "validation")
+            _interrupt_at(out, tiny_cfg(*extra), **point)
         fit(tiny_cfg(*extra), out=out, progress=False, resume=True)
         _same_run(tmp_path / "full", out)
+    # during the last epoch's validation only the test evaluation is left: the run finishes, unchanged
+    _interrupt_at(tmp_path / "last", tiny_cfg(*extra), evaluation=("val", 3))
+    _same_run(tmp_path / "full", tmp_path / "last")
 
 
 def test_kill_9_never_leaves_an_unloadable_checkpoint(tmp_path):

@@ -7,8 +7,9 @@ recorded with their epochs under summary["last"] and summary["best_val"]; the te
 selects anything.
 
 Interrupts: Ctrl-C (SIGINT) and SIGTERM ask the loop to stop at the next step boundary (or after
-the epoch's evaluation); the state saved there resumes to exactly the uninterrupted run. A second
-Ctrl-C stops at once and keeps the last checkpoint already on disk.
+the epoch's evaluation); the state saved there resumes to exactly the uninterrupted run. After the
+last epoch's evaluation only the test evaluation is left, so a stop asked for then lets the run finish.
+A second Ctrl-C stops at once and keeps the last checkpoint already on disk.
 
 >>> from ltlab.config import load_config
 >>> summary = fit(load_config("synthetic", ["epochs=1"]), out="runs/doc")   # doctest: +SKIP
