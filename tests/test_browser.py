@@ -106,6 +106,28 @@ def _shutdown_kernels(url, token):
         urllib.request.urlopen(req, timeout=30)
 
 
+def _figure(widget) -> bytes | None:
+    """The explorer's figure as PNG bytes, or None while its output area is swapping the image."""
+    from playwright.sync_api import Error
+
+    try:
+        return widget.locator("img").first.screenshot(timeout=10_000)
+    except Error:  # "element is not attached to the DOM": a redraw replaced it
+        return None
+
+
+def _settled_figure(page, widget, timeout_s: float = 60) -> bytes:
+    """The figure once two looks a second apart agree (the first draw may still be replacing it)."""
+    last, deadline = None, time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        shot = _figure(widget)
+        if shot is not None and shot == last:
+            return shot
+        last = shot
+        page.wait_for_timeout(1000)
+    raise AssertionError("the explorer's figure never settled")
+
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_runs_and_renders_in_jupyterlab(lab, name):
     page, url, token = lab
@@ -129,18 +151,21 @@ def _check(page, url, token, name):
     if name in EXPLORERS:
         widget = page.locator(".jupyter-widgets.widget-vbox").first
         assert widget.count() == 1, "the explorer did not render as a control"
-        image = widget.locator("img").first
-        before = image.screenshot()
+        before = _settled_figure(page, widget)
         if widget.locator("select").count():
             select = widget.locator("select").first
             options = select.locator("option").all_inner_texts()
             select.select_option(label=options[-1] if options else None)
-        else:
-            handle = widget.locator(".noUi-handle, input[type=range]").first
+        else:  # the playground: walk the paths back to their start (a large change, no re-run needed)
+            slider = widget.locator(".widget-slider", has_text="show step")
+            handle = (slider if slider.count() else widget).locator(".noUi-handle, input[type=range]").first
             handle.focus()
-            for _ in range(5):
-                handle.press("ArrowRight")
-        page.wait_for_timeout(4000)
-        after = widget.locator("img").first.screenshot()
+            for key in ["Home"] + ["PageDown"] * 5 + ["ArrowLeft"] * 10:  # whichever keys the slider supports
+                handle.press(key)
+        deadline = time.monotonic() + 60  # the kernel re-draws at its own pace on a loaded machine
+        after = before
+        while after == before and time.monotonic() < deadline:
+            page.wait_for_timeout(1000)
+            after = _figure(widget) or before
         assert before != after, "moving the control did not change the figure"
         page.screenshot(path=str(SHOTS / f"{Path(name).stem}_after.png"), full_page=True)
