@@ -9,9 +9,8 @@ from .results import (EigenRatio1D, EigenResult, PerClassResult, ProbeResult, Sh
 from .sharpness import gaussian_sharpness, worst_case_sharpness
 
 __all__ = [
-    "top_eigenvalues", "eigenvector_direction", "hessian_trace", "spectral_density", "lanczos", "HessianOperator", "hessian_operator",
-    "probe_mode",
-    "select_params", "surface_1d", "surface_2d", "interpolate", "trajectory_pca", "pca_directions",
+    "top_eigenvalues", "eigenvector_direction", "hessian_trace", "spectral_density", "lanczos", "HessianOperator",
+    "hessian_operator", "probe_mode", "select_params", "surface_1d", "surface_2d", "interpolate", "trajectory_pca", "pca_directions",
     "hessian_ratio_along", "random_direction", "centred_grid", "gaussian_sharpness", "worst_case_sharpness",
     "per_class", "ProbeResult", "EigenResult", "TraceResult", "SpectralDensity", "Surface1D", "Surface2D",
     "EigenRatio1D", "SharpnessResult", "TrajectoryPCA", "PerClassResult",
