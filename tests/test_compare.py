@@ -117,6 +117,20 @@ def test_best_val_rule_is_opt_in_and_reports_its_epoch(tmp_path, monkeypatch):
     assert ck["epoch"] == 1
 
 
+def test_best_val_ties_keep_the_earlier_epoch(tmp_path, monkeypatch):
+    original = Trainer.evaluate
+
+    def fake(self, split="val"):  # epochs 2 and 3 tie on validation
+        m = original(self, split)
+        if split == "val":
+            m["overall"] = 10.0 if self.epoch == 0 else 50.0
+        return m
+
+    monkeypatch.setattr(Trainer, "evaluate", fake)
+    s = fit(tiny_cfg("eval.select=best_val"), out=tmp_path / "run", progress=False)
+    assert s["best_val"]["epoch"] == 2 and s["epoch"] == 2
+
+
 def test_metrics_log_the_loss_at_w_beside_the_step_loss(tmp_path):
     fit(tiny_cfg("optimizer.name=gnm", "optimizer.rho=0.05"), out=tmp_path / "run", progress=False)
     rows = load_run(tmp_path / "run").metrics

@@ -475,6 +475,33 @@ def test_clipping_matches_clip_grad_norm_with_and_without_a_wrapper():
         assert torch.allclose(p, q, atol=1e-12)
 
 
+@pytest.mark.parametrize("name", ["sam", "rsam", "gnm"])
+def test_clipping_under_a_grad_scaler_clips_the_unscaled_gradient(name):
+    """fp16 AMP pattern: the clip must see true gradients (unscaled once), not gradients x 1024."""
+    model, x, y = mlp_problem()
+    model = model.float()
+    ref = copy.deepcopy(model)
+    x = x.float()
+    opts = [create_optimizer(name, m.parameters(), lr=0.5, rho=0.05, seed=0) for m in (model, ref)]
+    for o in opts:
+        o.max_grad_norm = 0.1
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+
+    def scaled():
+        opts[0].zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        scaler.scale(loss).backward()
+        return loss
+
+    for _ in range(3):
+        opts[0].step(scaled, grad_scaler=scaler)
+        scaler.update()
+        opts[1].step(closure_for(opts[1], lambda: nn.functional.cross_entropy(ref(x), y)))
+    assert any(not torch.equal(p, q) for p, q in zip(model.parameters(), mlp_problem()[0].float().parameters()))
+    for p, q in zip(model.parameters(), ref.parameters()):
+        assert torch.allclose(p, q, atol=1e-5), (p - q).abs().max()
+
+
 # -- ImbSAM: the official three-step update, transcribed ---------------------------------------------------------
 def reference_imbsam(model, x, y, tail_classes, rho, opt):
     """cool-xuan/Imbalanced_SAM: forbackward(optim_mode='imbsam') with ImbSAM.first/second/third_step."""
