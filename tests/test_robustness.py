@@ -145,7 +145,7 @@ def _interrupt_at(out, cfg, step=None, evaluation=None):
     """Send ourselves SIGINT after a given global step, or during the n-th evaluation of a split
     (evaluation=("val", n) or ("test", n)), as Ctrl-C would."""
     original_step, original_eval = Trainer.train_step, Trainer.evaluate
-    calls = {"val": 0, "test": 0}
+    calls: dict[str, int] = {}
 
     def step_hook(self, x, y):
         loss = original_step(self, x, y)
