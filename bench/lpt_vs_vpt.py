@@ -3,7 +3,7 @@
     python bench/lpt_vs_vpt.py [--seeds 3] [--out runs/lpt_vs_vpt] [--figures figures]
 
 Prints overall / many / medium / few (mean ± std over paired seeds, last-epoch rule), the paired
-difference of each setup to vpt+adamw with a 95 % t-interval, seconds per step, and writes
+difference of each setup to vpt+<base> (the preset's base optimizer) with a 95 % t-interval, seconds per step, and writes
 figures/lpt_vs_vpt_synthetic.{png,pdf}. Finished runs of the same config are reused.
 """
 from __future__ import annotations
@@ -17,10 +17,11 @@ from ltlab.stats import paired_difference
 from ltlab.train import fit
 from ltlab.train.compare import finished_with
 
+BASE = load_config("synthetic").optimizer.base
 SETUPS = {
-    "vpt+adamw": ("synthetic", []),
+    f"vpt+{BASE}": ("synthetic", []),
     "vpt+gnm": ("synthetic", ["optimizer.name=gnm"]),
-    "lpt+adamw": ("lpt_synthetic", []),
+    f"lpt+{BASE}": ("lpt_synthetic", []),
     "lpt+gnm": ("lpt_synthetic", ["optimizer.name=gnm"]),
 }
 
@@ -47,9 +48,9 @@ def main() -> None:
     for r in rows:
         cells = " | ".join(f"{r[k]:.2f} ± {r[k + '_std']:.2f}" for k in ("overall", "many", "medium", "few"))
         print(f"| {r['method']} | {cells} | {r['sec_per_step']:.3f} |")
-    print("\npaired difference to vpt+adamw: mean [95 % CI] verdict\n")
+    print(f"\npaired difference to vpt+{BASE}: mean [95 % CI] verdict\n")
     print("| method | overall | many | medium | few |\n|---|---|---|---|---|")
-    base = per_seed["vpt+adamw"]
+    base = per_seed[f"vpt+{BASE}"]
     for name, vals in list(per_seed.items())[1:]:
         cells = " | ".join(paired_difference([b[k] for b in base], [v[k] for v in vals]).format()
                            for k in ("overall", "many", "medium", "few"))

@@ -54,7 +54,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
         raise ConfigError(f"--workers {a.workers}: need at least 1")
     t0 = time.time()
     rows = compare(cfg, names, a.seeds, a.out, progress=not a.no_progress, overwrite=a.overwrite,
-                   workers=a.workers, reuse=a.reuse)
+                   workers=a.workers, reuse=a.reuse, reference=a.reference)
     if a.probe:
         from .probing import add_flatness_columns
 
@@ -89,7 +89,8 @@ def cmd_pretrain(a: argparse.Namespace) -> int:
 
         raise ConfigError("pretrain writes a backbone: give --out PATH, or --replace-bundled to overwrite the "
                           "bundled ltlab-tiny weights in the package")
-    rec = pretrain_backbone(out=a.out, epochs=a.epochs, n_per_class=a.n_per_class, seed=a.seed)
+    rec = pretrain_backbone(out=a.out, epochs=a.epochs, n_per_class=a.n_per_class, seed=a.seed,
+                            texture_weight=a.texture_weight)
     print(f"source-task test accuracy {100 * rec['source_test_accuracy']:.1f}% in {rec['seconds']:.0f} s")
     return 0
 
@@ -144,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-figures", action="store_true", help="report without figures (they go to OUT/figures)")
     c.add_argument("--probe", action="store_true",
                    help="add lambda_max, lambda_min, trace and Gaussian sharpness (paired like accuracy)")
+    c.add_argument("--reference", choices=["linear"], default=None,
+                   help="also train a reference row on the same seeds: linear = the linear probe (the base run with "
+                        "model.prompt_length=0), reported beside the methods with VPT's paired difference to it")
     c.set_defaults(func=cmd_compare)
 
     rp = sub.add_parser("report", help="report.md from a directory of runs: mean ± std, paired CIs, verdicts")
@@ -160,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--epochs", type=int, default=8)
     r.add_argument("--n-per-class", type=int, default=400)
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--texture-weight", type=float, default=1.0,
+                   help="weight of the dense texture objective on the mean patch token (the bundled backbone: 1; "
+                        "0 = the [CLS] objective only, the backbone before issue 21)")
     r.set_defaults(func=cmd_pretrain)
 
     q = sub.add_parser("probe", help="flatness probes of a trained run (results under RUN_DIR/probes)")

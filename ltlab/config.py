@@ -80,6 +80,7 @@ class OptimizerConfig:
     name: str = "sgd"  # sgd | adamw | sam | asam | rsam | gnm | imbsam | ccsam | focalsam
     base: str = "sgd"  # base optimizer the sharpness-aware ones wrap: sgd | adamw
     lr: float = 0.05
+    prompt_lr: float | None = None  # the prompts' own learning rate (None = lr; the head keeps lr)
     momentum: float = 0.9
     weight_decay: float = 1e-3
     rho: float | None = None  # None = the method's paper default
@@ -111,6 +112,7 @@ class EvalConfig:
 @dataclass
 class ExperimentConfig:
     seed: int = 0
+    label: str = ""  # the run's name in tables, pairing, run directories, figures ("" = the optimizer's name)
     epochs: int = 10
     batch_size: int = 128
     eval_every: int = 1
@@ -159,7 +161,7 @@ _LOWER: dict[str, tuple[float, bool]] = {
     "model.pool_size": (0, True), "model.group_prompt_length": (1, True), "model.group_layers": (1, True),
     "model.top_k": (1, True),
     "loss.drw_epoch": (0, True), "loss.beta": (0, True), "loss.m": (0, True), "loss.max_m": (0, True),
-    "optimizer.lr": (0, False), "optimizer.momentum": (0, True), "optimizer.weight_decay": (0, True),
+    "optimizer.lr": (0, False), "optimizer.prompt_lr": (0, False), "optimizer.momentum": (0, True), "optimizer.weight_decay": (0, True),
     "optimizer.rho": (0, True), "optimizer.sigma": (0, False), "optimizer.truncate": (0, False),
     "optimizer.eta": (0, True), "optimizer.warmup_epochs": (0, True),
     "optimizer.rho_min": (0, True), "optimizer.tail_threshold": (0, True), "optimizer.sigma_end": (0, False), "optimizer.clip_grad_norm": (0, False),

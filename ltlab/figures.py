@@ -10,10 +10,10 @@ import numpy as np
 from . import plots
 from .errors import DataError
 from .stats import mean_std
-from .train.compare import aggregate, rule_sentence, summary_row
+from .train.compare import REFERENCES, aggregate, is_reference, rule_sentence, summary_row
 from .train.runs import Run, load_run
 
-METHOD_ORDER = ("sgd", "adamw", "sam", "asam", "rsam", "gnm", "imbsam", "ccsam", "focalsam")
+METHOD_ORDER = ("sgd", "adamw", "sam", "asam", "rsam", "gnm", "imbsam", "ccsam", "focalsam", *REFERENCES.values())
 
 
 def method_order(names) -> list[str]:
@@ -22,10 +22,17 @@ def method_order(names) -> list[str]:
     return sorted(names, key=lambda n: METHOD_ORDER.index(n) if n in METHOD_ORDER else len(METHOD_ORDER))
 
 
-def task_of(run: Run) -> dict[str, Any]:
-    """What makes two runs comparable: the data set and the schedule (not the optimizer, not the seed)."""
+def label(run: Run) -> str:
+    """The run's name in tables and figures (its optimizer's name unless the run has its own label)."""
+    return run.summary.get("label") or run.summary["optimizer"]
+
+
+def task_of(run: Run, prompts: bool = True) -> dict[str, Any]:
+    """What makes two runs comparable: the data set and the schedule (not the optimizer, not the seed).
+    prompts=False leaves the prompt length out (a linear-probe reference beside prompted runs)."""
     c = run.config
-    return {"data": c.get("data"), "epochs": c.get("epochs"), "model": c.get("model"), "loss": c.get("loss"),
+    model = {k: v for k, v in (c.get("model") or {}).items() if prompts or k != "prompt_length"}
+    return {"data": c.get("data"), "epochs": c.get("epochs"), "model": model, "loss": c.get("loss"),
             "select": (c.get("eval") or {}).get("select", "last")}
 
 
@@ -38,20 +45,21 @@ def finished_runs(root: str | Path) -> list[Run]:
     runs = [load_run(p.parent) for p in sorted(root.glob("*/summary.json"))]
     if not runs:
         raise DataError(f"{root} holds no finished runs (no */summary.json); run python -m ltlab compare --out {root}")
-    first = task_of(runs[0])
-    for r in runs[1:]:
-        if task_of(r) != first:
-            raise DataError(f"{root} mixes runs of different tasks ({runs[0].name} and {r.name} differ in data, "
+    first = next((r for r in runs if not is_reference(label(r))), runs[0])
+    for r in runs:
+        ref = is_reference(label(r))
+        if task_of(r, prompts=not ref) != task_of(first, prompts=not ref):
+            raise DataError(f"{root} mixes runs of different tasks ({first.name} and {r.name} differ in data, "
                             "model, loss, epochs or selection rule); put each task's runs in its own directory")
-    order = method_order(r.summary["optimizer"] for r in runs)
-    return sorted(runs, key=lambda r: (order.index(r.summary["optimizer"]), r.summary["seed"]))
+    order = method_order(label(r) for r in runs)
+    return sorted(runs, key=lambda r: (order.index(label(r)), r.summary["seed"]))
 
 
 def runs_by_method(runs: list[Run]) -> dict[str, list[Run]]:
-    """{optimizer: its runs (one per seed)} in the fixed method order."""
+    """{label: its runs (one per seed)} in the fixed method order (reference rows last)."""
     out: dict[str, list[Run]] = {}
     for r in runs:
-        out.setdefault(r.summary["optimizer"], []).append(r)
+        out.setdefault(label(r), []).append(r)
     return out
 
 
@@ -90,7 +98,7 @@ def compare_figures(runs_dir: str | Path, out: str | Path = "figures", tag: str 
     return paths
 
 
-SETUP_ORDER = ("vpt+adamw", "vpt+gnm", "lpt+adamw", "lpt+gnm")
+SETUP_ORDER = ("vpt+sgd", "vpt+adamw", "vpt+gnm", "lpt+sgd", "lpt+adamw", "lpt+gnm")
 
 
 def setup_rows(setups_dir: str | Path) -> tuple[list[dict], dict[str, list[dict]], str]:

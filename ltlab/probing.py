@@ -21,7 +21,7 @@ from torch import nn
 
 from .probes import (ProbeResult, gaussian_sharpness, hessian_ratio_along, hessian_trace, per_class, spectral_density,
                      pca_directions, surface_1d, surface_2d, top_eigenvalues, trajectory_pca, worst_case_sharpness)
-from .train.compare import FLATNESS
+from .train.compare import FLATNESS, is_reference
 
 PROBES = ("eig", "trace", "density", "surface1d", "surface2d", "sharpness", "worst", "ratio", "per-class")
 GAUSSIAN_SIGMA = 0.01  # per-element std of the average-case probe (GNM's noise is ~0.0017 per element)
@@ -178,14 +178,16 @@ def add_flatness_columns(rows: list[dict[str, Any]], num_images: int = 256, prog
     """compare --probe: the flatness scalars of every run, same images for all (probe seed 0).
 
     workers > 1 probes that many runs at once, in separate processes (each with its share of the
-    cores), as `compare` trains them; the numbers agree up to floating-point summation order."""
+    cores), as `compare` trains them; the numbers agree up to floating-point summation order. Reference rows
+    (the linear probe) are not probed: their Hessian is over the head alone, not comparable to prompts + head."""
     import multiprocessing as mp
     import os
     from concurrent.futures import ProcessPoolExecutor
 
     from tqdm.auto import tqdm
 
-    todo = [str(r["run"]) for r in rows]
+    rows_todo = [r for r in rows if not is_reference(r["label"])]
+    todo = [str(r["run"]) for r in rows_todo]
     if workers <= 1 or len(todo) <= 1:
         results = [flatness_scalars(r, num_images, reuse=reuse)
                    for r in tqdm(todo, desc="probes", unit="run", disable=not progress)]
@@ -195,7 +197,7 @@ def add_flatness_columns(rows: list[dict[str, Any]], num_images: int = 256, prog
             futures = [pool.submit(_scalars_job, r, num_images, reuse, threads) for r in todo]
             results = [f.result() for f in tqdm(futures, desc=f"probes ({workers} at a time)", unit="run",
                                                 disable=not progress)]
-    for row, scalars in zip(rows, results):
+    for row, scalars in zip(rows_todo, results):
         row.update({k: v for k, v in scalars.items() if k in FLATNESS})
     return rows
 

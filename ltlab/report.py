@@ -12,8 +12,8 @@ from typing import Any
 
 from .figures import compare_figures, finished_runs, method_order
 from .stats import NO_VERDICT, mean_std
-from .train.compare import (ACCURACY, FLATNESS, aggregate, format_table, paired_table, rule_sentence, summary_row,
-                            write_csv)
+from .train.compare import (ACCURACY, FLATNESS, PRIMARY, aggregate, format_table, is_reference, paired_table,
+                            reference_difference, rule_sentence, summary_row, write_csv)
 
 
 def pick_base(optimizers: list[str], preferred: str | None = None) -> str:
@@ -25,22 +25,40 @@ def pick_base(optimizers: list[str], preferred: str | None = None) -> str:
 
 
 def conclusions(paired: dict[str, dict[str, Any]], base: str) -> list[str]:
-    """One sentence per method, computed from the intervals: what is resolved and what is not."""
+    """One sentence per method, computed from the intervals: the primary endpoint (Holm-corrected) first,
+    then what the exploratory cells resolve and what they do not."""
     lines = []
     for name, diffs in paired.items():
         n = max(d.n for d in diffs.values())
         if n < 2:
             lines.append(f"- **{name}** vs {base}: one seed only, so no interval and no verdict.")
             continue
-        resolved = [f"{m} {d.format(3 if m in FLATNESS else 2)}" for m, d in diffs.items()
-                    if d.verdict and d.verdict != NO_VERDICT]
-        unresolved = [m for m, d in diffs.items() if d.verdict == NO_VERDICT]
         text = f"- **{name}** vs {base} (n = {n} paired seeds): "
-        text += ("resolved: " + "; ".join(resolved) + ". " if resolved else "no resolved difference in any measure. ")
-        if resolved and unresolved:
-            text += "Not resolved: " + ", ".join(unresolved) + "."
+        if PRIMARY in diffs:
+            text += f"primary endpoint {PRIMARY} {diffs[PRIMARY].format(2)}. "
+        rest = {m: d for m, d in diffs.items() if m != PRIMARY}
+        resolved = [f"{m} {d.format(None if m in FLATNESS else 2)}" for m, d in rest.items()
+                    if d.verdict and d.verdict != NO_VERDICT]
+        unresolved = [m for m, d in rest.items() if d.verdict == NO_VERDICT]
+        if rest:
+            text += ("Exploratory, resolved: " + "; ".join(resolved) + ". " if resolved
+                     else "No exploratory measure resolved. ")
+            if resolved and unresolved:
+                text += "Not resolved: " + ", ".join(unresolved) + "."
         lines.append(text.strip())
     return lines
+
+
+def reference_lines(rows: list[dict[str, Any]], base: str, method: str = "t") -> list[str]:
+    """Does the base method (VPT with the base optimizer) beat the linear probe? Paired by seed."""
+    diff = reference_difference(rows, base, method=method)
+    if diff is None:
+        return []
+    n = max(d.n for d in diff.values())
+    return [f"**Does prompt tuning help here?** {base} (VPT) − linear-probe, paired by seed (n = {n}), mean "
+            "[95 % CI] verdict: " + "; ".join(f"{m} {d.format(2)}" for m, d in diff.items())
+            + ". The probe is the base run with `model.prompt_length=0` and nothing else changed; it is a reference "
+            "row, not a method, so it is neither in the paired table nor in the Holm family.", ""]
 
 
 def write_report(runs_dir: str | Path, out: str | Path | None = None, base: str | None = None,
@@ -49,12 +67,14 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, base: str 
     runs_dir = Path(runs_dir)
     runs = finished_runs(runs_dir)
     rows = [summary_row(r.summary, r.path) for r in runs]
-    order = method_order(r["optimizer"] for r in rows)
+    order = method_order(r["label"] for r in rows)
     cfg = runs[0].config
-    base = pick_base(order, base or (cfg.get("optimizer") or {}).get("base"))
-    rows.sort(key=lambda r: ((order.index(r["optimizer"]) if r["optimizer"] != base else -1), r["seed"]))
+    base = pick_base([o for o in order if not is_reference(o)] or order,
+                     base or (cfg.get("optimizer") or {}).get("base"))
+    rows.sort(key=lambda r: ((order.index(r["label"]) if r["label"] != base else -1), r["seed"]))
     agg = aggregate(rows)
-    paired = paired_table(rows, base, method=method) if len(agg) > 1 else {}
+    methods = [r for r in rows if not is_reference(r["label"])]
+    paired = paired_table(rows, base, method=method) if len(aggregate(methods)) > 1 else {}
     epochs = cfg.get("epochs")
     d = cfg.get("data", {})
     out = Path(out) if out else runs_dir / "report.md"
@@ -71,16 +91,17 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, base: str 
            + ("t-interval with n − 1 degrees of freedom" if method == "t" else "percentile bootstrap")
            + "; the word follows the interval (better / worse / no resolved difference; higher / lower for "
            "curvature, which has no good direction).", "",
-           "## Headline", "", format_table(agg, paired, columns=ACCURACY + ("ece",)), ""]
+           "## Headline", "", format_table(agg, paired, columns=ACCURACY + ("ece",)), "",
+           *reference_lines(rows, base, method)]
     if paired:
         md += ["## What the intervals say", "", *conclusions(paired, base), ""]
 
     # the other rule, beside (never the headline unless the config asks for it)
     md += ["## Best-on-validation, beside (opt-in rule, not the headline)" if rows[0]["select"] == "last"
            else "## Last epoch, beside", "",
-           "| optimizer | n | epochs chosen | overall | few |", "|---|---|---|---|---|"]
-    for name in dict.fromkeys(r["optimizer"] for r in rows):
-        rs = [r for r in rows if r["optimizer"] == name]
+           "| method | n | epochs chosen | overall | few |", "|---|---|---|---|---|"]
+    for name in dict.fromkeys(r["label"] for r in rows):
+        rs = [r for r in rows if r["label"] == name]
         chosen = ", ".join(str(r["best_val_epoch"]) for r in rs)
         cells = []
         for c in ("overall", "few"):
@@ -98,7 +119,7 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, base: str 
            + ", ".join(f"{c} {se[c]:.2f}" for c in ACCURACY) + " points.", "",
            f"Wall time: {sum(walls):.0f} s of training over {len(rows)} runs ({min(walls):.0f}–{max(walls):.0f} s "
            "each); cost per step is the median over a run's steps.", ""]
-    flat = [c for c in FLATNESS if any(r.get(c) is not None for r in rows)]
+    flat = [c for c in FLATNESS if any(r.get(c) is not None for r in methods)]
     if flat:
         group_images = {r.get("group_images") for r in rows} - {None}
         md += ["## Flatness probes", "",
@@ -108,7 +129,10 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, base: str 
                + (f", and λ_max of each class group on {', '.join(map(str, sorted(group_images)))} training "
                   "images per group (the same number for many, medium and few)" if group_images else "")
                + ". A point with λ_min < 0 is an end point, not a minimum; curvature has no good direction, so "
-               "the words are higher / lower.", "", format_table(agg, paired, columns=flat), ""]
+               "the words are higher / lower."
+               + (" The linear probe is left out: its Hessian is over the head alone, not over prompts + head, so "
+                  "its curvature is not comparable." if len(methods) < len(rows) else ""), "",
+               format_table(aggregate(methods), paired, columns=flat), ""]
     if figures:
         md += ["## Figures", ""]
         for p in compare_figures(runs_dir, runs_dir / "figures"):

@@ -11,6 +11,12 @@ Words follow the interval: it excludes 0 on the good side -> "better", on the ba
 otherwise "no resolved difference". For measures without a good direction (λ_max, trace) the words
 are "higher" / "lower". n = 1 gives no interval and no word.
 
+Multiplicity: a table of k methods makes k comparisons on its primary endpoint. `holm` adjusts their
+two-sided p-values (Holm 1979: sort ascending, p_(i) -> max_{j<=i} min(1, (k - j + 1) p_(j))), which
+keeps the chance of any false "resolved" word among the k at most 5 %; `with_holm` puts the adjusted
+p and the word it earns on each PairedDiff. Every other cell is exploratory: at 95 %, m exploratory
+intervals give about 0.05 m "resolved" words by chance alone when nothing differs.
+
 >>> d = paired_difference([50.0, 52.0, 51.0], [51.0, 53.2, 51.9])
 >>> round(d.mean, 3), d.n, d.verdict
 (1.033, 3, 'better')
@@ -102,15 +108,23 @@ class PairedDiff:
     verdict: str
     method: str = "t"
     confidence: float = 0.95
+    p: float = float("nan")  # two-sided p-value of "no difference" (t-test, or bootstrap)
+    p_holm: float | None = None  # Holm-adjusted p when the cell is a primary endpoint of a table
 
-    def format(self, digits: int = 2) -> str:
-        """'+1.00 [+0.25, +1.75] better' (or '+1.00 (n=1, no interval)')."""
+
+    def format(self, digits: int | None = 2) -> str:
+        """'+1.00 [+0.25, +1.75] better' (or '+1.00 (n=1, no interval)'). digits=None: two significant digits
+        of the interval's width (at least 2 decimals), for measures as small as a Gaussian sharpness."""
         if self.n == 0:
             return "-"
+        if digits is None:
+            width = abs(self.hi - self.lo) if self.n >= 2 and self.hi == self.hi else abs(self.mean)
+            digits = max(2, min(8, 1 - math.floor(math.log10(width)))) if width > 0 else 2
         fmt = f"{{:+.{digits}f}}"
         if self.n < 2:
             return fmt.format(self.mean) + " (n=1, no interval)"
-        return f"{fmt.format(self.mean)} [{fmt.format(self.lo)}, {fmt.format(self.hi)}] {self.verdict}"
+        text = f"{fmt.format(self.mean)} [{fmt.format(self.lo)}, {fmt.format(self.hi)}] {self.verdict}"
+        return text + (f" (Holm p {self.p_holm:.3f})" if self.p_holm is not None else "")
 
 
 def paired_difference(base: Sequence[float | None], other: Sequence[float | None], confidence: float = 0.95,
@@ -131,14 +145,54 @@ def paired_difference(base: Sequence[float | None], other: Sequence[float | None
     if n < 2:
         return PairedDiff(n, m, sd, float("nan"), float("nan"), "", method, confidence)
     if method == "t":
-        half = t_quantile((1 + confidence) / 2, n - 1) * sd / math.sqrt(n)
+        se = sd / math.sqrt(n)
+        half = t_quantile((1 + confidence) / 2, n - 1) * se
         lo, hi = m - half, m + half
+        p = 2 * (1 - t_cdf(abs(m) / se, n - 1)) if se > 0 else (1.0 if m == 0 else 0.0)
     else:
         rng = random.Random(seed)
         means = sorted(sum(rng.choices(d, k=n)) / n for _ in range(resamples))
         a = (1 - confidence) / 2
         lo, hi = means[int(a * (resamples - 1))], means[int(round((1 - a) * (resamples - 1)))]
-    return PairedDiff(n, m, sd, lo, hi, verdict(lo, hi, higher_is_better), method, confidence)
+        p = min(1.0, 2 * min(sum(x <= 0 for x in means), sum(x >= 0 for x in means)) / resamples)
+    return PairedDiff(n, m, sd, lo, hi, verdict(lo, hi, higher_is_better), method, confidence, min(1.0, max(0.0, p)))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-adjusted p-values, in the input order (NaN stays NaN and does not count as a test).
+
+    >>> [round(x, 3) for x in holm([0.01, 0.04, 0.03])]
+    [0.03, 0.06, 0.06]
+    """
+    idx = sorted((i for i, p in enumerate(p_values) if p == p), key=lambda i: p_values[i])
+    k, out, running = len(idx), [float("nan")] * len(p_values), 0.0
+    for j, i in enumerate(idx):
+        running = max(running, min(1.0, (k - j) * p_values[i]))
+        out[i] = running
+    return out
+
+
+def with_holm(diffs: Sequence[PairedDiff], higher_is_better: bool | None = True) -> list[PairedDiff]:
+    """The same differences with Holm-adjusted p over all of them and the word that adjusted p earns
+    (resolved only when p_holm < 1 - confidence; the interval shown stays the unadjusted one)."""
+    import dataclasses
+
+    adjusted = holm([d.p if d.n >= 2 else float("nan") for d in diffs])
+    out = []
+    for d, ph in zip(diffs, adjusted):
+        if ph != ph:
+            out.append(d)
+            continue
+        word = NO_VERDICT
+        if ph < 1 - d.confidence:
+            word = verdict(1.0, 1.0, higher_is_better) if d.mean > 0 else verdict(-1.0, -1.0, higher_is_better)
+        out.append(dataclasses.replace(d, p_holm=ph, verdict=word))
+    return out
+
+
+def chance_resolved(intervals: int, confidence: float = 0.95) -> float:
+    """How many of `intervals` exploratory 95 % intervals exclude 0 by chance alone when nothing differs."""
+    return intervals * (1 - confidence)
 
 
 def binomial_stderr(p: float, n: int) -> float:

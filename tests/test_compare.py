@@ -144,17 +144,18 @@ def test_seeds_pair_data_order_init_and_augmentation(tmp_path):
     # GNM with rho = 0 is the base optimizer; if seed s gave both the same data order, initialisation and
     # augmentation, every paired difference is exactly zero
     cfg = tiny_cfg("epochs=2", "optimizer.rho=0", "model.dropout=0.1")
-    rows = compare(cfg, ["adamw", "gnm"], seeds=2, out=tmp_path, progress=False)
+    base = cfg.optimizer.base  # what GNM wraps
+    rows = compare(cfg, [base, "gnm"], seeds=2, out=tmp_path, progress=False)
     by = {(r["optimizer"], r["seed"]): r for r in rows}
     for s in (0, 1):
-        assert by[("gnm", s)]["overall"] == by[("adamw", s)]["overall"]
-        a = torch.load(tmp_path / f"adamw-s{s}/checkpoints/last.pt", weights_only=False)["model"]
+        assert by[("gnm", s)]["overall"] == by[(base, s)]["overall"]
+        a = torch.load(tmp_path / f"{base}-s{s}/checkpoints/last.pt", weights_only=False)["model"]
         b = torch.load(tmp_path / f"gnm-s{s}/checkpoints/last.pt", weights_only=False)["model"]
         assert all(torch.equal(a[k], b[k]) for k in a)
     # and the two seeds really differ
-    assert not torch.equal(torch.load(tmp_path / "adamw-s0/checkpoints/last.pt", weights_only=False)["model"]["prompts"],
-                           torch.load(tmp_path / "adamw-s1/checkpoints/last.pt", weights_only=False)["model"]["prompts"])
-    table = format_table(aggregate(rows), paired_table(rows, "adamw"))
+    assert not torch.equal(torch.load(tmp_path / f"{base}-s0/checkpoints/last.pt", weights_only=False)["model"]["prompts"],
+                           torch.load(tmp_path / f"{base}-s1/checkpoints/last.pt", weights_only=False)["model"]["prompts"])
+    table = format_table(aggregate(rows), paired_table(rows, base))
     assert "+0.00 [+0.00, +0.00]" in table
 
 
@@ -298,3 +299,68 @@ def test_training_path_lies_on_its_own_pca_plane(tmp_path):
     fit(tiny_cfg("epochs=2", "save_every=0"), out=tmp_path / "nopath", progress=False)
     with pytest.raises(DataError, match="save_every=1"):
         load_run(tmp_path / "nopath").epoch_states()
+
+
+# -- the linear-probe reference and multiplicity (issue 21) ---------------------------------------------------
+def test_p_value_and_holm_against_hand_computation():
+    from ltlab.stats import holm, with_holm
+
+    # d = [1.0, 1.2, 0.9]: t = 1.033333 / (0.152753 / sqrt 3) = 11.7169; two-sided p (df 2) = 0.0072054
+    # (scipy.stats.ttest_rel gives 0.007205446)
+    d = paired_difference([50.0, 52.0, 51.0], [51.0, 53.2, 51.9])
+    assert d.p == pytest.approx(0.0072054, abs=1e-6)
+    # Holm by hand: sorted 0.01, 0.03, 0.04 -> 3 x 0.01 = 0.03; max(0.03, 2 x 0.03) = 0.06; max(0.06, 1 x 0.04) = 0.06
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, float("nan")])[0] == 0.5 and math.isnan(holm([0.5, float("nan")])[1])
+    # an interval that excludes 0 alone loses its word once four such comparisons share the 5 %
+    single = paired_difference([50.0, 52.0, 51.0], [51.0, 52.4, 52.6])  # p ~ 0.10: not resolved alone either
+    strong = paired_difference([50.0, 52.0, 51.0], [51.0, 53.1, 52.05])  # p ~ 0.0008 alone
+    weak = paired_difference([50.0, 52.0, 51.0], [51.0, 53.4, 51.7])  # excludes 0 alone, p = 0.0364
+    assert weak.verdict == "better" and 0.01 < weak.p < 0.05
+    adj = with_holm([strong, weak, single, single])
+    assert adj[0].verdict == "better" and adj[0].p_holm == pytest.approx(4 * strong.p)
+    assert adj[1].verdict == "no resolved difference" and adj[1].p_holm > 0.05
+    assert "Holm p" in adj[1].format()
+
+
+def test_linear_probe_reference_shares_everything_but_the_prompts(tmp_path):
+    from ltlab.config import to_dict
+    from ltlab.report import write_report
+
+    cfg = tiny_cfg("epochs=1")
+    bn = cfg.optimizer.base  # the base method: VPT with the preset's base optimizer
+    rows = compare(cfg, [bn, "gnm"], seeds=2, out=tmp_path, progress=False, reference="linear")
+    assert [r["label"] for r in rows] == [bn, bn, "gnm", "gnm", "linear-probe", "linear-probe"]
+    base, probe = load_run(tmp_path / f"{bn}-s0"), load_run(tmp_path / "linear-probe-s0")
+
+    def flat(d, prefix=""):
+        return {k2: v2 for k, v in d.items()
+                for k2, v2 in (flat(v, prefix + k + ".").items() if isinstance(v, dict) else [(prefix + k, v)])}
+
+    a, b = flat(base.config), flat(probe.config)
+    assert {k for k in a if a[k] != b[k]} == {"model.prompt_length", "label"}
+    assert (a["model.prompt_length"], b["model.prompt_length"], b["label"]) == (2, 0, "linear-probe")
+    assert probe.summary["optimizer"] == bn and probe.summary["label"] == "linear-probe"
+    assert probe.summary["parameters"]["trainable"] < base.summary["parameters"]["trainable"]
+    assert flat(to_dict(tiny_cfg("epochs=1"))).keys() == a.keys()
+    text = write_report(tmp_path, figures=True).read_text()
+    headline = text.split("## Headline")[1].split("## What")[0]
+    assert "| linear-probe | 2 |" in headline and f"{bn} (VPT) − linear-probe" in headline
+    assert "| linear-probe |" not in headline.split(f"Paired difference to {bn}")[1]  # a reference, not a method
+    assert "This table holds 1 primary interval(s)" in headline and "3 exploratory interval(s)" in headline
+    assert "(Holm p" in headline
+
+
+def test_report_leaves_the_probe_out_of_flatness_and_says_why(tmp_path):
+    from ltlab.report import write_report
+    from ltlab.train.compare import FLATNESS
+
+    compare(tiny_cfg("epochs=1"), ["sgd", "sam"], seeds=2, out=tmp_path, progress=False, reference="linear")
+    for p in tmp_path.glob("*-s*/"):
+        if not p.name.startswith("linear-probe"):  # what compare --probe saves, written by hand here
+            (p / "probes").mkdir(exist_ok=True)
+            (p / "probes/scalars.json").write_text(json.dumps({c: 1.0 + len(p.name) for c in FLATNESS}))
+    text = write_report(tmp_path, figures=False).read_text()
+    flat = text.split("## Flatness probes")[1]
+    assert "The linear probe is left out" in flat and "| linear-probe |" not in flat
+    assert "| sam | 2 |" in flat

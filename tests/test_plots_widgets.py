@@ -18,8 +18,8 @@ def _surface(seed):
 def test_save_is_deterministic(tmp_path):
     digests = []
     for k in range(2):
-        fig = plots.group_bars([{"optimizer": "sgd", "many": 80, "medium": 50, "few": 20, "overall": 50},
-                                {"optimizer": "gnm", "many": 81, "medium": 52, "few": 25, "overall": 52}])
+        fig = plots.group_bars([{"label": "sgd", "many": 80, "medium": 50, "few": 20, "overall": 50},
+                                {"label": "gnm", "many": 81, "medium": 52, "few": 25, "overall": 52}])
         paths = plots.save(fig, "bars", tmp_path / str(k))
         digests.append([hashlib.sha256(p.read_bytes()).hexdigest() for p in paths])
     assert digests[0] == digests[1]

@@ -83,7 +83,8 @@ def test_bundled_weights_are_small_and_documented():
     w = PKG / "models" / "weights" / "ltlab_tiny_vit.pt"
     assert w.exists() and w.stat().st_size < 5 * 2**20
     rec = yaml.safe_load(w.with_suffix(".yaml").read_text())
-    assert rec["command"] == "python -m ltlab pretrain" and 0 < rec["source_test_accuracy"] <= 1
+    assert rec["command"].startswith("python -m ltlab pretrain") and 0 < rec["source_test_accuracy"] <= 1
+    assert f"--texture-weight {rec['texture_weight']}" in rec["command"]  # how the patch tokens were trained
 
 
 def test_readme_has_the_two_commands():

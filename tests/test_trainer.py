@@ -25,9 +25,9 @@ def test_run_directory_layout(tmp_path):
     assert {"overall", "many", "medium", "few", "ece", "per_class", "sec_per_step"} <= set(run.summary)
     assert len(run.metrics) == 3 and all("val" in r for r in run.metrics)
     assert (tmp_path / "run/checkpoints/last.pt").exists() and (tmp_path / "run/checkpoints/best.pt").exists()
-    assert run.config["optimizer"]["name"] == "adamw" and s["provenance"]["torch"]
+    assert run.config["optimizer"]["name"] == "sgd" and s["provenance"]["torch"]  # the embedded preset's base
     ck = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=False)
-    assert set(ck["model"]) == {"prompts", "head.weight"}  # trainable tensors only
+    assert set(ck["model"]) == {"prompts", "head.weight", "head.bias"}  # trainable tensors only (linear head)
     model, data, loss = run.build("best")
     assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 6)
 

@@ -135,10 +135,14 @@ def _make_split(classes, counts, image_size: int, seed: int) -> tuple[torch.Tens
     return images, labels
 
 
-def source_task(n_per_class: int, image_size: int = 32, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """The pretraining task: 64 balanced (shape, hue) classes, random texture as a nuisance."""
+def source_task(n_per_class: int, image_size: int = 32, seed: int = 1, with_texture: bool = False):
+    """The pretraining task: 64 balanced (shape, hue) classes, each image on a random texture.
+
+    Returns (images, labels), or (images, labels, textures) with ``with_texture=True`` (the texture index of
+    every image, for a dense objective on the patch tokens)."""
     g = torch.Generator().manual_seed(seed)
     labels = torch.arange(len(SHAPES) * len(HUES)).repeat_interleave(n_per_class)
     textures = torch.randint(0, len(TEXTURES), (len(labels),), generator=g)
     attrs = torch.stack([labels // len(HUES), labels % len(HUES), textures], 1).tolist()
-    return render(attrs, image_size, g), labels
+    images = render(attrs, image_size, g)
+    return (images, labels, textures) if with_texture else (images, labels)

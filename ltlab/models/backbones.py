@@ -34,7 +34,7 @@ BUNDLED: dict[str, BackboneInfo] = {
         dict(img_size=32, patch_size=8, embed_dim=96, depth=4, num_heads=3, mlp_ratio=4.0, num_classes=0),
         weights="ltlab_tiny_vit.pt",
         description="32 px, patch 8, dim 96, depth 4; pretrained by `python -m ltlab pretrain` on the "
-        "synthetic (shape, hue) source task",
+        "synthetic source task: (shape, hue) on [CLS], texture on the mean patch token",
     ),
 }
 

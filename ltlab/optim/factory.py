@@ -47,6 +47,7 @@ OPTIMIZERS: dict[str, OptimInfo] = {
     ]
 }
 BASES = {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}
+PROMPT_TENSORS = ("prompts", "group_prompts")  # the parameters optimizer.prompt_lr applies to
 
 
 def list_optimizers() -> list[str]:
@@ -54,12 +55,15 @@ def list_optimizers() -> list[str]:
 
 
 def create_optimizer(name: str, params: Iterable, base: str = "sgd", lr: float = 0.01, momentum: float = 0.9,
-                     weight_decay: float = 0.0, seed: int | None = None, **method_kwargs: Any) -> torch.optim.Optimizer:
+                     weight_decay: float = 0.0, seed: int | None = None, prompt_lr: float | None = None,
+                     **method_kwargs: Any) -> torch.optim.Optimizer:
     """Build an optimizer by name: sgd, adamw, sam, asam, rsam, gnm, imbsam, ccsam, focalsam.
 
     Sharpness-aware ones wrap `base` (sgd | adamw); method arguments left as None take the paper default.
     `params` may be tensors or (name, tensor) pairs (``model.named_parameters()``); ASAM's
-    adaptive_on="weights" (the authors' rule) uses the names.
+    adaptive_on="weights" (the authors' rule) uses the names, and so does `prompt_lr`: with names, tensors
+    named ``prompts`` / ``group_prompts`` get their own param group at that learning rate (VPT sweeps the
+    prompts' lr apart from the head's); group 0 always holds the others at `lr`.
     Every returned optimizer has ``closures_per_step`` and ``base_optimizer`` (itself for plain ones).
 
     >>> opt = create_optimizer("gnm", [torch.nn.Parameter(torch.zeros(2))], lr=0.1)
@@ -74,7 +78,13 @@ def create_optimizer(name: str, params: Iterable, base: str = "sgd", lr: float =
     if params and isinstance(params[0], tuple):  # named parameters: ASAM's "weights" mode needs the names
         if name == "asam" and method_kwargs.get("weight_params") is None:
             method_kwargs["weight_params"] = [p for n, p in params if "weight" in n]
+        prompts = [p for n, p in params if n.split(".")[-1] in PROMPT_TENSORS]
         params = [p for _, p in params]
+        if prompt_lr is not None and prompts and len(prompts) < len(params):
+            params = [{"params": [p for p in params if all(p is not q for q in prompts)]},
+                      {"params": prompts, "lr": prompt_lr}]
+    elif prompt_lr is not None:
+        raise ConfigError("create_optimizer: prompt_lr needs named parameters (model.named_parameters())")
     info = OPTIMIZERS[name]
     plain = BASES["adamw" if name == "adamw" else ("sgd" if name == "sgd" else base)]
     base_kwargs: dict[str, Any] = dict(lr=lr, weight_decay=weight_decay)

@@ -51,7 +51,7 @@ def per_class_accuracy(results: Mapping[str, Sequence[float]], class_counts: Seq
 
 
 def group_bars(rows: Sequence[Mapping[str, float]], groups: Sequence[str] = ("many", "medium", "few", "overall"),
-               label: str = "optimizer", note: str = ""):
+               label: str = "label", note: str = ""):
     """Grouped bars: many / medium / few / overall accuracy per method, with std error bars if present.
 
     `note` is the caption; it should say the rule and "mean ± std over N seeds".
@@ -130,7 +130,7 @@ def training_curves(histories: Mapping[str, Sequence], key: str = "overall", drw
     return fig
 
 
-def cost_bars(rows: Sequence[Mapping[str, float]], label: str = "optimizer", note: str = ""):
+def cost_bars(rows: Sequence[Mapping[str, float]], label: str = "label", note: str = ""):
     """Seconds per step relative to the first method listed (the base optimizer), per method."""
     import matplotlib.pyplot as plt
 
@@ -172,7 +172,7 @@ def sample_images(dataset, class_names: Sequence[str], class_counts: Sequence[in
 
 
 def metric_bars(rows: Sequence[Mapping[str, float]], metrics: Sequence[str], labels: Mapping[str, str] | None = None,
-                label: str = "optimizer", note: str = ""):
+                label: str = "label", note: str = ""):
     """One panel per metric (e.g. lambda_max, trace, sharpness): mean per method with std error bars over seeds."""
     import matplotlib.pyplot as plt
 

@@ -169,7 +169,7 @@ def _running(v: np.ndarray, k: int = 7) -> np.ndarray:
     return np.convolve(pad, np.ones(k) / k, mode="valid")
 
 
-def group_values(rows: Sequence[Mapping[str, float]], ylabel: str, label: str = "optimizer"):
+def group_values(rows: Sequence[Mapping[str, float]], ylabel: str, label: str = "label"):
     """Grouped bars of a per-group probe value (many / medium / few) per method."""
     import matplotlib.pyplot as plt
 

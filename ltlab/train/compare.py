@@ -20,7 +20,7 @@ from typing import Any
 from ..config import ExperimentConfig
 from ..errors import ConfigError
 from ..optim import OPTIMIZERS
-from ..stats import PairedDiff, mean_std, paired_difference
+from ..stats import PairedDiff, chance_resolved, mean_std, paired_difference, with_holm
 from .trainer import fit
 
 ACCURACY = ("overall", "many", "medium", "few")
@@ -30,10 +30,31 @@ FLATNESS = ("lambda_max", "lambda_min", "trace", "gaussian_sharpness", "lambda_m
 # which direction is good, for the verdict word (None: no good direction, the words are higher / lower)
 HIGHER_IS_BETTER: dict[str, bool | None] = {**{c: True for c in ACCURACY}, "ece": False,
                                             **{c: None for c in FLATNESS}}
+PRIMARY = "overall"  # the primary endpoint: its verdicts are Holm-corrected over the methods of a table
+# reference rows: printed beside the methods where accuracy is compared, never paired as a method
+REFERENCES = {"linear": "linear-probe"}
 
 
-def run_name(optimizer: str, seed: int) -> str:
-    return f"{optimizer}-s{seed}"
+def run_name(label: str, seed: int) -> str:
+    return f"{label}-s{seed}"
+
+
+def label_of(cfg: ExperimentConfig) -> str:
+    """The run's name in tables, pairing, run directories and figures."""
+    return cfg.label or cfg.optimizer.name
+
+
+def reference_config(cfg: ExperimentConfig, kind: str = "linear") -> ExperimentConfig:
+    """The reference run of a comparison: `linear` = the linear probe, i.e. the base run (VPT with the base
+    optimizer) with `model.prompt_length=0` and nothing else changed (same head, loss, schedule, optimizer)."""
+    if kind not in REFERENCES:
+        raise ConfigError(f"--reference {kind}: unknown; choose one of {', '.join(REFERENCES)}")
+    return dataclasses.replace(cfg, label=REFERENCES[kind], model=dataclasses.replace(cfg.model, prompt_length=0),
+                               optimizer=dataclasses.replace(cfg.optimizer, name=cfg.optimizer.base))
+
+
+def is_reference(label: str) -> bool:
+    return label in REFERENCES.values()
 
 
 def _one_run(cfg: ExperimentConfig, path: str, overwrite: bool, progress: bool, threads: int) -> dict[str, Any]:
@@ -45,26 +66,30 @@ def _one_run(cfg: ExperimentConfig, path: str, overwrite: bool, progress: bool, 
 
 
 def compare(cfg: ExperimentConfig, optimizers: Sequence[str], seeds: int = 1, out: str | Path = "runs/compare",
-            progress: bool = True, overwrite: bool = False, workers: int = 1, reuse: bool = False
-            ) -> list[dict[str, Any]]:
-    """Train every (optimizer, seed) pair into out/<optimizer>-s<seed>; one row per run.
+            progress: bool = True, overwrite: bool = False, workers: int = 1, reuse: bool = False,
+            reference: str | None = None) -> list[dict[str, Any]]:
+    """Train every (optimizer, seed) pair into out/<label>-s<seed>; one row per run.
 
     workers > 1 trains that many runs at once in separate processes (one torch thread each share of
     the cores). reuse=True keeps runs that already finished with this very config and trains the
     others over (a stale run of another config is replaced, never mixed in); without reuse an
-    existing run is refused unless overwrite=True.
+    existing run is refused unless overwrite=True. reference="linear" also trains the linear probe
+    (`reference_config`) on the same seeds, as the row `linear-probe`.
     """
     if seeds < 1:
         raise ConfigError(f"--seeds {seeds}: need at least one seed")
     optimizers = list(dict.fromkeys(optimizers))
     if not optimizers:
         raise ConfigError("--optimizers: name at least one optimizer, e.g. adamw,sam,rsam,gnm")
-    jobs, rows = [], {}
-    for name in optimizers:
+    variants = [dataclasses.replace(cfg, optimizer=dataclasses.replace(cfg.optimizer, name=n)) for n in optimizers]
+    if reference:
+        variants.append(reference_config(cfg, reference))
+    jobs, rows, order = [], {}, []
+    for variant in variants:
         for k in range(seeds):
-            run_cfg = dataclasses.replace(cfg, seed=cfg.seed + k,
-                                          optimizer=dataclasses.replace(cfg.optimizer, name=name))
-            path = str(Path(out) / run_name(name, run_cfg.seed))
+            run_cfg = dataclasses.replace(variant, seed=cfg.seed + k)
+            path = str(Path(out) / run_name(label_of(run_cfg), run_cfg.seed))
+            order.append(path)
             if reuse and finished_with(path, run_cfg):
                 rows[path] = summary_row(json.loads((Path(path) / "summary.json").read_text()), path)
             else:
@@ -75,7 +100,6 @@ def compare(cfg: ExperimentConfig, optimizers: Sequence[str], seeds: int = 1, ou
             rows[path] = _one_run(run_cfg, path, overwrite, progress, 0)
     else:
         rows.update(_parallel(jobs, overwrite, progress, workers))
-    order = [str(Path(out) / run_name(n, cfg.seed + k)) for n in optimizers for k in range(seeds)]
     return [rows[p] for p in order]
 
 
@@ -118,7 +142,8 @@ def _parallel(jobs, overwrite: bool, progress: bool, workers: int) -> dict[str, 
 def summary_row(summary: dict[str, Any], path: str | Path) -> dict[str, Any]:
     """One flat table row from a run's summary.json dict: the headline (its rule and epoch), the other rule, costs."""
     best = summary.get("best_val") or {}
-    row = {"optimizer": summary["optimizer"], "seed": summary["seed"], "run": str(path),
+    row = {"label": summary.get("label") or summary["optimizer"], "optimizer": summary["optimizer"],
+           "seed": summary["seed"], "run": str(path),
            "select": summary.get("select", "last"), "epoch": summary.get("epoch"),
            **{c: summary.get(c) for c in COLUMNS},
            **{f"se_{k}": v for k, v in (summary.get("stderr") or {}).items()},
@@ -133,12 +158,13 @@ def summary_row(summary: dict[str, Any], path: str | Path) -> dict[str, Any]:
 
 
 def aggregate(rows: list[dict[str, Any]], extra: Sequence[str] = ()) -> list[dict[str, Any]]:
-    """Mean, std and n (over seeds) per optimizer, in first-seen order; NaN-safe (CPU peak memory is NaN)."""
+    """Mean, std and n (over seeds) per label, in first-seen order; NaN-safe (CPU peak memory is NaN)."""
     extra = tuple(extra) or tuple(c for c in FLATNESS if any(r.get(c) is not None for r in rows))
     out = []
-    for name in dict.fromkeys(r["optimizer"] for r in rows):
-        rs = [r for r in rows if r["optimizer"] == name]
-        agg: dict[str, Any] = {"optimizer": name, "n": len(rs), "seeds": [r["seed"] for r in rs],
+    for name in dict.fromkeys(r["label"] for r in rows):
+        rs = [r for r in rows if r["label"] == name]
+        agg: dict[str, Any] = {"label": name, "optimizer": rs[0]["optimizer"], "n": len(rs),
+                               "seeds": [r["seed"] for r in rs],
                                "select": rs[0].get("select", "last"), "epoch": rs[0].get("epoch")}
         for c in COLUMNS + extra + ("wall_seconds",):
             agg[c], agg[c + "_std"], _ = mean_std([r.get(c) for r in rs])
@@ -148,21 +174,61 @@ def aggregate(rows: list[dict[str, Any]], extra: Sequence[str] = ()) -> list[dic
 
 def paired_table(rows: list[dict[str, Any]], base: str, metrics: Sequence[str] = (), method: str = "t"
                  ) -> dict[str, dict[str, PairedDiff]]:
-    """{optimizer: {metric: PairedDiff(optimizer - base)}} paired by seed, for every optimizer but the base."""
+    """{label: {metric: PairedDiff(label - base)}} paired by seed, for every method but the base and the
+    reference rows. The primary endpoint (overall accuracy) carries Holm-adjusted p-values and verdicts over
+    the methods of the table; every other cell is exploratory (its word follows its own interval)."""
     metrics = tuple(metrics) or ACCURACY + tuple(c for c in FLATNESS if any(r.get(c) is not None for r in rows))
-    by = {(r["optimizer"], r["seed"]): r for r in rows}
+    by = {(r["label"], r["seed"]): r for r in rows}
     base_seeds = sorted(s for (o, s) in by if o == base)
     if not base_seeds:
         raise ConfigError(f"no runs of the base optimizer {base!r} to pair with; include it in --optimizers")
     out: dict[str, dict[str, PairedDiff]] = {}
-    for name in dict.fromkeys(r["optimizer"] for r in rows):
-        if name == base:
+    for name in dict.fromkeys(r["label"] for r in rows):
+        if name == base or is_reference(name):
             continue
-        seeds = [s for s in base_seeds if (name, s) in by]
-        out[name] = {m: paired_difference([by[(base, s)].get(m) for s in seeds], [by[(name, s)].get(m) for s in seeds],
-                                          method=method, higher_is_better=HIGHER_IS_BETTER.get(m, True))
-                     for m in metrics}
+        out[name] = _paired(by, base, name, base_seeds, metrics, method)
+    if out and PRIMARY in metrics:
+        for name, d in zip(out, with_holm([out[n][PRIMARY] for n in out])):
+            out[name][PRIMARY] = d
     return out
+
+
+def _paired(by, base: str, name: str, base_seeds, metrics, method: str) -> dict[str, PairedDiff]:
+    seeds = [s for s in base_seeds if (name, s) in by]
+    return {m: paired_difference([by[(base, s)].get(m) for s in seeds], [by[(name, s)].get(m) for s in seeds],
+                                 method=method, higher_is_better=HIGHER_IS_BETTER.get(m, True)) for m in metrics}
+
+
+def reference_difference(rows: list[dict[str, Any]], base: str, reference: str = REFERENCES["linear"],
+                         method: str = "t") -> dict[str, PairedDiff] | None:
+    """{metric: PairedDiff(base - reference)} over accuracy, paired by seed (None when either is missing):
+    does the base method (VPT with the base optimizer) beat the linear probe?"""
+    by = {(r["label"], r["seed"]): r for r in rows}
+    seeds = sorted(s for (o, s) in by if o == reference and (base, s) in by)
+    if not seeds:
+        return None
+    return _paired(by, reference, base, seeds, ACCURACY, method)
+
+
+def interval_count(paired: dict[str, dict[str, PairedDiff]], columns: Sequence[str]) -> tuple[int, int]:
+    """(primary, exploratory) intervals a paired table holds (cells with n >= 2)."""
+    cells = [(m, d) for diffs in paired.values() for m, d in diffs.items() if m in columns and d.n >= 2]
+    primary = sum(m == PRIMARY for m, _ in cells)
+    return primary, len(cells) - primary
+
+
+def multiplicity_sentence(paired: dict[str, dict[str, PairedDiff]], columns: Sequence[str]) -> str:
+    """How many intervals a table holds and how many 'resolved' words chance alone would give."""
+    primary, exploratory = interval_count(paired, columns)
+    parts = []
+    if primary:
+        parts.append(f"{primary} primary interval(s) (overall accuracy; verdicts Holm-corrected over the "
+                     f"{primary} method(s), family-wise error ≤ 5 %)")
+    if exploratory:
+        parts.append(f"{exploratory} exploratory interval(s) (every other column: each word follows its own "
+                     f"95 % interval, so about {chance_resolved(exploratory):.1f} of them would read 'resolved' by "
+                     "chance alone if no method differed)")
+    return "This table holds " + " and ".join(parts) + "." if parts else ""
 
 
 def _pm(mean: float, std: float, n: int, fmt: str) -> str:
@@ -178,24 +244,26 @@ def format_table(agg: list[dict[str, Any]], paired: dict[str, dict[str, PairedDi
     columns: the measures shown (default: accuracy, ECE and every flatness column present)."""
     extra = tuple(c for c in FLATNESS if agg and c in agg[0])
     cols = tuple(columns) if columns is not None else ACCURACY + ("ece",) + extra
-    base = agg[0]["optimizer"] if agg else "-"
-    lines = ["| optimizer | n | " + " | ".join(cols) + f" | s/step | x {base} | peak MB (CUDA) |",
+    base = agg[0]["label"] if agg else "-"
+    lines = ["| method | n | " + " | ".join(cols) + f" | s/step | x {base} | peak MB (CUDA) |",
              "|" + "---|" * (len(cols) + 5)]
     ref = agg[0]["sec_per_step"] if agg else float("nan")
     for a in agg:
         cells = [_pm(a[c], a[c + "_std"], a["n"], "{:.4g}" if c in extra else "{:.2f}") for c in cols]
         ratio = a["sec_per_step"] / ref if ref and ref == ref else float("nan")
         mb = a["peak_memory_mb"]
-        lines.append(f"| {a['optimizer']} | {a['n']} | " + " | ".join(cells) +
+        lines.append(f"| {a['label']} | {a['n']} | " + " | ".join(cells) +
                      f" | {a['sec_per_step']:.3f} | {ratio:.2f} | {'-' if mb != mb else f'{mb:.0f}'} |")
     if paired:
         metrics = [m for m in next(iter(paired.values())) if columns is None or m in cols]
+        heads = [m + (" (primary)" if m == PRIMARY else " (exploratory)") for m in metrics]
         lines += ["", f"Paired difference to {base} (method - {base}, same seeds): mean [95 % CI] verdict", "",
-                  "| optimizer | n | " + " | ".join(metrics) + " |", "|" + "---|" * (len(metrics) + 2)]
+                  "| method | n | " + " | ".join(heads) + " |", "|" + "---|" * (len(metrics) + 2)]
         for name, diffs in paired.items():
             n = max(d.n for d in diffs.values())
             lines.append(f"| {name} | {n} | " + " | ".join(
-                diffs[m].format(3 if m in FLATNESS else 2) for m in metrics) + " |")
+                diffs[m].format(None if m in FLATNESS else 2) for m in metrics) + " |")
+        lines += ["", multiplicity_sentence(paired, metrics)]
     return "\n".join(lines)
 
 
@@ -223,9 +291,9 @@ def write_csv(rows: list[dict[str, Any]], path: str | Path) -> None:
 
 
 def ensure_runs(cfg: ExperimentConfig, optimizers: Sequence[str], out: str | Path, seeds: int = 1,
-                progress: bool = True, workers: int = 1) -> list[dict[str, Any]]:
+                progress: bool = True, workers: int = 1, reference: str | None = None) -> list[dict[str, Any]]:
     """Like `compare`, but keeps runs that already finished (what notebooks call)."""
-    return compare(cfg, optimizers, seeds, out, progress, reuse=True, workers=workers)
+    return compare(cfg, optimizers, seeds, out, progress, reuse=True, workers=workers, reference=reference)
 
 
 def load_rows(runs_dir: str | Path) -> list[dict[str, Any]]:

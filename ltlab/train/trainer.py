@@ -113,7 +113,7 @@ class Trainer:
                  callbacks: tuple[Callable[["Trainer", dict], None], ...] = (), init_from: str | Path | None = None):
         self.cfg = cfg
         self.progress, self.callbacks = progress, callbacks
-        default = f"runs/{cfg.data.name}-{cfg.optimizer.name}-s{cfg.seed}"
+        default = f"runs/{cfg.data.name}-{cfg.label or cfg.optimizer.name}-s{cfg.seed}"
         self.run = RunDir(out or default)
         seed_everything(cfg.seed)
         self.rank, self.world = _dist_rank_world()
@@ -130,6 +130,7 @@ class Trainer:
         oc = cfg.optimizer
         self.optimizer = create_optimizer(
             oc.name, [(n, p) for n, p in self.model.named_parameters() if p.requires_grad], base=oc.base, lr=oc.lr,
+            prompt_lr=oc.prompt_lr,
             momentum=oc.momentum, weight_decay=oc.weight_decay, rho=oc.rho, sigma=oc.sigma, truncate=oc.truncate,
             eta=oc.eta, adaptive_on=oc.asam_adaptive_on, mix=oc.rsam_mix, class_counts=self.data.class_counts,
             tail_threshold=oc.tail_threshold, flat_ratio=oc.flat_ratio, flat_gamma=oc.flat_gamma, sharpness=oc.sharpness,
@@ -391,7 +392,7 @@ class Trainer:
         t_start = time.time()
         self._stop_requested = False
         handlers = self._install_stop_handlers()
-        bar = tqdm(total=self.total_steps, initial=self.global_step, desc=f"{cfg.optimizer.name}", unit="step",
+        bar = tqdm(total=self.total_steps, initial=self.global_step, desc=cfg.label or cfg.optimizer.name, unit="step",
                    disable=not self.progress, dynamic_ncols=True)
         try:
             while self.epoch < cfg.epochs:
@@ -556,6 +557,7 @@ class Trainer:
             "checkpoint": "last" if head["epoch"] == self.epoch else "best",
             "last": brief(last), "best_val": brief(best) if best else None,
             **self.timing(), "process_peak_rss_mb": _rss_mb(), "wall_seconds": wall, "optimizer": self.cfg.optimizer.name,
+            "label": self.cfg.label or self.cfg.optimizer.name,
             "closures_per_step": self.optimizer.closures_per_step, "seed": self.cfg.seed,
             "parameters": self.model.parameter_report(), "class_counts": self.data.class_counts,
             "splits": self.data.splits, "provenance": provenance(),
@@ -589,7 +591,7 @@ def _main_thread() -> bool:
 
 def default_out(cfg: ExperimentConfig) -> Path:
     lpt = "lpt-" if cfg.method == "lpt" else ""
-    return Path(f"runs/{cfg.data.name}-{lpt}{cfg.optimizer.name}-s{cfg.seed}")
+    return Path(f"runs/{cfg.data.name}-{lpt}{cfg.label or cfg.optimizer.name}-s{cfg.seed}")
 
 
 def fit(cfg: ExperimentConfig, out: str | Path | None = None, resume: bool = False, progress: bool = True,
