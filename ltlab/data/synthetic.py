@@ -4,10 +4,11 @@ Every image shows one shape (8 kinds) in one hue (8 hues) on a background textur
 random position, size, rotation, colour jitter and pixel noise. A *task* is a list of classes, each a
 (shape, hue, texture) triple drawn from the 384 combinations with a fixed seed:
 
-- ``source`` (what ltlab's bundled backbone is pretrained on): 64 classes = (shape, hue), texture is
-  a nuisance the backbone is never asked about;
+- ``source`` (what ltlab's bundled backbone is pretrained on): 64 classes = (shape, hue) on the [CLS]
+  token, for which texture is a nuisance; the patch tokens are also trained to tell the texture
+  (``ltlab.train.pretrain``);
 - ``target`` (what prompt tuning learns, long-tailed): ``num_classes`` triples, so telling some
-  classes apart needs the texture, which the pretrained features only weakly carry.
+  classes apart needs the texture, which the [CLS] summary hardly carries and the patch tokens do.
 
 Everything is a pure function of the seed: the same seed gives bit-identical images.
 """

@@ -11,7 +11,7 @@ import matplotlib
 PALETTE = {
     "sgd": "#555555", "adamw": "#999999", "sam": "#E69F00", "asam": "#CC79A7", "rsam": "#56B4E9",
     "gnm": "#D55E00", "imbsam": "#009E73", "ccsam": "#F0E442", "focalsam": "#0072B2", "vpt": "#0072B2", "lpt": "#009E73", "vpt+sgd": "#555555", "vpt+gnm": "#D55E00",
-    "lpt+sgd": "#009E73", "lpt+gnm": "#0072B2", "linear": "#999999", "linear-probe": "#000000", "vpt+adamw": "#999999",
+    "lpt+sgd": "#009E73", "lpt+gnm": "#0072B2", "linear": "#999999", "linear-probe": "#C8C8C8", "vpt+adamw": "#999999",
     "lpt+adamw": "#009E73",
 }
 GROUP_COLORS = {"many": "#0072B2", "medium": "#E69F00", "few": "#D55E00"}

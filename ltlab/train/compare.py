@@ -4,8 +4,8 @@ Seed s gives every method the same data, data order, initialisation and per-step
 dropout seeds; only the optimizer's own randomness differs (GNM/RSAM noise is seeded from s too).
 Rows come from each run's summary.json, so a table can always be rebuilt from the run directories.
 
->>> rows = compare(load_config("synthetic"), ["adamw", "gnm"], seeds=3, out="runs/cmp")  # doctest: +SKIP
->>> print(format_table(aggregate(rows), paired_table(rows, "adamw")))                  # doctest: +SKIP
+>>> rows = compare(load_config("synthetic"), ["sgd", "gnm"], seeds=3, out="runs/cmp", reference="linear")  # doctest: +SKIP
+>>> print(format_table(aggregate(rows), paired_table(rows, "sgd")))                  # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def compare(cfg: ExperimentConfig, optimizers: Sequence[str], seeds: int = 1, ou
         raise ConfigError(f"--seeds {seeds}: need at least one seed")
     optimizers = list(dict.fromkeys(optimizers))
     if not optimizers:
-        raise ConfigError("--optimizers: name at least one optimizer, e.g. adamw,sam,rsam,gnm")
+        raise ConfigError("--optimizers: name at least one optimizer, e.g. sgd,sam,rsam,gnm")
     variants = [dataclasses.replace(cfg, optimizer=dataclasses.replace(cfg.optimizer, name=n)) for n in optimizers]
     if reference:
         variants.append(reference_config(cfg, reference))
