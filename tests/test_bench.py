@@ -56,3 +56,25 @@ def test_batched_hvp_prints_the_side_by_side_table(tmp_path):
               "--trace-hvps", "9", cwd=tmp_path)
     rows = [line for line in out.splitlines() if line.startswith("| 2 |")]
     assert len(rows) == 2 and float(rows[0].split("|")[4]) < 1e-4  # the batched products equal the single ones
+
+
+def test_same_runs_finds_identical_retraining_and_a_changed_tensor(tmp_path):
+    from ltlab.config import load_config
+    from ltlab.train import fit
+
+    cfg = load_config("synthetic", ["epochs=1", "batch_size=16", "data.num_classes=4", "data.n_max=12",
+                                    "data.imbalance_ratio=3", "data.val_per_class=2", "data.test_per_class=2",
+                                    "data.many=10", "data.few=5", "model.prompt_length=2"])
+    for d in ("a", "b"):
+        fit(cfg, out=tmp_path / d / "sgd-s0", progress=False)
+    out = run(BENCH / "same_runs.py", tmp_path / "a", tmp_path / "b", cwd=tmp_path)
+    assert "sgd-s0: identical" in out and "1 of 1 runs identical" in out
+    ck = tmp_path / "b/sgd-s0/checkpoints/last.pt"
+    import torch
+
+    state = torch.load(ck, weights_only=False)
+    state["model"]["prompts"] = state["model"]["prompts"] + 1e-6
+    torch.save(state, ck)
+    p = subprocess.run([sys.executable, BENCH / "same_runs.py", tmp_path / "a", tmp_path / "b"], capture_output=True,
+                       text=True, cwd=tmp_path)
+    assert p.returncode == 1 and "DIFFERS in checkpoints/last.pt" in p.stdout
