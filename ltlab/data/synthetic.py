@@ -8,7 +8,7 @@ random position, size, rotation, colour jitter and pixel noise. A *task* is a li
   token, for which texture is a nuisance; the patch tokens are also trained to tell the texture
   (``ltlab.train.pretrain``);
 - ``target`` (what prompt tuning learns, long-tailed): ``num_classes`` triples, so telling some
-  classes apart needs the texture, which the [CLS] summary hardly carries and the patch tokens do.
+  classes apart needs the texture, which the [CLS] summary carries only partly and the patch tokens carry plainly.
 
 Everything is a pure function of the seed: the same seed gives bit-identical images.
 """

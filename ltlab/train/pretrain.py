@@ -8,7 +8,7 @@ should be. Two objectives:
   probe on [CLS] reads the target's texture only weakly;
 - with ``texture_weight > 0``, the mean of the patch tokens also classifies the texture (a dense,
   local objective, as real backbones' patch tokens carry local appearance the [CLS] summary drops). The
-  information the target needs then lives in the tokens but not in the [CLS] summary: prompts, which
+  information the target needs then lives plainly in the tokens, only partly in the [CLS] summary: prompts, which
   attend to every token in every block, can route it to the feature; a linear probe cannot.
 
 `python -m ltlab pretrain` writes ltlab/models/weights/ltlab_tiny_vit.pt and a YAML record of how.
