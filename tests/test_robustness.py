@@ -218,7 +218,10 @@ def test_kill_9_never_leaves_an_unloadable_checkpoint(tmp_path):
         out = tmp_path / f"k{d}"
         for ck in (out / "checkpoints").glob("*.pt") if (out / "checkpoints").exists() else []:
             torch.load(ck, weights_only=False)
-        assert not list(out.rglob("*.tmp"))
+        # a kill landing inside an atomic write leaves that write's hidden temp file (no process survives to remove
+        # it; seen once in a fresh-clone run when the 8.5 s kill hit a save): allowed only as a hidden '.NAME.*.tmp'
+        # beside the final names, which must all load (checked above)
+        assert all(t.name.startswith(".") for t in out.rglob("*.tmp"))
     assert (tmp_path / f"k{delays[-1]}" / "checkpoints" / "last.pt").exists()
 
 
