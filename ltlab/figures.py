@@ -10,7 +10,7 @@ import numpy as np
 from . import plots
 from .errors import DataError
 from .stats import mean_std
-from .train.compare import REFERENCES, aggregate, is_reference, rule_sentence, summary_row
+from .train.compare import REFERENCES, aggregate, is_reference, rule_sentence, summary_label, summary_row
 from .train.runs import Run, load_run
 
 METHOD_ORDER = ("sgd", "adamw", "sam", "asam", "rsam", "gnm", "imbsam", "ccsam", "focalsam", *REFERENCES.values())
@@ -24,7 +24,7 @@ def method_order(names) -> list[str]:
 
 def label(run: Run) -> str:
     """The run's name in tables and figures (its optimizer's name unless the run has its own label)."""
-    return run.summary.get("label") or run.summary["optimizer"]
+    return summary_label(run.summary)
 
 
 def task_of(run: Run, prompts: bool = True) -> dict[str, Any]:

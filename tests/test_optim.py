@@ -785,3 +785,18 @@ def test_ccsam_refuses_a_closure_without_features():
     opt = CCSAM(model.parameters(), torch.optim.SGD, rho=0.05, class_counts=[5, 50, 50], lr=0.1)
     with pytest.raises(TypeError, match="features, head"):
         opt.step(imbsam_closure(opt, model, x, y))
+
+
+def test_prompt_lr_puts_the_prompts_in_their_own_group():
+    from ltlab.errors import ConfigError
+
+    prompts, head = torch.nn.Parameter(torch.zeros(2, 3)), torch.nn.Parameter(torch.zeros(4))
+    named = [("prompts", prompts), ("head.weight", head)]
+    for name in ("sgd", "gnm"):
+        opt = create_optimizer(name, named, lr=0.1, prompt_lr=1.0)
+        groups = opt.param_groups
+        assert [g["lr"] for g in groups] == [0.1, 1.0]
+        assert groups[0]["params"][0] is head and groups[1]["params"][0] is prompts
+    assert len(create_optimizer("sgd", named, lr=0.1).param_groups) == 1  # no prompt_lr: one group
+    with pytest.raises(ConfigError, match="named parameters"):
+        create_optimizer("sgd", [prompts, head], lr=0.1, prompt_lr=1.0)

@@ -81,7 +81,8 @@ def create_optimizer(name: str, params: Iterable, base: str = "sgd", lr: float =
         prompts = [p for n, p in params if n.split(".")[-1] in PROMPT_TENSORS]
         params = [p for _, p in params]
         if prompt_lr is not None and prompts and len(prompts) < len(params):
-            params = [{"params": [p for p in params if all(p is not q for q in prompts)]},
+            ids = {id(p) for p in prompts}
+            params = [{"params": [p for p in params if id(p) not in ids]},
                       {"params": prompts, "lr": prompt_lr}]
     elif prompt_lr is not None:
         raise ConfigError("create_optimizer: prompt_lr needs named parameters (model.named_parameters())")

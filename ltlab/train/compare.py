@@ -39,6 +39,11 @@ def run_name(label: str, seed: int) -> str:
     return f"{label}-s{seed}"
 
 
+def summary_label(summary: dict[str, Any]) -> str:
+    """A finished run's label from its summary.json (runs made before labels existed: the optimizer's name)."""
+    return summary.get("label") or summary["optimizer"]
+
+
 def label_of(cfg: ExperimentConfig) -> str:
     """The run's name in tables, pairing, run directories and figures."""
     return cfg.label or cfg.optimizer.name
@@ -142,7 +147,7 @@ def _parallel(jobs, overwrite: bool, progress: bool, workers: int) -> dict[str, 
 def summary_row(summary: dict[str, Any], path: str | Path) -> dict[str, Any]:
     """One flat table row from a run's summary.json dict: the headline (its rule and epoch), the other rule, costs."""
     best = summary.get("best_val") or {}
-    row = {"label": summary.get("label") or summary["optimizer"], "optimizer": summary["optimizer"],
+    row = {"label": summary_label(summary), "optimizer": summary["optimizer"],
            "seed": summary["seed"], "run": str(path),
            "select": summary.get("select", "last"), "epoch": summary.get("epoch"),
            **{c: summary.get(c) for c in COLUMNS},
