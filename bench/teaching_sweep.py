@@ -23,9 +23,9 @@ from ltlab.train.compare import PRIMARY, aggregate, compare, multiplicity_senten
 
 SETTINGS = [  # (name, optimizer, overrides)
     ("sam rho 0.05 (paper default)", "sam", []),
-    ("sam rho 0.5", "sam", ["optimizer.rho=0.5"]),
+    ("sam rho 0.5", "sam", ["optimizer.method.rho=0.5"]),
     ("gnm rho 0.005 (official default)", "gnm", []),
-    ("gnm rho 0.05", "gnm", ["optimizer.rho=0.05"]),
+    ("gnm rho 0.05", "gnm", ["optimizer.method.rho=0.05"]),
 ]
 METRICS = ("overall", "many", "few", "lambda_max", "lambda_min", "trace", "gaussian_sharpness")
 
@@ -53,7 +53,7 @@ def main() -> None:
     by_setting = {}
     for name, opt, over in SETTINGS[2:] if a.quick else SETTINGS:  # quick: the one-pass (GNM) settings only
         out = Path(a.out) / slug(name)
-        cfg = load_config("synthetic", quick + over)
+        cfg = load_config("synthetic", quick + [f"optimizer.name={opt}"] + over)
         for s in range(a.seeds):  # reuse the base runs of `make demo` (same task, same seeds)
             src, dst = Path(a.base_runs) / f"{base}-s{cfg.seed + s}", out / f"{base}-s{cfg.seed + s}"
             if not a.quick and (src / "summary.json").exists() and not dst.exists():

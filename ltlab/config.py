@@ -77,30 +77,31 @@ class LossConfig:
 
 @dataclass
 class OptimizerConfig:
-    name: str = "sgd"  # sgd | adamw | sam | asam | rsam | gnm | imbsam | ccsam | focalsam
+    name: str = "sgd"  # a registry name (sgd | adamw | sam | asam | rsam | gnm | imbsam | ccsam | focalsam) or an
+    #                    import path package.module:Class of your own PerturbedOptimizer subclass
     base: str = "sgd"  # base optimizer the sharpness-aware ones wrap: sgd | adamw
     lr: float = 0.05
     prompt_lr: float | None = None  # the prompts' own learning rate (None = lr; the head keeps lr)
     momentum: float = 0.9
     weight_decay: float = 1e-3
-    rho: float | None = None  # None = the method's paper default
-    sigma: float | None = None
-    truncate: float = 1.0
-    eta: float = 0.01
     schedule: str = "cosine"  # cosine | constant (per step, after warm-up)
     warmup_epochs: float = 0.0
-    asam_adaptive_on: str = "all"  # all | weights (Kwon et al.'s code: |w| + eta only on tensors named *weight*)
-    rsam_mix: str = "gradient"  # gradient (paper) | official (ascend along 2 g~ + d, the authors' code)
-    sigma_end: float | None = None  # RSAM: ramp the noise scale linearly from sigma to this over training
-    rho_schedule: str = "constant"  # constant | lr: rho follows the lr schedule from rho down to rho_min
-    rho_min: float = 0.0  # (RSAM's official code: rho between rho_min and rho_max, following the lr)
     clip_grad_norm: float | None = None  # global L2 clipping of the update gradient (RSAM official: 1.0)
-    tail_threshold: int = 20  # ImbSAM: classes with fewer training images are "tail" (the official eta)
-    flat_ratio: float = 0.5  # CC-SAM: weight of the perturbed-classifier loss (official 0.5; rho = noise_ratio)
-    flat_gamma: float = 5.5  # Focal-SAM: focal exponent of a_c = sharpness * (1 - n_c / N)^flat_gamma
-    sharpness: float = 0.8  # Focal-SAM: largest share of a class's loss that is flattened
-    gnm_halve_at_drw: bool = False  # official GNM-PT: noise x0.5 once DRW switches on
-    gnm_epoch0_doubling: bool = False  # reproduce the official code's epoch-0 x2 artefact
+    # the method's own options (rho, sigma, ...), validated by its class; validation fills in every default,
+    # so a run's config.yaml lists them all. A plain base optimizer has none. On the command line:
+    # optimizer.method.rho=0.1
+    method: dict[str, Any] = field(default_factory=dict)
+
+
+# keys that moved into optimizer.method (old run directories and YAML files are read through this map)
+LEGACY_OPTIMIZER_KEYS: dict[str, tuple[str, Any]] = {  # old key -> (option, the old default = the method's default)
+    "rho": ("rho", None), "sigma": ("sigma", None), "truncate": ("truncate", 1.0), "eta": ("eta", 0.01),
+    "asam_adaptive_on": ("adaptive_on", "all"), "rsam_mix": ("mix", "gradient"), "sigma_end": ("sigma_end", None),
+    "rho_schedule": ("rho_schedule", "constant"), "rho_min": ("rho_min", 0.0),
+    "tail_threshold": ("tail_threshold", 20), "flat_ratio": ("flat_ratio", 0.5), "flat_gamma": ("flat_gamma", 5.5),
+    "sharpness": ("sharpness", 0.8), "gnm_halve_at_drw": ("halve_at_drw", False),
+    "gnm_epoch0_doubling": ("epoch0_doubling", False),
+}
 
 
 @dataclass
@@ -139,12 +140,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "model.head": ("cosine", "linear"),
     "model.pool": ("cls", "cls+prompts"),
     "loss.name": ("ce", "ldam", "gcl", "logit_adjusted", "balanced_softmax"),
-    "optimizer.name": ("sgd", "adamw", "sam", "asam", "rsam", "gnm", "imbsam", "ccsam", "focalsam"),
     "optimizer.base": ("sgd", "adamw"),
     "optimizer.schedule": ("cosine", "constant"),
-    "optimizer.rho_schedule": ("constant", "lr"),
-    "optimizer.asam_adaptive_on": ("all", "weights"),
-    "optimizer.rsam_mix": ("gradient", "official"),
     "precision": ("fp32", "bf16", "fp16"),
     "method": ("vpt", "lpt"),
     "eval.select": ("last", "best_val"),
@@ -162,13 +159,9 @@ _LOWER: dict[str, tuple[float, bool]] = {
     "model.top_k": (1, True),
     "loss.drw_epoch": (0, True), "loss.beta": (0, True), "loss.m": (0, True), "loss.max_m": (0, True),
     "optimizer.lr": (0, False), "optimizer.prompt_lr": (0, False), "optimizer.momentum": (0, True), "optimizer.weight_decay": (0, True),
-    "optimizer.rho": (0, True), "optimizer.sigma": (0, False), "optimizer.truncate": (0, False),
-    "optimizer.eta": (0, True), "optimizer.warmup_epochs": (0, True),
-    "optimizer.rho_min": (0, True), "optimizer.tail_threshold": (0, True), "optimizer.sigma_end": (0, False), "optimizer.clip_grad_norm": (0, False),
-    "optimizer.flat_ratio": (0, True), "optimizer.flat_gamma": (0, True), "optimizer.sharpness": (0, True),
+    "optimizer.warmup_epochs": (0, True), "optimizer.clip_grad_norm": (0, False),
 }
-_UPPER: dict[str, float] = {"model.dropout": 1.0, "loss.beta": 1.0, "optimizer.momentum": 1.0,
-                            "optimizer.flat_ratio": 1.0, "optimizer.sharpness": 1.0}
+_UPPER: dict[str, float] = {"model.dropout": 1.0, "loss.beta": 1.0, "optimizer.momentum": 1.0}
 
 
 def _all_keys(cls: type = ExperimentConfig, prefix: str = "") -> list[str]:
@@ -191,7 +184,8 @@ def _unknown(key: str) -> ConfigError:
     return ConfigError(f"unknown config key '{key}'{hint}")
 
 
-def _coerce(key: str, value: Any, tp: Any) -> Any:
+def coerce(key: str, value: Any, tp: Any) -> Any:
+    """`value` read as type `tp` (int, float, bool, str, X | None); the error names the key."""
     args = typing.get_args(tp)
     if value is None:
         if type(None) in args:
@@ -234,16 +228,50 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
 def _apply(obj: Any, data: dict[str, Any], prefix: str = "") -> None:
     hints = typing.get_type_hints(type(obj))
     names = {f.name for f in dataclasses.fields(obj)}
+    legacy = {}
     for k, v in data.items():
         key = prefix + str(k)
+        if isinstance(obj, OptimizerConfig) and k in LEGACY_OPTIMIZER_KEYS:
+            legacy[k] = v
+            continue
         if k not in names:
             raise _unknown(key)
         if dataclasses.is_dataclass(hints[k]):
             if not isinstance(v, dict):
                 raise ConfigError(f"{key} must be a mapping of sub-keys, got {v!r}")
             _apply(getattr(obj, k), v, key + ".")
+        elif typing.get_origin(hints[k]) is dict:
+            if v is None:
+                v = {}
+            if not isinstance(v, dict):
+                raise ConfigError(f"{key} must be a mapping, e.g. {key}: {{rho: 0.05}} (or {key}.rho=0.05), got {v!r}")
+            setattr(obj, k, {str(a): b for a, b in v.items()})
         else:
-            setattr(obj, k, _coerce(key, v, hints[k]))
+            setattr(obj, k, coerce(key, v, hints[k]))
+    if legacy:
+        _map_legacy(obj, legacy)
+
+
+def _map_legacy(oc: OptimizerConfig, legacy: dict[str, Any]) -> None:
+    """Old flat optimizer keys (runs made before optimizer.method existed) into optimizer.method."""
+    from .optim import optimizer_info
+
+    options = optimizer_info(oc.name).options()
+    for old, value in legacy.items():
+        new, old_default = LEGACY_OPTIMIZER_KEYS[old]
+        if value is None or value == old_default:
+            continue  # the old default is the method's default (or the key did not apply to it)
+        if new not in options:
+            raise ConfigError(f"optimizer.{old}={value!r}: this key moved to optimizer.method.{new}, and "
+                              f"optimizer.name={oc.name} has no option {new!r} (its options: "
+                              f"{', '.join(options) or 'none'}); remove the key")
+        oc.method.setdefault(new, value)
+
+
+def moved_key_error(key: str, value: Any) -> ConfigError:
+    new = LEGACY_OPTIMIZER_KEYS[key][0]
+    return ConfigError(f"optimizer.{key} moved: a method's own options live under optimizer.method; write "
+                       f"optimizer.method.{new}={value}")
 
 
 def validate(cfg: ExperimentConfig) -> ExperimentConfig:
@@ -263,8 +291,37 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
                 raise ConfigError(f"{key}={value} is out of range; it must be {rel} {lo}")
         if key in _UPPER and value > _UPPER[key]:
             raise ConfigError(f"{key}={value} is out of range; it must be <= {_UPPER[key]}")
+    _check_optimizer(cfg.optimizer)
     _check_consistency(cfg)
     return cfg
+
+
+def _check_optimizer(oc: OptimizerConfig) -> None:
+    """The name is a registry entry or an import path; optimizer.method becomes every option of that method,
+    checked by its class (an unknown option names the valid ones)."""
+    from .optim import OPTIMIZERS, method_options
+
+    if oc.name not in OPTIMIZERS and ":" not in oc.name:
+        near = difflib.get_close_matches(oc.name, list(OPTIMIZERS), n=1)
+        hint = f" (did you mean '{near[0]}'?)" if near else ""
+        raise ConfigError(f"optimizer.name={oc.name!r} is not allowed; choose one of {', '.join(OPTIMIZERS)}{hint}, "
+                          "or name your own class as package.module:Class")
+    oc.method = method_options(oc.name, oc.method)
+
+
+def run_label(cfg: ExperimentConfig) -> str:
+    """The run's name in tables, pairing, run directories and figures: cfg.label, else the method's."""
+    from .optim import optimizer_info
+
+    return cfg.label or optimizer_info(cfg.optimizer.name).label
+
+
+def with_optimizer(cfg: ExperimentConfig, name: str, method: dict[str, Any] | None = None,
+                   **changes: Any) -> ExperimentConfig:
+    """cfg with another optimizer (its own options `method`, default: the class's) and other top-level
+    `changes`, validated. A method's options never carry over to another method."""
+    oc = dataclasses.replace(cfg.optimizer, name=name, method=dict(method or {}))
+    return validate(dataclasses.replace(cfg, optimizer=oc, **changes))
 
 
 SYNTHETIC_MAX_CLASSES = 8 * 8 * 6  # shapes x hues x textures
@@ -365,9 +422,19 @@ def _read_yaml(name_or_path: str, depth: int = 0, relative_to: Path | None = Non
     base = data.pop("base", None)
     if base is not None:
         merged = _read_yaml(base, depth + 1, path.parent, chain + (str(path.resolve()),))
-        _deep_update(merged, data)
+        _merge(merged, data)
         return merged
     return data
+
+
+def _merge(dst: dict[str, Any], src: dict[str, Any]) -> None:
+    """src over dst (a config over its base, overrides over a config). A method's options never carry over to
+    another method: when src names another optimizer, dst's optimizer.method (and old flat method keys) go."""
+    new, old = src.get("optimizer"), dst.get("optimizer")
+    if isinstance(new, dict) and isinstance(old, dict) and "name" in new and new["name"] != old.get("name", "sgd"):
+        for k in ("method", *LEGACY_OPTIMIZER_KEYS):
+            old.pop(k, None)
+    _deep_update(dst, src)
 
 
 def _deep_update(dst: dict[str, Any], src: dict[str, Any]) -> None:
@@ -381,7 +448,11 @@ def _deep_update(dst: dict[str, Any], src: dict[str, Any]) -> None:
 def load_config(name_or_path: str = "synthetic", overrides: typing.Iterable[str] = ()) -> ExperimentConfig:
     """Preset name or YAML path, then `key.sub=value` overrides, validated."""
     data = _read_yaml(name_or_path)
-    _deep_update(data, parse_overrides(overrides))
+    given = parse_overrides(overrides)
+    for k, v in (given.get("optimizer") or {}).items() if isinstance(given.get("optimizer"), dict) else ():
+        if k in LEGACY_OPTIMIZER_KEYS:
+            raise moved_key_error(k, v)
+    _merge(data, given)
     cfg = ExperimentConfig()
     _apply(cfg, data)
     return validate(cfg)

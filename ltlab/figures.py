@@ -13,13 +13,14 @@ from .stats import mean_std
 from .train.compare import REFERENCES, aggregate, is_reference, rule_sentence, summary_label, summary_row
 from .train.runs import Run, load_run
 
-METHOD_ORDER = ("sgd", "adamw", "sam", "asam", "rsam", "gnm", "imbsam", "ccsam", "focalsam", *REFERENCES.values())
-
-
 def method_order(names) -> list[str]:
-    """Known methods in a fixed order (the base optimizers first), others after in first-seen order."""
+    """Registered methods in the registry's order (the base optimizers first), others (methods named by
+    import path, labels) after in first-seen order, reference rows last."""
+    from .optim import OPTIMIZERS
+
+    known = (*OPTIMIZERS, *REFERENCES.values())
     names = list(dict.fromkeys(names))
-    return sorted(names, key=lambda n: METHOD_ORDER.index(n) if n in METHOD_ORDER else len(METHOD_ORDER))
+    return sorted(names, key=lambda n: (known.index(n) if n in OPTIMIZERS else len(known) + is_reference(n)))
 
 
 def label(run: Run) -> str:

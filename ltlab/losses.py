@@ -173,3 +173,11 @@ def build_loss(name: str, counts: Sequence[int], drw_epoch: int | None = None, b
 
 
 __all__ = ["build_loss", "list_losses", "LOSSES", "class_balanced_weights"]
+
+
+def loss_from_config(cfg, class_counts: Sequence[int]) -> LongTailLoss:
+    """The loss an experiment config names (margins in the cosine head's scale): the one place the trainer
+    and a reloaded run (`Run.build`) build it."""
+    lc = cfg.loss
+    return build_loss(lc.name, class_counts, lc.drw_epoch, lc.beta, m=lc.m, max_m=lc.max_m, noise_mul=lc.noise_mul,
+                      tau=lc.tau, gamma=lc.gamma, scale=cfg.model.head_scale)

@@ -132,7 +132,7 @@ def test_best_val_ties_keep_the_earlier_epoch(tmp_path, monkeypatch):
 
 
 def test_metrics_log_the_loss_at_w_beside_the_step_loss(tmp_path):
-    fit(tiny_cfg("optimizer.name=gnm", "optimizer.rho=0.05"), out=tmp_path / "run", progress=False)
+    fit(tiny_cfg("optimizer.name=gnm", "optimizer.method.rho=0.05"), out=tmp_path / "run", progress=False)
     rows = load_run(tmp_path / "run").metrics
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     assert all(r["train_ce_at_w"] > 0 and r["step_loss"] > 0 for r in rows)
@@ -143,7 +143,7 @@ def test_metrics_log_the_loss_at_w_beside_the_step_loss(tmp_path):
 def test_seeds_pair_data_order_init_and_augmentation(tmp_path):
     # GNM with rho = 0 is the base optimizer; if seed s gave both the same data order, initialisation and
     # augmentation, every paired difference is exactly zero
-    cfg = tiny_cfg("epochs=2", "optimizer.rho=0", "model.dropout=0.1")
+    cfg = tiny_cfg("epochs=2", "optimizer.name=gnm", "optimizer.method.rho=0", "model.dropout=0.1")
     base = cfg.optimizer.base  # what GNM wraps
     rows = compare(cfg, [base, "gnm"], seeds=2, out=tmp_path, progress=False)
     by = {(r["optimizer"], r["seed"]): r for r in rows}

@@ -7,7 +7,8 @@ import torch
 from ltlab.config import load_config
 from ltlab.data.samplers import class_balanced_indices, dual_batches
 from ltlab.models import PromptedViT, build_model
-from ltlab.train.trainer import Trainer, lpt_phases
+from ltlab.train.lpt import lpt_phases
+from ltlab.train.trainer import Trainer
 
 
 def test_phase1_with_pool_off_equals_vpt_deep():

@@ -449,7 +449,9 @@ def test_rsam_mix_changes_the_direction():
 
 # -- GNM's official epoch schedule -----------------------------------------------------------------------------
 def test_gnm_schedule_with_the_artefact_equals_the_official_formula():
-    from ltlab.train.trainer import gnm_noise_factor
+    def gnm_noise_factor(epoch, reweight_epoch, halve, doubling):
+        opt = GNM([torch.nn.Parameter(torch.zeros(1))], halve_at_drw=halve, epoch0_doubling=doubling)
+        return opt.epoch_factor(epoch, reweight_epoch)
 
     # official: 0.5 ** ((epoch - 1) // reweight_epoch), 0-based epochs, reweight_epoch = 59, 70 epochs;
     # ltlab's preset switches DRW on at epoch 60 (re-weighting "from epoch > 59")

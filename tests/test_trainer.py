@@ -57,12 +57,12 @@ def test_resume_mid_epoch_reproduces_uninterrupted_run(tmp_path, monkeypatch, op
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
-    original = Trainer.compute_loss
-    def nan_later(self, x, y):
-        loss = original(self, x, y)
+    original = Trainer.batch_loss
+    def nan_later(self, logits, y):
+        loss = original(self, logits, y)
         return loss * float("nan") if self.global_step >= 6 else loss
 
-    monkeypatch.setattr(Trainer, "compute_loss", nan_later)
+    monkeypatch.setattr(Trainer, "batch_loss", nan_later)
     with pytest.raises(TrainingDiverged, match="step 6"):
         fit(tiny_cfg(), out=tmp_path / "run", progress=False)
     ck = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=False)
@@ -117,12 +117,12 @@ def test_resume_without_checkpoint_is_clear(tmp_path, capsys):
 
 
 def test_gnm_noise_schedule_option(tmp_path):
-    t = Trainer(tiny_cfg("optimizer.name=gnm", "loss.drw_epoch=2", "optimizer.gnm_halve_at_drw=true",
-                         "optimizer.gnm_epoch0_doubling=true"), out=tmp_path, progress=False)
+    t = Trainer(tiny_cfg("optimizer.name=gnm", "loss.drw_epoch=2", "optimizer.method.halve_at_drw=true",
+                         "optimizer.method.epoch0_doubling=true"), out=tmp_path, progress=False)
     rho = t.optimizer.param_groups[0]["initial_rho"]
     got = []
-    for e in range(3):
-        t.set_epoch(e)
+    for e in range(3):  # what the trainer calls before every step, with the run's DRW epoch
+        t.optimizer.schedule(step=e, total_steps=t.total_steps, epoch=e, reweight_epoch=t.cfg.loss.drw_epoch)
         got.append(t.optimizer.param_groups[0]["rho"] / rho)
     assert got == [2.0, 1.0, 0.5]
 

@@ -137,5 +137,10 @@ class PromptedViT(nn.Module):
         tokens, n = self.tokens(x, group)
         return self._pool(tokens, n)
 
+    def classifier_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the classifier reads: the pooled feature after dropout (optimizers that perturb the
+        classifier, CC-SAM, re-run `head` on it)."""
+        return self.dropout(self.features(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.features(x)))
+        return self.head(self.classifier_input(x))

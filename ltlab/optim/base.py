@@ -15,11 +15,12 @@ returns ``SampleLosses(losses, targets, norm)`` (the batch loss is ``losses.sum(
 optimizer reduces and back-propagates the parts itself. Optimizers that perturb the classifier
 (``needs_features = True``: CC-SAM) also need ``features`` (the classifier's input, graph
 attached), ``head`` (the classifier module) and ``loss_of(logits, targets)`` (per-sample losses,
-same normaliser). A closure that serves all three kinds:
+same normaliser). `make_closure` builds the one closure that serves all three kinds (the trainer and the benches
+use it); written out by hand it is:
 
     def closure(per_sample=False):
         optimizer.zero_grad()
-        feats = model.features(x)
+        feats = model.classifier_input(x)
         ce_per_sample = lambda logits, t: F.cross_entropy(logits, t, reduction="none")
         losses = ce_per_sample(model.head(feats), y)
         if per_sample:
@@ -28,11 +29,25 @@ same normaliser). A closure that serves all three kinds:
         loss = losses.mean()
         loss.backward()
         return loss
+
+Schedules belong to the optimizer. Before every step the trainer calls
+``optimizer.schedule(step=, total_steps=, epoch=, reweight_epoch=)`` without knowing the method:
+the base class sets this step's rho (times the method's `epoch_factor`, following the lr when
+``rho_schedule="lr"``), and a method with its own schedule (RSAM's noise ramp) extends it.
+What a method cannot serve it declares in ``refused`` ({setting: why}); the trainer only asks
+``optimizer.refuses("lpt")`` / ``optimizer.refuses("ddp")``.
+
+A method's options are its ``__init__`` keyword arguments (`method_options()` reads them from the
+signatures, so the defaults live once, in the class); ``class_counts`` and ``weight_params`` are
+context the factory supplies, not options.
 """
 from __future__ import annotations
 
+import inspect
+import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -72,12 +87,20 @@ _CLOSURE_HELP = (
 )
 
 
+CONTEXT_ARGS = ("class_counts", "weight_params")  # supplied by the factory from the data / the model, not options
+RHO_SCHEDULES = ("constant", "lr")
+
+
 class PerturbedOptimizer(Optimizer):
-    """Wraps a base optimizer built on the same param groups; subclasses define `perturbation`."""
+    """Wraps a base optimizer built on the same param groups; subclasses define `perturbation`.
+
+    rho_schedule="lr" (RSAM's official code, GSAM): rho_t = rho_min + (rho - rho_min) * lr_t / lr_0.
+    """
 
     closures_per_step = 1
     class_aware = False
     needs_features = False
+    refused: dict[str, str] = {}  # setting -> why this optimizer cannot serve it ("lpt", "ddp")
 
     def __init__(
         self,
@@ -85,8 +108,14 @@ class PerturbedOptimizer(Optimizer):
         base_optimizer: type[Optimizer] = torch.optim.SGD,
         defaults: dict[str, Any] | None = None,
         seed: int | None = None,
+        rho_schedule: str = "constant",
+        rho_min: float = 0.0,
         **base_kwargs: Any,
     ):
+        if rho_schedule not in RHO_SCHEDULES:
+            raise ValueError(f"rho_schedule={rho_schedule!r}: use 'constant' or 'lr' (rho follows the lr schedule)")
+        check_nonnegative("rho_min", rho_min)
+        self.rho_schedule, self.rho_min = rho_schedule, float(rho_min)
         super().__init__(params, dict(defaults or {}))
         self.base_optimizer = base_optimizer(self.param_groups, **base_kwargs)
         # one set of groups and one state: schedulers may drive either object, state_dict holds both
@@ -96,7 +125,60 @@ class PerturbedOptimizer(Optimizer):
         # the random methods own a generator per device; without a seed it is drawn from torch's global RNG
         self.seed = int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,)).item())
         self._generators: dict[str, torch.Generator] = {}
-        self.max_grad_norm: float | None = None  # global clipping of the update gradient (set by the trainer)
+        self.max_grad_norm: float | None = None  # global clipping of the update gradient (set by the factory)
+        for g in self.param_groups:  # the configured radius, which `schedule` scales step by step
+            if "rho" in g:
+                g.setdefault("initial_rho", g["rho"])
+
+    @classmethod
+    def method_options(cls) -> dict[str, Any]:
+        """{option: default} from the keyword arguments of every ``__init__`` in the class's ancestry (the most
+        derived default wins); what ``optimizer.method`` may hold. Context arguments are not options."""
+        out: dict[str, Any] = {}
+        for klass in cls.__mro__:
+            if klass is Optimizer or not issubclass(klass, PerturbedOptimizer) or "__init__" not in vars(klass):
+                continue
+            for name, p in inspect.signature(klass.__init__).parameters.items():
+                if (p.default is not p.empty and p.kind is not p.VAR_KEYWORD and name not in out
+                        and name not in ("base_optimizer", "defaults", "seed", *CONTEXT_ARGS)):
+                    out[name] = p.default
+        return out
+
+    @classmethod
+    def option_types(cls) -> dict[str, Any]:
+        """{option: its annotation} (for reading config values)."""
+        out: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            if issubclass(klass, PerturbedOptimizer) and "__init__" in vars(klass):
+                out.update(typing.get_type_hints(klass.__init__))
+        return {k: out.get(k, Any) for k in cls.method_options()}
+
+    def refuses(self, setting: str) -> str | None:
+        """Why this optimizer cannot serve a training setting ("lpt": LPT's dual sampling or key-query term;
+        "ddp": several processes), or None."""
+        return self.refused.get(setting)
+
+    # -- schedules -----------------------------------------------------------------------------
+    def epoch_factor(self, epoch: int, reweight_epoch: int | None) -> float:
+        """Multiplies the configured rho during `epoch` (a method's own epoch schedule; 1 = none)."""
+        return 1.0
+
+    def schedule(self, step: int, total_steps: int, epoch: int, reweight_epoch: int | None = None) -> None:
+        """Set this step's hyper-parameters in the param groups; call it before every step.
+
+        step: global step (0-based); total_steps: of the run; epoch: 0-based; reweight_epoch: the epoch from
+        which the loss re-weights classes (DRW), or None. The base rule: rho = initial rho x epoch_factor,
+        then, with rho_schedule="lr", rho_min + (rho - rho_min) * lr / initial lr.
+        """
+        factor = self.epoch_factor(epoch, reweight_epoch)
+        for g in self.param_groups:
+            if "initial_rho" not in g:
+                continue
+            rho = g["initial_rho"] * factor
+            if self.rho_schedule == "lr":
+                frac = g["lr"] / g["initial_lr"] if g.get("initial_lr") else 1.0
+                rho = self.rho_min + (rho - self.rho_min) * frac
+            g["rho"] = rho
 
     # -- subclass hook -------------------------------------------------------------------------
     def perturbation(self, closure: Callable[[], torch.Tensor]) -> tuple[Perturbation, torch.Tensor | None]:
@@ -198,6 +280,69 @@ class PerturbedOptimizer(Optimizer):
         for key, st in rng.items():
             if key != "seed":
                 self.generator(torch.device(key)).set_state(st.cpu() if hasattr(st, "cpu") else st)
+
+
+class Plain(PerturbedOptimizer):
+    """A plain base optimizer (SGD, AdamW) behind the same interface: no perturbation, no options, one
+    closure call. ``step(closure)`` evaluates it, clips (``max_grad_norm``) and steps; ``step()`` without
+    a closure steps on the gradients already there (after your own ``loss.backward()``)."""
+
+    def __init__(self, params, base_optimizer=torch.optim.SGD, seed=None, **base_kwargs):
+        super().__init__(params, base_optimizer, None, 0 if seed is None else seed, **base_kwargs)
+
+    @classmethod
+    def method_options(cls) -> dict[str, Any]:
+        return {}
+
+    def perturbation(self, closure):
+        return {}, None
+
+    @torch.no_grad()
+    def step(self, closure=None, grad_scaler: Any = None):
+        if closure is not None:
+            return super().step(closure, grad_scaler)
+        clip_gradients(self.base_optimizer, self.max_grad_norm, grad_scaler)
+        (grad_scaler.step if grad_scaler is not None else lambda o: o.step())(self.base_optimizer)
+        return None
+
+
+def make_closure(optimizer: Optimizer, model: torch.nn.Module, loss_fn: Callable, x: torch.Tensor,
+                 y: torch.Tensor, *, forward: Callable | None = None, batch_loss: Callable | None = None,
+                 autocast: Callable[[], Any] | None = None, grad_scaler: Any = None) -> Callable:
+    """The closure for ``optimizer.step``: plain (zero, forward, backward, return the loss), class-aware
+    (``per_sample=True``: SampleLosses, no backward) and, for optimizers with ``needs_features``, the
+    features + head form (the model's public ``classifier_input(x)`` and ``head``).
+
+    forward: what computes the logits (a DDP / compiled wrapper of model; default model).
+    loss_fn: the loss module; class-aware optimizers need its ``sample_losses(logits, y) -> (losses, norm)``.
+    batch_loss(logits, y): the scalar loss of the plain form (default ``loss_fn(logits, y)``).
+    autocast: a context-manager factory (mixed precision); grad_scaler: fp16's GradScaler (scales backward).
+    """
+    forward = forward or model
+    autocast = autocast or nullcontext
+    batch_loss = batch_loss or loss_fn
+
+    def closure(per_sample: bool = False):
+        optimizer.zero_grad(set_to_none=True)
+        if per_sample:
+            if getattr(optimizer, "needs_features", False):  # the optimizer re-runs the classifier on these
+                with autocast():
+                    feats = model.classifier_input(x)
+                feats = feats.float()
+                losses, norm = loss_fn.sample_losses(model.head(feats), y)
+                return SampleLosses(losses, y, norm, features=feats, head=model.head,
+                                    loss_of=lambda z, t: loss_fn.sample_losses(z, t)[0])
+            with autocast():
+                logits = forward(x).float()
+            losses, norm = loss_fn.sample_losses(logits, y)
+            return SampleLosses(losses, y, norm)
+        with autocast():
+            logits = forward(x).float()
+        loss = batch_loss(logits, y)
+        (grad_scaler.scale(loss) if grad_scaler is not None else loss).backward()
+        return loss
+
+    return closure
 
 
 def clip_gradients(optimizer: Optimizer, max_norm: float | None, grad_scaler: Any = None) -> None:

@@ -45,6 +45,10 @@ class CCSAM(PerturbedOptimizer):
     closures_per_step = 1
     class_aware = True
     needs_features = True
+    refused = {"lpt": "splits the loss by class; it does not combine with LPT's dual sampling or key-query term: "
+                      "use method=vpt",
+               "ddp": "re-runs the classifier outside DistributedDataParallel, so its gradients would not be averaged "
+                      "across processes; run it on one process"}
 
     def __init__(self, params, base_optimizer=torch.optim.SGD, rho: float = 1e-6,
                  class_counts: Sequence[int] | None = None, flat_ratio: float = 0.5, seed=None, **base_kwargs):

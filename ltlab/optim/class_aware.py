@@ -27,6 +27,8 @@ class ClassWeightedSAM(SAM):
 
     closures_per_step = 2
     class_aware = True
+    refused = {"lpt": "splits the loss by class; it does not combine with LPT's dual sampling or key-query term: "
+                      "use method=vpt"}
 
     def __init__(self, params, base_optimizer=torch.optim.SGD, rho: float = 0.05, seed=None, **base_kwargs):
         check_nonnegative("rho", rho)
@@ -100,6 +102,7 @@ class ImbSAM(ClassWeightedSAM):
     def __init__(self, params, base_optimizer=torch.optim.SGD, rho: float = 0.05,
                  class_counts: Sequence[int] | None = None, tail_threshold: int = 20, seed=None, **base_kwargs):
         counts = _counts("ImbSAM", class_counts)
+        check_nonnegative("tail_threshold", tail_threshold)
         super().__init__(params, base_optimizer, rho, seed, **base_kwargs)
         self.tail_classes = torch.nonzero(counts < tail_threshold).flatten()
         self.tail_threshold = tail_threshold

@@ -27,11 +27,26 @@ class GNM(PerturbedOptimizer):
     closures_per_step = 1
 
     def __init__(self, params, base_optimizer=torch.optim.SGD, rho: float = 0.005, sigma: float = 1 / 3,
-                 truncate: float = 1.0, seed: int | None = None, **base_kwargs):
+                 truncate: float = 1.0, seed: int | None = None, halve_at_drw: bool = False,
+                 epoch0_doubling: bool = False, **base_kwargs):
         check_nonnegative("rho", rho)
         check_positive("sigma", sigma)
         check_positive("truncate", truncate)
         super().__init__(params, base_optimizer, dict(rho=rho, sigma=sigma, truncate=truncate), seed, **base_kwargs)
+        self.halve_at_drw, self.epoch0_doubling = bool(halve_at_drw), bool(epoch0_doubling)
+
+    def epoch_factor(self, epoch: int, reweight_epoch: int | None) -> float:
+        """The official GNM-PT schedule: noise x 0.5 ** ((epoch - 1) // reweight_epoch), 0-based epochs.
+
+        That formula halves the noise once DRW starts (``halve_at_drw``) and, as an artefact of floor
+        division, doubles it in epoch 0 (``epoch0_doubling``, off by default); each part is a switch.
+        """
+        f = 1.0
+        if self.halve_at_drw and reweight_epoch is not None and epoch >= reweight_epoch:
+            f *= 0.5
+        if self.epoch0_doubling and epoch == 0:
+            f *= 2.0
+        return f
 
     def perturbation(self, closure):
         noise = {}

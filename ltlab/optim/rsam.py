@@ -25,9 +25,10 @@ class RSAM(SAM):
         update with grad L(w + e)           (second closure), base step at w
 
     The authors' code (vit_jax/train.py) differs from the paper in four places; each is an option:
-    the 2 g~ + d mix (``mix``); rho following the lr between rho_min and rho_max and the noise std
-    ramped from 5e-4 to 2.5e-3 over training (the trainer's ``optimizer.rho_schedule=lr``,
-    ``rho_min`` and ``sigma_end``); global gradient clipping at 1.0 (``optimizer.clip_grad_norm``).
+    the 2 g~ + d mix (``mix``); rho following the lr between rho_min and rho_max (``rho_schedule="lr"``,
+    ``rho_min``: the base class's schedule) and the noise std ramped from 5e-4 to 2.5e-3 over
+    training (``sigma_end``: this class's `schedule`, linear in the step); global gradient clipping
+    at 1.0 (``optimizer.clip_grad_norm``, an option of every optimizer).
     The preset ``rsam_official`` switches all of them on.
     Filter norm: the official kernel norm is over its last axis; ltlab takes the norm over the last
     dimension of every tensor, i.e. per output unit of a Linear weight (out, in) and per prompt
@@ -37,13 +38,26 @@ class RSAM(SAM):
     """
 
     def __init__(self, params, base_optimizer=torch.optim.SGD, rho: float = 0.05, sigma: float = 0.01,
-                 seed=None, mix: str = "gradient", **base_kwargs):
+                 seed=None, mix: str = "gradient", sigma_end: float | None = None, **base_kwargs):
         check_nonnegative("rho", rho)
         check_positive("sigma", sigma)
         if mix not in MIXES:
             raise ValueError(f"mix={mix!r}: use 'gradient' (the paper) or 'official' (2 g~ + d, the authors' code)")
+        if sigma_end is not None:
+            check_positive("sigma_end", sigma_end)
         super(SAM, self).__init__(params, base_optimizer, dict(rho=rho, sigma=sigma), seed, **base_kwargs)
-        self.mix = mix
+        self.mix, self.sigma_end = mix, sigma_end
+        for g in self.param_groups:
+            g.setdefault("initial_sigma", g["sigma"])
+
+    def schedule(self, step, total_steps, epoch, reweight_epoch=None):
+        """The base schedule (rho), then with ``sigma_end`` the noise scale ramps linearly from sigma to
+        sigma_end over the run (the official code's ramp, documented as linear here)."""
+        super().schedule(step, total_steps, epoch, reweight_epoch)
+        if self.sigma_end is not None:
+            t = step / max(1, total_steps - 1)
+            for g in self.param_groups:
+                g["sigma"] = g["initial_sigma"] + (self.sigma_end - g["initial_sigma"]) * min(1.0, t)
 
     def smoothing_noise(self) -> dict[torch.Tensor, torch.Tensor]:
         noise = {}

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import matplotlib
 
-# Okabe & Ito (2008) colour-blind-safe palette, fixed per method across every figure
+# Okabe & Ito (2008) colour-blind-safe palette, fixed per name across every figure. A method's colour is in
+# its registry entry (ltlab.optim.OPTIMIZERS); this table holds the names that are not methods: the model
+# setups of LPT vs VPT and the linear-probe reference.
 PALETTE = {
-    "sgd": "#555555", "adamw": "#999999", "sam": "#E69F00", "asam": "#CC79A7", "rsam": "#56B4E9",
-    "gnm": "#D55E00", "imbsam": "#009E73", "ccsam": "#F0E442", "focalsam": "#0072B2", "vpt": "#0072B2", "lpt": "#009E73", "vpt+sgd": "#555555", "vpt+gnm": "#D55E00",
-    "lpt+sgd": "#009E73", "lpt+gnm": "#0072B2", "linear": "#999999", "linear-probe": "#C8C8C8", "vpt+adamw": "#999999",
-    "lpt+adamw": "#009E73",
+    "vpt": "#0072B2", "lpt": "#009E73", "vpt+sgd": "#555555", "vpt+gnm": "#D55E00", "lpt+sgd": "#009E73",
+    "lpt+gnm": "#0072B2", "linear": "#999999", "linear-probe": "#C8C8C8", "vpt+adamw": "#999999", "lpt+adamw": "#009E73",
 }
 GROUP_COLORS = {"many": "#0072B2", "medium": "#E69F00", "few": "#D55E00"}
 _EXTRA = ["#0072B2", "#009E73", "#F0E442", "#CC79A7", "#56B4E9", "#E69F00", "#D55E00", "#000000"]
@@ -27,7 +27,11 @@ RC = {
 
 def color(name: str) -> str:
     """The fixed colour of a method (unknown names get a stable colour from their text)."""
+    from ..optim.factory import OPTIMIZERS
+
     key = name.lower()
+    if key in OPTIMIZERS and OPTIMIZERS[key].color:
+        return OPTIMIZERS[key].color
     if key in PALETTE:
         return PALETTE[key]
     return _EXTRA[sum(map(ord, key)) % len(_EXTRA)]

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..config import ExperimentConfig
+from ..config import ExperimentConfig, run_label, with_optimizer
 from ..errors import ConfigError
-from ..optim import OPTIMIZERS
+from ..optim import optimizer_info
 from ..stats import PairedDiff, chance_resolved, mean_std, paired_difference, with_holm
 from .trainer import fit
 
@@ -44,18 +44,13 @@ def summary_label(summary: dict[str, Any]) -> str:
     return summary.get("label") or summary["optimizer"]
 
 
-def label_of(cfg: ExperimentConfig) -> str:
-    """The run's name in tables, pairing, run directories and figures."""
-    return cfg.label or cfg.optimizer.name
-
-
 def reference_config(cfg: ExperimentConfig, kind: str = "linear") -> ExperimentConfig:
     """The reference run of a comparison: `linear` = the linear probe, i.e. the base run (VPT with the base
     optimizer) with `model.prompt_length=0` and nothing else changed (same head, loss, schedule, optimizer)."""
     if kind not in REFERENCES:
         raise ConfigError(f"--reference {kind}: unknown; choose one of {', '.join(REFERENCES)}")
-    return dataclasses.replace(cfg, label=REFERENCES[kind], model=dataclasses.replace(cfg.model, prompt_length=0),
-                               optimizer=dataclasses.replace(cfg.optimizer, name=cfg.optimizer.base))
+    return with_optimizer(cfg, cfg.optimizer.base, label=REFERENCES[kind],
+                          model=dataclasses.replace(cfg.model, prompt_length=0))
 
 
 def is_reference(label: str) -> bool:
@@ -86,14 +81,15 @@ def compare(cfg: ExperimentConfig, optimizers: Sequence[str], seeds: int = 1, ou
     optimizers = list(dict.fromkeys(optimizers))
     if not optimizers:
         raise ConfigError("--optimizers: name at least one optimizer, e.g. sgd,sam,rsam,gnm")
-    variants = [dataclasses.replace(cfg, optimizer=dataclasses.replace(cfg.optimizer, name=n)) for n in optimizers]
+    # each method with its own options: the config's for the method it names, the class defaults for the others
+    variants = [cfg if n == cfg.optimizer.name else with_optimizer(cfg, n) for n in optimizers]
     if reference:
         variants.append(reference_config(cfg, reference))
     jobs, rows, order = [], {}, []
     for variant in variants:
         for k in range(seeds):
             run_cfg = dataclasses.replace(variant, seed=cfg.seed + k)
-            path = str(Path(out) / run_name(label_of(run_cfg), run_cfg.seed))
+            path = str(Path(out) / run_name(run_label(run_cfg), run_cfg.seed))
             order.append(path)
             if reuse and finished_with(path, run_cfg):
                 rows[path] = summary_row(json.loads((Path(path) / "summary.json").read_text()), path)
@@ -112,14 +108,13 @@ def finished_with(path: str | Path, cfg: ExperimentConfig) -> bool:
     """A finished run of exactly this config (a run of another config is trained again, never mixed in)."""
     import yaml
 
-    from ..config import to_dict
-    from .trainer import config_changes
+    from .checkpoint import changed_since
 
     p = Path(path)
     if not (p / "summary.json").exists() or not (p / "config.yaml").exists():
         return False
     try:
-        return not config_changes(yaml.safe_load((p / "config.yaml").read_text()) or {}, to_dict(cfg))
+        return not changed_since(yaml.safe_load((p / "config.yaml").read_text()) or {}, cfg)
     except yaml.YAMLError:
         return False
 
@@ -134,7 +129,7 @@ def _parallel(jobs, overwrite: bool, progress: bool, workers: int) -> dict[str, 
     out = {}
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
         # the two-pass methods first, so the pool does not end on one long run
-        jobs = sorted(jobs, key=lambda j: -OPTIMIZERS[j[0].optimizer.name].closures_per_step)
+        jobs = sorted(jobs, key=lambda j: -optimizer_info(j[0].optimizer.name).closures_per_step)
         futures = {pool.submit(_one_run, c, p, overwrite, False, threads): p for c, p in jobs}
         with tqdm(total=len(jobs), desc=f"runs ({workers} at a time)", unit="run", disable=not progress) as bar:
             for f in as_completed(futures):

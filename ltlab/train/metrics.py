@@ -35,12 +35,6 @@ def expected_calibration_error(probs: torch.Tensor, target: torch.Tensor, bins: 
     return float(gap.abs().sum() / mass.sum())
 
 
-def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> np.ndarray:
-    """(true, predicted) counts."""
-    flat = target.cpu() * num_classes + pred.cpu()
-    return torch.bincount(flat, minlength=num_classes**2).reshape(num_classes, num_classes).numpy()
-
-
 def classification_metrics(logits: torch.Tensor, target: torch.Tensor, splits: dict[str, list[int]]) -> dict:
     """overall (sample accuracy), many / medium / few, ECE and per-class accuracy, in percent."""
     num_classes = logits.shape[1]

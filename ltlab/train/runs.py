@@ -193,7 +193,7 @@ class Run:
         """(model, data bundle, loss) rebuilt from the config, with the checkpoint's trainable tensors."""
         from ..config import config_from_dict
         from ..data import build_dataset
-        from ..losses import build_loss
+        from ..losses import loss_from_config
         from ..models import build_model
 
         cfg = config_from_dict(self.config)
@@ -202,7 +202,7 @@ class Run:
         state = self.checkpoint(which)
         model.load_state_dict(state["model"], strict=False)
         # the training loss as it stood at that checkpoint (DRW weights of its epoch), deterministic (eval mode)
-        loss = build_loss(cfg.loss.name, data.class_counts, cfg.loss.drw_epoch, cfg.loss.beta, **loss_kwargs(cfg))
+        loss = loss_from_config(cfg, data.class_counts)
         loss.set_epoch(max(0, int(state.get("epoch", cfg.epochs)) - 1))
         return model.to(device).eval(), data, loss.eval()
 
@@ -210,13 +210,6 @@ class Run:
     def headline_checkpoint(self) -> str:
         """The checkpoint the summary's headline reports ("last" unless eval.select=best_val chose another)."""
         return self.summary.get("checkpoint", "last")
-
-
-def loss_kwargs(cfg) -> dict[str, Any]:
-    """Constructor arguments of the configured loss (margins in the cosine head's scale)."""
-    lc = cfg.loss
-    return {"m": lc.m, "max_m": lc.max_m, "noise_mul": lc.noise_mul, "tau": lc.tau, "gamma": lc.gamma,
-            "scale": cfg.model.head_scale}
 
 
 def load_run(path: str | Path) -> Run:
