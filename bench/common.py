@@ -9,12 +9,14 @@ import torch
 
 from ltlab.config import load_config
 from ltlab.data import build_dataset
+from ltlab.losses import loss_from_config
 from ltlab.models import build_model
 
 
 def embedded(batch_size: int = 128, split: str = "train", prompt_length: int | None = None, device: str = "cpu",
-             run: str | None = None, seed: int = 0):
-    """(model, loss_fn, (x, y), cfg) for the embedded default; weights from `run` (a run dir) if given."""
+             run: str | None = None, seed: int = 0, loss: str = "ce"):
+    """(model, loss_fn, (x, y), cfg) for the embedded default; weights from `run` (a run dir) if given.
+    loss: "ce" (plain cross-entropy, what the probes measure) or "train" (the preset's training loss)."""
     overrides = [] if prompt_length is None else [f"model.prompt_length={prompt_length}"]
     cfg = load_config("synthetic", overrides)
     data = build_dataset(cfg.data)
@@ -30,7 +32,8 @@ def embedded(batch_size: int = 128, split: str = "train", prompt_length: int | N
     idx = torch.randperm(len(ds), generator=g)[:batch_size].tolist()
     x = torch.stack([ds[i][0] for i in idx]).to(device)
     y = torch.tensor([ds[i][1] for i in idx], device=device)
-    return model, torch.nn.CrossEntropyLoss(), (x, y), cfg
+    loss_fn = loss_from_config(cfg, data.class_counts).to(device) if loss == "train" else torch.nn.CrossEntropyLoss()
+    return model, loss_fn, (x, y), cfg
 
 
 def timed(fn, repeats: int = 1) -> float:

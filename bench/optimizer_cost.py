@@ -19,31 +19,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import embedded, median  # noqa: E402
 
-from ltlab.optim import OPTIMIZERS, SampleLosses, create_optimizer  # noqa: E402
+from ltlab.optim import OPTIMIZERS, create_optimizer, make_closure  # noqa: E402
 
 NAMES = ["sgd", "sam", "asam", "rsam", "gnm", "imbsam", "ccsam", "focalsam"]
 
 
 def make(name: str, base: str, model, loss_fn, batch):
-    plain = base if name in ("sgd", "adamw") else None
     x, y = batch
     counts = torch.bincount(y, minlength=int(y.max()) + 1).tolist()  # ImbSAM: tail = classes under 20 here
-    opt = create_optimizer(plain or name, model.trainable_parameters(), base=base, lr=1e-3, momentum=0.9,
+    opt = create_optimizer(name, model.trainable_parameters(), base=base, lr=1e-3, momentum=0.9,
                            weight_decay=1e-3, seed=0, class_counts=[c if c else 1 for c in counts])
-
-    def per(logits, t):
-        return torch.nn.functional.cross_entropy(logits, t, reduction="none")
-
-    def closure(per_sample=False):
-        opt.zero_grad(set_to_none=True)
-        feats = model.dropout(model.features(x))
-        losses = per(model.head(feats), y)
-        if per_sample:  # class-aware optimizers back-propagate the parts themselves (CC-SAM re-runs the head)
-            return SampleLosses(losses, y, torch.tensor(float(len(y))), features=feats, head=model.head, loss_of=per)
-        loss = losses.mean()
-        loss.backward()
-        return loss
-
+    closure = make_closure(opt, model, loss_fn, x, y)  # the trainer's closure: plain, class-aware, features+head
     return lambda: opt.step(closure)
 
 
@@ -55,7 +41,7 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a = ap.parse_args()
     names = [a.base if n == "sgd" else n for n in NAMES]
-    model, loss_fn, batch, cfg = embedded(128, device=a.device)
+    model, loss_fn, batch, cfg = embedded(128, device=a.device, loss="train")
     model.train()
     steps = {n: make(n, a.base, model, loss_fn, batch) for n in names}
     sync = torch.cuda.synchronize if a.device == "cuda" else (lambda: None)
@@ -75,7 +61,7 @@ def main() -> None:
     mem = {}
     if a.device == "cuda":
         for n in names:
-            m2, l2, b2, _ = embedded(128, device="cuda")
+            m2, l2, b2, _ = embedded(128, device="cuda", loss="train")
             s = make(n, a.base, m2, l2, b2)
             torch.cuda.reset_peak_memory_stats()
             s()

@@ -19,7 +19,8 @@ from pathlib import Path
 from ltlab.config import load_config
 from ltlab.probing import add_flatness_columns
 from ltlab.stats import NO_VERDICT, with_holm
-from ltlab.train.compare import PRIMARY, aggregate, compare, multiplicity_sentence, paired_table, rule_sentence
+from ltlab.tables import multiplicity_sentence, rule_sentence
+from ltlab.train.compare import PRIMARY, aggregate, compare, paired_table
 
 SETTINGS = [  # (name, optimizer, overrides)
     ("sam rho 0.05 (paper default)", "sam", []),

@@ -39,18 +39,17 @@ def cmd_compare(a: argparse.Namespace) -> int:
     from .train.compare import compare
 
     cfg = load_config(a.config or "synthetic", a.overrides)
-    spec = a.optimizers or f"{cfg.optimizer.base},sam,rsam,gnm"
+    from .errors import ConfigError
+    from .optim import PAPER_COMPARISON, optimizer_info
+
+    spec = a.optimizers or ",".join((cfg.optimizer.base, *PAPER_COMPARISON))
     names = [n.strip() for n in spec.split(",") if n.strip()]
-    from .optim import list_optimizers
-
-    bad = [n for n in names if n not in list_optimizers()]
-    if bad:
-        from .errors import ConfigError
-
-        raise ConfigError(f"--optimizers: unknown {', '.join(bad)}; choose from {', '.join(list_optimizers())}")
+    for n in names:
+        try:
+            optimizer_info(n)
+        except ConfigError as e:
+            raise ConfigError(f"--optimizers: {e}") from None
     if a.workers < 1:
-        from .errors import ConfigError
-
         raise ConfigError(f"--workers {a.workers}: need at least 1")
     t0 = time.time()
     rows = compare(cfg, names, a.seeds, a.out, progress=not a.no_progress, overwrite=a.overwrite,
@@ -63,11 +62,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
 
     command = "python -m ltlab " + " ".join(shlex.quote(x) for x in a.argv)
     report = write_report(a.out, figures=not a.no_figures, command=command)
-    text = report.read_text()
-    print("\n" + text.split("## Headline", 1)[0].split("\n", 2)[-1].strip())
-    print("\n" + text.split("## Headline", 1)[1].split("## Best-on-validation", 1)[0].strip())
-    if "## Flatness probes" in text:
-        print("\n## Flatness probes" + text.split("## Flatness probes", 1)[1].split("## Figures", 1)[0].rstrip())
+    print("\n" + report.brief())
     print(f"\nwall time {time.time() - t0:.0f} s; runs, summary.csv and report.md in {a.out}")
     return 0
 
@@ -75,9 +70,9 @@ def cmd_compare(a: argparse.Namespace) -> int:
 def cmd_report(a: argparse.Namespace) -> int:
     from .report import write_report
 
-    path = write_report(a.runs_dir, out=a.out, base=a.base, figures=not a.no_figures, method=a.interval)
-    print(path.read_text())
-    print(f"\nreport: {path}")
+    report = write_report(a.runs_dir, out=a.out, base=a.base, figures=not a.no_figures, method=a.interval)
+    print(report.markdown)
+    print(f"\nreport: {report.path}")
     return 0
 
 
@@ -136,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="train several optimizers with the same seeds and data")
     _add_config_args(c)
     c.add_argument("--optimizers", default=None,
-                   help="comma-separated (default: the config's base optimizer, sam, rsam, gnm)")
+                   help="comma-separated registry names or import paths package.module:Class (default: the "
+                        "config's base optimizer, sam, rsam, gnm)")
     c.add_argument("--seeds", type=int, default=1)
     c.add_argument("--out", default="runs/compare")
     c.add_argument("--workers", type=int, default=1, help="runs trained at once, in separate processes")

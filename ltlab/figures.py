@@ -3,66 +3,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from . import plots
 from .errors import DataError
 from .stats import mean_std
-from .train.compare import REFERENCES, aggregate, is_reference, rule_sentence, summary_label, summary_row
-from .train.runs import Run, load_run
-
-def method_order(names) -> list[str]:
-    """Registered methods in the registry's order (the base optimizers first), others (methods named by
-    import path, labels) after in first-seen order, reference rows last."""
-    from .optim import OPTIMIZERS
-
-    known = (*OPTIMIZERS, *REFERENCES.values())
-    names = list(dict.fromkeys(names))
-    return sorted(names, key=lambda n: (known.index(n) if n in OPTIMIZERS else len(known) + is_reference(n)))
-
-
-def label(run: Run) -> str:
-    """The run's name in tables and figures (its optimizer's name unless the run has its own label)."""
-    return summary_label(run.summary)
-
-
-def task_of(run: Run, prompts: bool = True) -> dict[str, Any]:
-    """What makes two runs comparable: the data set and the schedule (not the optimizer, not the seed).
-    prompts=False leaves the prompt length out (a linear-probe reference beside prompted runs)."""
-    c = run.config
-    model = {k: v for k, v in (c.get("model") or {}).items() if prompts or k != "prompt_length"}
-    return {"data": c.get("data"), "epochs": c.get("epochs"), "model": model, "loss": c.get("loss"),
-            "select": (c.get("eval") or {}).get("select", "last")}
-
-
-def finished_runs(root: str | Path) -> list[Run]:
-    """Every finished run directly under root, checked to be of one task; sorted by method, then seed."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"{root} is not a directory of runs; train some first, e.g. python -m ltlab compare "
-                        f"--out {root}")
-    runs = [load_run(p.parent) for p in sorted(root.glob("*/summary.json"))]
-    if not runs:
-        raise DataError(f"{root} holds no finished runs (no */summary.json); run python -m ltlab compare --out {root}")
-    first = next((r for r in runs if not is_reference(label(r))), runs[0])
-    for r in runs:
-        ref = is_reference(label(r))
-        if task_of(r, prompts=not ref) != task_of(first, prompts=not ref):
-            raise DataError(f"{root} mixes runs of different tasks ({first.name} and {r.name} differ in data, "
-                            "model, loss, epochs or selection rule); put each task's runs in its own directory")
-    order = method_order(label(r) for r in runs)
-    return sorted(runs, key=lambda r: (order.index(label(r)), r.summary["seed"]))
-
-
-def runs_by_method(runs: list[Run]) -> dict[str, list[Run]]:
-    """{label: its runs (one per seed)} in the fixed method order (reference rows last)."""
-    out: dict[str, list[Run]] = {}
-    for r in runs:
-        out.setdefault(label(r), []).append(r)
-    return out
-
+from .tables import rule_sentence
+from .train.compare import aggregate, finished_runs, runs_by_method, summary_row
+from .train.runs import Run
 
 def per_class_means(runs: list[Run]) -> dict[str, np.ndarray]:
     """{optimizer: per-class test accuracy of the headline, averaged over its seeds}."""

@@ -21,7 +21,7 @@ from torch import nn
 
 from .probes import (ProbeResult, gaussian_sharpness, hessian_ratio_along, hessian_trace, per_class, spectral_density,
                      pca_directions, surface_1d, surface_2d, top_eigenvalues, trajectory_pca, worst_case_sharpness)
-from .train.compare import FLATNESS, is_reference
+from .train.compare import FLATNESS, is_reference, method_order
 
 PROBES = ("eig", "trace", "density", "surface1d", "surface2d", "sharpness", "worst", "ratio", "per-class")
 GAUSSIAN_SIGMA = 0.01  # per-element std of the average-case probe (GNM's noise is ~0.0017 per element)
@@ -203,15 +203,12 @@ def add_flatness_columns(rows: list[dict[str, Any]], num_images: int = 256, prog
 
 
 def load_probes(runs_dir: str | Path, name: str) -> dict[str, ProbeResult]:
-    """{optimizer: result} for every run under runs_dir (first seed) that has probes/<name>.npz."""
+    """{label: result} for every run under runs_dir (first seed) that has probes/<name>.npz."""
     out: dict[str, ProbeResult] = {}
     for path in sorted(Path(runs_dir).glob(f"*/probes/{name}.npz")):
         label = path.parent.parent.name.rsplit("-s", 1)[0]
         out.setdefault(label, ProbeResult.load(path))
-    from .plots import PALETTE
-
-    order = list(PALETTE)  # the fixed method order (base optimizers first, then the SAM family)
-    return dict(sorted(out.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
+    return {k: out[k] for k in method_order(out)}  # the registry's order (base optimizers first)
 
 
 def probe_figures(runs_dir: str | Path, out: str | Path, tag: str) -> list[Path]:

@@ -7,18 +7,21 @@ cannot drift from the code. Everything here is computed from the run directories
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .figures import compare_figures, finished_runs, method_order
+from .figures import compare_figures
+from .optim import OPTIMIZERS
 from .stats import NO_VERDICT, mean_std
-from .train.compare import (ACCURACY, FLATNESS, PRIMARY, aggregate, format_table, is_reference, paired_table,
-                            reference_difference, rule_sentence, summary_row, write_csv)
+from .tables import format_table, rule_sentence, write_csv
+from .train.compare import (ACCURACY, FLATNESS, PRIMARY, aggregate, finished_runs, is_reference, method_order,
+                            paired_table, reference_difference, summary_row)
 
 
 def pick_base(optimizers: list[str], preferred: str | None = None) -> str:
-    """The base every method is paired with: `preferred` if run, else sgd / adamw, else the first."""
-    for name in (preferred, "sgd", "adamw"):
+    """The base every method is paired with: `preferred` if run, else a plain base optimizer, else the first."""
+    for name in (preferred, *(n for n, i in OPTIMIZERS.items() if i.base)):
         if name and name in optimizers:
             return name
     return optimizers[0]
@@ -61,9 +64,29 @@ def reference_lines(rows: list[dict[str, Any]], base: str, method: str = "t") ->
             "row, not a method, so it is neither in the paired table nor in the Holm family.", ""]
 
 
+@dataclass
+class Report:
+    """A written report: its path and its sections ({heading: markdown}; "" is the preamble)."""
+
+    path: Path
+    sections: dict[str, str]
+
+    @property
+    def markdown(self) -> str:
+        return "\n".join((f"## {h}\n\n" if h else "") + text for h, text in self.sections.items())
+
+    def brief(self) -> str:
+        """What `compare` prints: the task and rule, the headline, and the flatness table when there is one."""
+        preamble = self.sections[""].split("\n", 2)[-1].strip()  # without the title line
+        keep = [preamble, "## Headline\n\n" + self.sections["Headline"].strip()]
+        if "Flatness probes" in self.sections:
+            keep.append("## Flatness probes\n\n" + self.sections["Flatness probes"].strip())
+        return "\n\n".join(keep)
+
+
 def write_report(runs_dir: str | Path, out: str | Path | None = None, base: str | None = None,
-                 figures: bool = True, method: str = "t", title: str | None = None, command: str = "") -> Path:
-    """Write RUNS_DIR/report.md (or `out`) and its figures (RUNS_DIR/figures); returns the report's path."""
+                 figures: bool = True, method: str = "t", title: str | None = None, command: str = "") -> Report:
+    """Write RUNS_DIR/report.md (or `out`) and its figures (RUNS_DIR/figures); returns the `Report`."""
     runs_dir = Path(runs_dir)
     runs = finished_runs(runs_dir)
     rows = [summary_row(r.summary, r.path) for r in runs]
@@ -79,8 +102,9 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, base: str 
     d = cfg.get("data", {})
     out = Path(out) if out else runs_dir / "report.md"
     write_csv(rows, runs_dir / "summary.csv")
+    sec: dict[str, list[str]] = {}
 
-    md: list[str] = [f"# {title or 'ltlab comparison: ' + str(d.get('name'))}", ""]
+    md = sec[""] = [f"# {title or 'ltlab comparison: ' + str(d.get('name'))}", ""]
     if command:
         md += [f"Made by `{command}`; regenerate with `python -m ltlab report {runs_dir}`.", ""]
     md += [f"Task: `{d.get('name')}`, {len(runs[0].summary['class_counts'])} classes, training images per class "
@@ -90,16 +114,14 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, base: str 
            rule_sentence(agg, epochs) + f" Differences are paired by seed against `{base}`; the 95 % interval is a "
            + ("t-interval with n − 1 degrees of freedom" if method == "t" else "percentile bootstrap")
            + "; the word follows the interval (better / worse / no resolved difference; higher / lower for "
-           "curvature, which has no good direction).", "",
-           "## Headline", "", format_table(agg, paired, columns=ACCURACY + ("ece",)), "",
-           *reference_lines(rows, base, method)]
+           "curvature, which has no good direction).", ""]
+    sec["Headline"] = [format_table(agg, paired, columns=ACCURACY + ("ece",)), "", *reference_lines(rows, base, method)]
     if paired:
-        md += ["## What the intervals say", "", *conclusions(paired, base), ""]
+        sec["What the intervals say"] = [*conclusions(paired, base), ""]
 
     # the other rule, beside (never the headline unless the config asks for it)
-    md += ["## Best-on-validation, beside (opt-in rule, not the headline)" if rows[0]["select"] == "last"
-           else "## Last epoch, beside", "",
-           "| method | n | epochs chosen | overall | few |", "|---|---|---|---|---|"]
+    md = sec["Best-on-validation, beside (opt-in rule, not the headline)" if rows[0]["select"] == "last"
+             else "Last epoch, beside"] = ["| method | n | epochs chosen | overall | few |", "|---|---|---|---|---|"]
     for name in dict.fromkeys(r["label"] for r in rows):
         rs = [r for r in rows if r["label"] == name]
         chosen = ", ".join(str(r["best_val_epoch"]) for r in rs)
@@ -114,30 +136,31 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, base: str 
     # evaluation power and cost
     se = {c: mean_std([r.get(f"se_{c}") for r in rows])[0] for c in ACCURACY}
     walls = [r["wall_seconds"] for r in rows]
-    md += ["## Evaluation power and cost", "",
-           "Standard error of one run's test accuracy (binomial, per class for the groups), mean over runs: "
-           + ", ".join(f"{c} {se[c]:.2f}" for c in ACCURACY) + " points.", "",
-           f"Wall time: {sum(walls):.0f} s of training over {len(rows)} runs ({min(walls):.0f}–{max(walls):.0f} s "
-           "each); cost per step is the median over a run's steps.", ""]
+    sec["Evaluation power and cost"] = [
+        "Standard error of one run's test accuracy (binomial, per class for the groups), mean over runs: "
+        + ", ".join(f"{c} {se[c]:.2f}" for c in ACCURACY) + " points.", "",
+        f"Wall time: {sum(walls):.0f} s of training over {len(rows)} runs ({min(walls):.0f}–{max(walls):.0f} s "
+        "each); cost per step is the median over a run's steps.", ""]
     flat = [c for c in FLATNESS if any(r.get(c) is not None for r in methods)]
     if flat:
         group_images = {r.get("group_images") for r in rows} - {None}
-        md += ["## Flatness probes", "",
-               "Probed at the checkpoint the headline reports, on the same seeded training images for every "
-               "method (plain CE; see each run's probes/): λ_max and λ_min by Lanczos, the Hessian trace by "
-               "Hutch++, the Gaussian sharpness E[L(w + e)] − L(w) (σ 0.01 per element)"
-               + (f", and λ_max of each class group on {', '.join(map(str, sorted(group_images)))} training "
-                  "images per group (the same number for many, medium and few)" if group_images else "")
-               + ". A point with λ_min < 0 is an end point, not a minimum; curvature has no good direction, so "
-               "the words are higher / lower."
-               + (" The linear probe is left out: its Hessian is over the head alone, not over prompts + head, so "
-                  "its curvature is not comparable." if len(methods) < len(rows) else ""), "",
-               format_table(aggregate(methods), paired, columns=flat), ""]
+        sec["Flatness probes"] = [
+            "Probed at the checkpoint the headline reports, on the same seeded training images for every "
+            "method (plain CE; see each run's probes/): λ_max and λ_min by Lanczos, the Hessian trace by "
+            "Hutch++, the Gaussian sharpness E[L(w + e)] − L(w) (σ 0.01 per element)"
+            + (f", and λ_max of each class group on {', '.join(map(str, sorted(group_images)))} training "
+               "images per group (the same number for many, medium and few)" if group_images else "")
+            + ". A point with λ_min < 0 is an end point, not a minimum; curvature has no good direction, so "
+            "the words are higher / lower."
+            + (" The linear probe is left out: its Hessian is over the head alone, not over prompts + head, so "
+               "its curvature is not comparable." if len(methods) < len(rows) else ""), "",
+            format_table(aggregate(methods), paired, columns=flat), ""]
     if figures:
-        md += ["## Figures", ""]
+        md = sec["Figures"] = []
         for p in compare_figures(runs_dir, runs_dir / "figures"):
             if p.suffix == ".png":
                 md.append(f"![{p.stem}]({p.relative_to(out.parent) if p.is_relative_to(out.parent) else p})")
         md += ["", "Bars and bands: " + rule_sentence(agg, epochs), ""]
-    out.write_text("\n".join(md))
-    return out
+    report = Report(out, {h: "\n".join(lines) for h, lines in sec.items()})
+    out.write_text(report.markdown)
+    return report

@@ -1,6 +1,6 @@
 """Paired comparisons over seeds: mean ± std, paired differences, 95 % intervals and the verdict word.
 
-The comparison protocol (DESIGN.md): seed s gives every method the same data order, initialisation
+The comparison protocol (README, "The comparison protocol"): seed s gives every method the same data order, initialisation
 and augmentation; a method's effect is the per-seed difference d_s = x_method(s) - x_base(s).
 
     mean  = (1/n) sum_s d_s,   sd = sqrt(sum_s (d_s - mean)^2 / (n - 1))

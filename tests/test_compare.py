@@ -11,7 +11,8 @@ from ltlab.config import load_config
 from ltlab.errors import DataError
 from ltlab.stats import binomial_stderr, group_stderr, mean_std, paired_difference, t_quantile, verdict
 from ltlab.train import Trainer, fit, load_run
-from ltlab.train.compare import aggregate, compare, format_table, paired_table
+from ltlab.tables import format_table
+from ltlab.train.compare import aggregate, compare, paired_table
 
 TINY = ["epochs=3", "batch_size=16", "data.num_classes=6", "data.n_max=30", "data.imbalance_ratio=10",
         "data.val_per_class=3", "data.test_per_class=4", "data.many=20", "data.few=6", "model.prompt_length=2",
@@ -244,7 +245,7 @@ def test_compare_cli_writes_report_with_intervals(tmp_path, capsys):
 
 @pytest.mark.parametrize("args,text", [(["--seeds", "0"], "at least one seed"),
                                        (["--optimizers", ","], "at least one optimizer"),
-                                       (["--optimizers", "adamw,nope"], "unknown nope")])
+                                       (["--optimizers", "adamw,nope"], "'nope' is unknown")])
 def test_compare_rejects_empty_or_bad_requests(tmp_path, capsys, args, text):
     assert main(["compare", *args, "--out", str(tmp_path / "c"), "--no-progress", *TINY]) == 2
     assert text in capsys.readouterr().err
@@ -265,7 +266,7 @@ def test_single_seed_report_prints_no_verdict(tmp_path):
     from ltlab.report import write_report
 
     compare(tiny_cfg("epochs=1"), ["adamw", "gnm"], seeds=1, out=tmp_path, progress=False)
-    text = write_report(tmp_path, figures=False).read_text()
+    text = write_report(tmp_path, figures=False).markdown
     assert "one seed only, so no interval and no verdict" in text
     assert "better" not in text.split("## What the intervals say")[1].split("##")[0]
     assert json.loads((tmp_path / "gnm-s0/summary.json").read_text())["select"] == "last"
@@ -343,7 +344,7 @@ def test_linear_probe_reference_shares_everything_but_the_prompts(tmp_path):
     assert probe.summary["optimizer"] == bn and probe.summary["label"] == "linear-probe"
     assert probe.summary["parameters"]["trainable"] < base.summary["parameters"]["trainable"]
     assert flat(to_dict(tiny_cfg("epochs=1"))).keys() == a.keys()
-    text = write_report(tmp_path, figures=True).read_text()
+    text = write_report(tmp_path, figures=True).markdown
     headline = text.split("## Headline")[1].split("## What")[0]
     assert "| linear-probe | 2 |" in headline and f"{bn} (VPT) − linear-probe" in headline
     assert "| linear-probe |" not in headline.split(f"Paired difference to {bn}")[1]  # a reference, not a method
@@ -360,7 +361,7 @@ def test_report_leaves_the_probe_out_of_flatness_and_says_why(tmp_path):
         if not p.name.startswith("linear-probe"):  # what compare --probe saves, written by hand here
             (p / "probes").mkdir(exist_ok=True)
             (p / "probes/scalars.json").write_text(json.dumps({c: 1.0 + len(p.name) for c in FLATNESS}))
-    text = write_report(tmp_path, figures=False).read_text()
+    text = write_report(tmp_path, figures=False).markdown
     flat = text.split("## Flatness probes")[1]
     assert "The linear probe is left out" in flat and "| linear-probe |" not in flat
     assert "| sam | 2 |" in flat

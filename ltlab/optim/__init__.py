@@ -6,7 +6,7 @@ or add one `OptimInfo` line to the registry in factory.py.
 """
 from .asam import ASAM
 from .base import PerturbedOptimizer, Plain, SampleLosses, make_closure
-from .factory import OPTIMIZERS, OptimInfo, create_optimizer, list_optimizers, method_options, optimizer_info
+from .factory import OPTIMIZERS, PAPER_COMPARISON, OptimInfo, create_optimizer, list_optimizers, method_options, optimizer_info
 from .gnm import GNM
 from .ccsam import CCSAM
 from .class_aware import ClassWeightedSAM, FocalSAM, ImbSAM
@@ -15,4 +15,4 @@ from .sam import SAM
 
 __all__ = ["SAM", "ASAM", "RSAM", "GNM", "ImbSAM", "FocalSAM", "CCSAM", "ClassWeightedSAM", "PerturbedOptimizer",
            "Plain", "SampleLosses", "make_closure", "create_optimizer", "list_optimizers", "method_options",
-           "optimizer_info", "OPTIMIZERS", "OptimInfo"]
+           "optimizer_info", "OPTIMIZERS", "PAPER_COMPARISON", "OptimInfo"]

@@ -65,6 +65,7 @@ OPTIMIZERS: dict[str, OptimInfo] = {
     ]
 }
 BASES = {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}
+PAPER_COMPARISON = ("sam", "rsam", "gnm")  # what `compare` runs beside the base optimizer unless told otherwise
 PROMPT_TENSORS = ("prompts", "group_prompts")  # the parameters optimizer.prompt_lr applies to
 
 
@@ -171,5 +172,5 @@ def create_optimizer(name: str, params: Iterable, base: str = "sgd", lr: float =
     return opt
 
 
-__all__ = ["OptimInfo", "OPTIMIZERS", "BASES", "CONTEXT_ARGS", "create_optimizer", "list_optimizers",
+__all__ = ["OptimInfo", "OPTIMIZERS", "BASES", "PAPER_COMPARISON", "CONTEXT_ARGS", "create_optimizer", "list_optimizers",
            "method_options", "optimizer_info"]

@@ -9,7 +9,6 @@ Rows come from each run's summary.json, so a table can always be rebuilt from th
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import os
@@ -19,8 +18,10 @@ from typing import Any
 
 from ..config import ExperimentConfig, run_label, with_optimizer
 from ..errors import ConfigError
-from ..optim import optimizer_info
-from ..stats import PairedDiff, chance_resolved, mean_std, paired_difference, with_holm
+from ..optim import OPTIMIZERS, PAPER_COMPARISON, optimizer_info
+from ..errors import DataError
+from ..stats import PairedDiff, mean_std, paired_difference, with_holm
+from .runs import Run, load_run
 from .trainer import fit
 
 ACCURACY = ("overall", "many", "medium", "few")
@@ -80,7 +81,8 @@ def compare(cfg: ExperimentConfig, optimizers: Sequence[str], seeds: int = 1, ou
         raise ConfigError(f"--seeds {seeds}: need at least one seed")
     optimizers = list(dict.fromkeys(optimizers))
     if not optimizers:
-        raise ConfigError("--optimizers: name at least one optimizer, e.g. sgd,sam,rsam,gnm")
+        raise ConfigError("--optimizers: name at least one optimizer, e.g. "
+                          + ",".join((cfg.optimizer.base, *PAPER_COMPARISON)))
     # each method with its own options: the config's for the method it names, the class defaults for the others
     variants = [cfg if n == cfg.optimizer.name else with_optimizer(cfg, n) for n in optimizers]
     if reference:
@@ -210,100 +212,68 @@ def reference_difference(rows: list[dict[str, Any]], base: str, reference: str =
     return _paired(by, reference, base, seeds, ACCURACY, method)
 
 
-def interval_count(paired: dict[str, dict[str, PairedDiff]], columns: Sequence[str]) -> tuple[int, int]:
-    """(primary, exploratory) intervals a paired table holds (cells with n >= 2)."""
-    cells = [(m, d) for diffs in paired.values() for m, d in diffs.items() if m in columns and d.n >= 2]
-    primary = sum(m == PRIMARY for m, _ in cells)
-    return primary, len(cells) - primary
-
-
-def multiplicity_sentence(paired: dict[str, dict[str, PairedDiff]], columns: Sequence[str]) -> str:
-    """How many intervals a table holds and how many 'resolved' words chance alone would give."""
-    primary, exploratory = interval_count(paired, columns)
-    parts = []
-    if primary:
-        parts.append(f"{primary} primary interval(s) (overall accuracy; verdicts Holm-corrected over the "
-                     f"{primary} method(s), family-wise error ≤ 5 %)")
-    if exploratory:
-        parts.append(f"{exploratory} exploratory interval(s) (every other column: each word follows its own "
-                     f"95 % interval, so about {chance_resolved(exploratory):.1f} of them would read 'resolved' by "
-                     "chance alone if no method differed)")
-    return "This table holds " + " and ".join(parts) + "." if parts else ""
-
-
-def _pm(mean: float, std: float, n: int, fmt: str) -> str:
-    if mean != mean:
-        return "-"
-    return fmt.format(mean) + (f" ± {fmt.format(std)}" if n > 1 and std == std else "")
-
-
-def format_table(agg: list[dict[str, Any]], paired: dict[str, dict[str, PairedDiff]] | None = None,
-                 columns: Sequence[str] | None = None) -> str:
-    """Markdown: mean ± std over seeds, cost per step; then (when given) paired differences to the base.
-
-    columns: the measures shown (default: accuracy, ECE and every flatness column present)."""
-    extra = tuple(c for c in FLATNESS if agg and c in agg[0])
-    cols = tuple(columns) if columns is not None else ACCURACY + ("ece",) + extra
-    base = agg[0]["label"] if agg else "-"
-    lines = ["| method | n | " + " | ".join(cols) + f" | s/step | x {base} | peak MB (CUDA) |",
-             "|" + "---|" * (len(cols) + 5)]
-    ref = agg[0]["sec_per_step"] if agg else float("nan")
-    for a in agg:
-        cells = [_pm(a[c], a[c + "_std"], a["n"], "{:.4g}" if c in extra else "{:.2f}") for c in cols]
-        ratio = a["sec_per_step"] / ref if ref and ref == ref else float("nan")
-        mb = a["peak_memory_mb"]
-        lines.append(f"| {a['label']} | {a['n']} | " + " | ".join(cells) +
-                     f" | {a['sec_per_step']:.3f} | {ratio:.2f} | {'-' if mb != mb else f'{mb:.0f}'} |")
-    if paired:
-        metrics = [m for m in next(iter(paired.values())) if columns is None or m in cols]
-        heads = [m + (" (primary)" if m == PRIMARY else " (exploratory)") for m in metrics]
-        lines += ["", f"Paired difference to {base} (method - {base}, same seeds): mean [95 % CI] verdict", "",
-                  "| method | n | " + " | ".join(heads) + " |", "|" + "---|" * (len(metrics) + 2)]
-        for name, diffs in paired.items():
-            n = max(d.n for d in diffs.values())
-            lines.append(f"| {name} | {n} | " + " | ".join(
-                diffs[m].format(None if m in FLATNESS else 2) for m in metrics) + " |")
-        lines += ["", multiplicity_sentence(paired, metrics)]
-    return "\n".join(lines)
-
-
-def rule_sentence(agg: list[dict[str, Any]], epochs: int | None = None) -> str:
-    """The selection rule and the seeds, in words (every table states them)."""
-    if not agg:
-        return ""
-    a = agg[0]
-    rule = ("test accuracy (%) at the last epoch of the fixed schedule" if a["select"] == "last"
-            else "test accuracy (%) of the best-validation epoch (opt-in rule)")
-    n = min(x["n"] for x in agg)
-    seeds = ", ".join(str(s) for s in a["seeds"])
-    what = f"mean ± std over {n} seed(s) ({seeds})" if n > 1 else f"one seed ({seeds}): no interval, no verdict"
-    return f"Headline: {rule}{f' ({epochs} epochs)' if epochs else ''}; {what}."
-
-
-def write_csv(rows: list[dict[str, Any]], path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-
-
 def ensure_runs(cfg: ExperimentConfig, optimizers: Sequence[str], out: str | Path, seeds: int = 1,
                 progress: bool = True, workers: int = 1, reference: str | None = None) -> list[dict[str, Any]]:
     """Like `compare`, but keeps runs that already finished (what notebooks call)."""
     return compare(cfg, optimizers, seeds, out, progress, reuse=True, workers=workers, reference=reference)
 
 
-def load_rows(runs_dir: str | Path) -> list[dict[str, Any]]:
-    """Rows for every finished run directly under runs_dir (sorted by name)."""
-    from ..errors import DataError
+# -- loading the runs of a directory (the one loader: report, figures, probing, notebooks) ---------------------
+def method_order(names) -> list[str]:
+    """Registered methods in the registry's order (the base optimizers first), others (methods named by
+    import path, labels) after in first-seen order, reference rows last."""
+    known = (*OPTIMIZERS, *REFERENCES.values())
+    names = list(dict.fromkeys(names))
+    return sorted(names, key=lambda n: (known.index(n) if n in OPTIMIZERS else len(known) + is_reference(n)))
 
+
+def label(run: Run) -> str:
+    """The run's name in tables and figures (its method's name unless the run has its own label)."""
+    return summary_label(run.summary)
+
+
+def task_of(run: Run, prompts: bool = True) -> dict[str, Any]:
+    """What makes two runs comparable: the data set and the schedule (not the optimizer, not the seed).
+    prompts=False leaves the prompt length out (a linear-probe reference beside prompted runs)."""
+    c = run.config
+    model = {k: v for k, v in (c.get("model") or {}).items() if prompts or k != "prompt_length"}
+    return {"data": c.get("data"), "epochs": c.get("epochs"), "model": model, "loss": c.get("loss"),
+            "select": (c.get("eval") or {}).get("select", "last")}
+
+
+def finished_runs(root: str | Path) -> list[Run]:
+    """Every finished run directly under root, checked to be of one task; sorted by method, then seed."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root} is not a directory of runs; train some first, e.g. python -m ltlab compare "
+                        f"--out {root}")
+    runs = [load_run(p.parent) for p in sorted(root.glob("*/summary.json"))]
+    if not runs:
+        raise DataError(f"{root} holds no finished runs (no */summary.json); run python -m ltlab compare --out {root}")
+    first = next((r for r in runs if not is_reference(label(r))), runs[0])
+    for r in runs:
+        ref = is_reference(label(r))
+        if task_of(r, prompts=not ref) != task_of(first, prompts=not ref):
+            raise DataError(f"{root} mixes runs of different tasks ({first.name} and {r.name} differ in data, "
+                            "model, loss, epochs or selection rule); put each task's runs in its own directory")
+    order = method_order(label(r) for r in runs)
+    return sorted(runs, key=lambda r: (order.index(label(r)), r.summary["seed"]))
+
+
+def runs_by_method(runs: list[Run]) -> dict[str, list[Run]]:
+    """{label: its runs (one per seed)} in the fixed method order (reference rows last)."""
+    out: dict[str, list[Run]] = {}
+    for r in runs:
+        out.setdefault(label(r), []).append(r)
+    return out
+
+
+def load_rows(runs_dir: str | Path) -> list[dict[str, Any]]:
+    """One table row per finished run under runs_dir (`finished_runs`: checked to be of one task, ordered)."""
     rows = []
-    for p in sorted(Path(runs_dir).glob("*/summary.json")):
+    for r in finished_runs(runs_dir):
         try:
-            rows.append(summary_row(json.loads(p.read_text()), p.parent))
-        except (json.JSONDecodeError, KeyError) as e:
-            raise DataError(f"{p} is damaged ({type(e).__name__}); rerun that run with --overwrite") from None
+            rows.append(summary_row(r.summary, r.path))
+        except KeyError as e:
+            raise DataError(f"{r.path}/summary.json is damaged (no {e}); rerun that run with --overwrite") from None
     return rows

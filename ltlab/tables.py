@@ -1,0 +1,91 @@
+"""Tables and sentences of a comparison, as text: markdown tables with paired intervals, the selection rule,
+the multiplicity statement, CSV. What `report`, the CLI, the notebooks and the benches print."""
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .stats import PairedDiff, chance_resolved
+from .train.compare import ACCURACY, FLATNESS, PRIMARY
+
+
+def interval_count(paired: dict[str, dict[str, PairedDiff]], columns: Sequence[str]) -> tuple[int, int]:
+    """(primary, exploratory) intervals a paired table holds (cells with n >= 2)."""
+    cells = [(m, d) for diffs in paired.values() for m, d in diffs.items() if m in columns and d.n >= 2]
+    primary = sum(m == PRIMARY for m, _ in cells)
+    return primary, len(cells) - primary
+
+
+def multiplicity_sentence(paired: dict[str, dict[str, PairedDiff]], columns: Sequence[str]) -> str:
+    """How many intervals a table holds and how many 'resolved' words chance alone would give."""
+    primary, exploratory = interval_count(paired, columns)
+    parts = []
+    if primary:
+        parts.append(f"{primary} primary interval(s) (overall accuracy; verdicts Holm-corrected over the "
+                     f"{primary} method(s), family-wise error ≤ 5 %)")
+    if exploratory:
+        parts.append(f"{exploratory} exploratory interval(s) (every other column: each word follows its own "
+                     f"95 % interval, so about {chance_resolved(exploratory):.1f} of them would read 'resolved' by "
+                     "chance alone if no method differed)")
+    return "This table holds " + " and ".join(parts) + "." if parts else ""
+
+
+def _pm(mean: float, std: float, n: int, fmt: str) -> str:
+    if mean != mean:
+        return "-"
+    return fmt.format(mean) + (f" ± {fmt.format(std)}" if n > 1 and std == std else "")
+
+
+def format_table(agg: list[dict[str, Any]], paired: dict[str, dict[str, PairedDiff]] | None = None,
+                 columns: Sequence[str] | None = None) -> str:
+    """Markdown: mean ± std over seeds, cost per step; then (when given) paired differences to the base.
+
+    columns: the measures shown (default: accuracy, ECE and every flatness column present)."""
+    extra = tuple(c for c in FLATNESS if agg and c in agg[0])
+    cols = tuple(columns) if columns is not None else ACCURACY + ("ece",) + extra
+    base = agg[0]["label"] if agg else "-"
+    lines = ["| method | n | " + " | ".join(cols) + f" | s/step | x {base} | peak MB (CUDA) |",
+             "|" + "---|" * (len(cols) + 5)]
+    ref = agg[0]["sec_per_step"] if agg else float("nan")
+    for a in agg:
+        cells = [_pm(a[c], a[c + "_std"], a["n"], "{:.4g}" if c in extra else "{:.2f}") for c in cols]
+        ratio = a["sec_per_step"] / ref if ref and ref == ref else float("nan")
+        mb = a["peak_memory_mb"]
+        lines.append(f"| {a['label']} | {a['n']} | " + " | ".join(cells) +
+                     f" | {a['sec_per_step']:.3f} | {ratio:.2f} | {'-' if mb != mb else f'{mb:.0f}'} |")
+    if paired:
+        metrics = [m for m in next(iter(paired.values())) if columns is None or m in cols]
+        heads = [m + (" (primary)" if m == PRIMARY else " (exploratory)") for m in metrics]
+        lines += ["", f"Paired difference to {base} (method - {base}, same seeds): mean [95 % CI] verdict", "",
+                  "| method | n | " + " | ".join(heads) + " |", "|" + "---|" * (len(metrics) + 2)]
+        for name, diffs in paired.items():
+            n = max(d.n for d in diffs.values())
+            lines.append(f"| {name} | {n} | " + " | ".join(
+                diffs[m].format(None if m in FLATNESS else 2) for m in metrics) + " |")
+        lines += ["", multiplicity_sentence(paired, metrics)]
+    return "\n".join(lines)
+
+
+def rule_sentence(agg: list[dict[str, Any]], epochs: int | None = None) -> str:
+    """The selection rule and the seeds, in words (every table states them)."""
+    if not agg:
+        return ""
+    a = agg[0]
+    rule = ("test accuracy (%) at the last epoch of the fixed schedule" if a["select"] == "last"
+            else "test accuracy (%) of the best-validation epoch (opt-in rule)")
+    n = min(x["n"] for x in agg)
+    seeds = ", ".join(str(s) for s in a["seeds"])
+    what = f"mean ± std over {n} seed(s) ({seeds})" if n > 1 else f"one seed ({seeds}): no interval, no verdict"
+    return f"Headline: {rule}{f' ({epochs} epochs)' if epochs else ''}; {what}."
+
+
+def write_csv(rows: list[dict[str, Any]], path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
