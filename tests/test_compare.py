@@ -8,7 +8,7 @@ import torch
 
 from ltlab.cli import main
 from ltlab.config import load_config
-from ltlab.errors import DataError
+from ltlab.errors import ConfigError, DataError
 from ltlab.stats import binomial_stderr, group_stderr, mean_std, paired_difference, t_quantile, verdict
 from ltlab.train import Trainer, fit, load_run
 from ltlab.tables import format_table
@@ -365,3 +365,72 @@ def test_report_leaves_the_probe_out_of_flatness_and_says_why(tmp_path):
     flat = text.split("## Flatness probes")[1]
     assert "The linear probe is left out" in flat and "| linear-probe |" not in flat
     assert "| sam | 2 |" in flat
+
+
+# -- run directories written before optimizer.method existed --------------------------------------------------
+OLD_OPTIMIZER_KEYS = {"rho": None, "sigma": None, "truncate": 1.0, "eta": 0.01, "schedule": "cosine",
+                      "warmup_epochs": 0.0, "asam_adaptive_on": "all", "rsam_mix": "gradient", "sigma_end": None,
+                      "rho_schedule": "constant", "rho_min": 0.0, "clip_grad_norm": None, "tail_threshold": 20,
+                      "flat_ratio": 0.5, "flat_gamma": 5.5, "sharpness": 0.8, "gnm_halve_at_drw": False,
+                      "gnm_epoch0_doubling": False}
+
+
+def _as_old_run(run_dir, **old):
+    """Rewrite a run's config.yaml and checkpoint config the way ltlab wrote them before optimizer.method."""
+    import yaml
+
+    def old_form(cfg):
+        oc = dict(cfg["optimizer"])
+        oc.pop("method")
+        cfg["optimizer"] = {**oc, **OLD_OPTIMIZER_KEYS, **old}
+        return cfg
+
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(old_form(yaml.safe_load((run_dir / "config.yaml").read_text())),
+                                                        sort_keys=False))
+    ck = torch.load(run_dir / "checkpoints/last.pt", weights_only=False)
+    ck["config"] = old_form(ck["config"])
+    torch.save(ck, run_dir / "checkpoints/last.pt")
+
+
+def test_runs_written_before_optimizer_method_still_load(tmp_path, capsys):
+    from ltlab.report import write_report
+    from ltlab.train.compare import finished_with
+
+    rows = compare(tiny_cfg("epochs=1", "optimizer.name=gnm", "optimizer.method.rho=0.05"), ["sgd", "gnm"],
+                   seeds=1, out=tmp_path, progress=False)
+    _as_old_run(tmp_path / "gnm-s0", rho=0.05)
+    _as_old_run(tmp_path / "sgd-s0")
+    run = load_run(tmp_path / "gnm-s0")
+    assert "rho" in run.config["optimizer"] and "method" not in run.config["optimizer"]
+    model, data, loss = run.build()  # config_from_dict maps the old keys
+    # the old config is the same run as today's: a compare with reuse keeps it, report and probe read it
+    assert finished_with(tmp_path / "gnm-s0", tiny_cfg("epochs=1", "optimizer.name=gnm", "optimizer.method.rho=0.05"))
+    assert not finished_with(tmp_path / "gnm-s0", tiny_cfg("epochs=1", "optimizer.name=gnm"))
+    assert "| gnm | 1 |" in write_report(tmp_path, figures=False).markdown
+    assert main(["probe", str(tmp_path / "gnm-s0"), "--what", "eig", "--images", "8", "--no-progress"]) == 0
+    assert rows[1]["overall"] == json.loads((tmp_path / "gnm-s0/summary.json").read_text())["overall"]
+    # an old key on the command line names the exact rename
+    assert main(["train", *TINY, "optimizer.name=gnm", "optimizer.rho=0.1", "--out", str(tmp_path / "x")]) == 2
+    assert "write optimizer.method.rho=0.1" in capsys.readouterr().err
+    # an old key that the method never had is refused with the rename, not dropped
+    with pytest.raises(ConfigError, match="optimizer.method.tail_threshold"):
+        from ltlab.config import config_from_dict
+
+        config_from_dict({"optimizer": {"name": "sam", "tail_threshold": 5}})
+
+
+def test_resume_of_a_run_checkpointed_before_optimizer_method(tmp_path):
+    cfg = tiny_cfg("epochs=2", "optimizer.name=sam", "optimizer.method.rho=0.1")
+    full = fit(cfg, out=tmp_path / "full", progress=False)
+
+    def stop_after_epoch_1(trainer, row):
+        raise RuntimeError("cut")
+
+    with pytest.raises(RuntimeError, match="cut"):  # last.pt of epoch 1 is on disk
+        fit(cfg, out=tmp_path / "cut", progress=False, callbacks=(stop_after_epoch_1,))
+    _as_old_run(tmp_path / "cut", rho=0.1)
+    resumed = fit(cfg, out=tmp_path / "cut", resume=True, progress=False)
+    assert resumed["overall"] == full["overall"]
+    a = torch.load(tmp_path / "full/checkpoints/last.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "cut/checkpoints/last.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -93,7 +93,7 @@ def test_timm_backbone_needs_weights_unless_asked_for_random():
 
     with pytest.raises(DataError, match="model.pretrained=true"):
         build_model(ModelConfig(backbone="test_vit"), num_classes=3)
-    with pytest.raises(DataError, match="not found"):
+    with pytest.raises(DataError, match="model.checkpoint_path='/nope/weights.pt': the file does not exist"):
         build_model(ModelConfig(backbone="test_vit", checkpoint_path="/nope/weights.pt"), num_classes=3)
     m = build_model(ModelConfig(backbone="test_vit", checkpoint_path="none", prompt_length=1), num_classes=3)
     assert isinstance(m, PromptedViT) and m.backbone.embed_dim == 64

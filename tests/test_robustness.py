@@ -337,3 +337,31 @@ def test_resume_message_is_shell_quoted(tmp_path):
         capture_output=True, text=True)
     assert p.returncode != 0
     assert f"--out '{out}' --resume" in p.stderr
+
+
+def test_run_files_are_readable_as_the_umask_allows(tmp_path):
+    """Atomic writes go through mkstemp (0600); run files must get the mode open() gives: 0644 under umask 022."""
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        fit(tiny_cfg("epochs=1"), out=tmp_path / "run", progress=False)
+    finally:
+        os.umask(old)
+    files = [p for p in (tmp_path / "run").rglob("*") if p.is_file()]
+    assert {"config.yaml", "summary.json", "metrics.jsonl", "last.pt"} <= {p.name for p in files}
+    modes = {p.relative_to(tmp_path).as_posix(): oct(stat.S_IMODE(p.stat().st_mode)) for p in files}
+    assert set(modes.values()) == {"0o644"}, modes
+
+
+def test_a_missing_file_names_the_key_the_user_typed(tmp_path, capsys):
+    missing = tmp_path / "missing.pt"
+    assert main(["train", *TINY, f"model.checkpoint_path={missing}", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "model.checkpoint_path" in err and str(missing) in err and "does not exist" in err
+    assert "pretrain" not in err  # pretrain rebuilds the bundled weights only; the user named another file
+    (tmp_path / "test.txt").write_text("a.png 0\n")
+    code = main(["train", "data.name=places_lt", f"data.root={tmp_path}", "data.train_list=nope.txt",
+                 "data.test_list=test.txt", "--out", str(tmp_path / "p")])
+    err = capsys.readouterr().err
+    assert code == 2 and "data.train_list" in err and "nope.txt" in err and "does not exist" in err

@@ -106,10 +106,10 @@ def _txt_list(cfg: DataConfig, default_lists: tuple[str, str, str]) -> DatasetBu
     train_list = cfg.train_list or default_lists[0]
     test_list = cfg.test_list or default_lists[2]
     s = cfg.image_size
-    full = ListDataset(cfg.root, train_list, imagenet_transform(True, s, cfg.augment))
+    full = ListDataset(cfg.root, train_list, imagenet_transform(True, s, cfg.augment), key="data.train_list")
     num_classes = int(full.targets.max()) + 1
     if cfg.val_list:
-        train, val = full, ListDataset(cfg.root, cfg.val_list, imagenet_transform(False, s))
+        train, val = full, ListDataset(cfg.root, cfg.val_list, imagenet_transform(False, s), key="data.val_list")
     else:  # carve val_per_class images per class from the training list (never more than half a class)
         rng = np.random.RandomState(cfg.seed)
         val_idx = []
@@ -117,11 +117,11 @@ def _txt_list(cfg: DataConfig, default_lists: tuple[str, str, str]) -> DatasetBu
             idx = rng.permutation(np.where(full.targets == c)[0])
             val_idx.extend(idx[: min(cfg.val_per_class, len(idx) // 2)].tolist())
         train_idx = np.setdiff1d(np.arange(len(full)), val_idx)
-        eval_view = ListDataset(cfg.root, train_list, imagenet_transform(False, s))
+        eval_view = ListDataset(cfg.root, train_list, imagenet_transform(False, s), key="data.train_list")
         train, val = Subset(full, train_idx.tolist()), Subset(eval_view, sorted(val_idx))
         train.targets = full.targets[train_idx]
     counts = np.bincount(np.asarray(train.targets), minlength=num_classes).tolist()
-    test = ListDataset(cfg.root, test_list, imagenet_transform(False, s))
+    test = ListDataset(cfg.root, test_list, imagenet_transform(False, s), key="data.test_list")
     return DatasetBundle(train, val, test, num_classes, counts, [str(c) for c in range(num_classes)])
 
 

@@ -95,15 +95,16 @@ def read_cifar(root: str | Path, num_classes: int, download: bool = False):
 class ListDataset(Dataset):
     """Images listed in a txt file, one "relative/path label" per line (ImageNet-LT, Places-LT, iNat 2018)."""
 
-    def __init__(self, root: str | Path, list_file: str | Path, transform: Callable | None = None):
+    def __init__(self, root: str | Path, list_file: str | Path, transform: Callable | None = None,
+                 key: str = "data.train_list / data.test_list"):
         self.root, self.transform = Path(root), transform
         list_file = Path(list_file)
         if not list_file.is_absolute() and not list_file.exists():
             list_file = self.root / list_file
         if not list_file.exists():
             raise DataError(
-                f"image list {list_file} not found: put the standard txt list there "
-                "(one 'relative/path label' per line) or set data.train_list / data.test_list"
+                f"{key}: the image list {list_file} does not exist (data.root={str(self.root)!r}); put the standard "
+                f"txt list there (one 'relative/path label' per line) or set {key} to its path"
             )
         self.paths, targets = [], []
         for n, line in enumerate(list_file.read_text().splitlines(), 1):
@@ -116,7 +117,8 @@ class ListDataset(Dataset):
             targets.append(int(parts[1]))
         self.targets = np.asarray(targets, dtype=np.int64)
         if len(self.paths) and not (self.root / self.paths[0]).exists():
-            raise DataError(f"image {self.root / self.paths[0]} listed in {list_file} not found: check data.root")
+            raise DataError(f"image {self.root / self.paths[0]} listed in {list_file} does not exist: data.root="
+                            f"{str(self.root)!r} must be the folder the list's paths are relative to")
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -65,9 +65,13 @@ def build_backbone(name: str, pretrained: bool = False, checkpoint_path: str = "
     """A timm VisionTransformer with a class token; weights from the package, a file, or (online) timm."""
     if name in BUNDLED:
         vit = new_bundled_backbone(name)
+        if checkpoint_path and not Path(checkpoint_path).is_file():  # the user named a file: say so, no pretrain advice
+            raise DataError(f"model.checkpoint_path={checkpoint_path!r}: the file does not exist. Give the path of a "
+                            f"weights file for {name}, or leave model.checkpoint_path empty to use the bundled weights")
         path = Path(checkpoint_path) if checkpoint_path else WEIGHTS_DIR / BUNDLED[name].weights
         if not path.exists():
-            raise DataError(f"weights for backbone {name!r} not found at {path}; rebuild them with `python -m ltlab pretrain`")
+            raise DataError(f"the bundled weights of backbone {name!r} are missing from the package ({path}); rebuild "
+                            "them with `python -m ltlab pretrain --replace-bundled`, or reinstall ltlab")
         vit.load_state_dict(_load_weights(path, name))
         return vit
     import timm
@@ -81,7 +85,7 @@ def build_backbone(name: str, pretrained: bool = False, checkpoint_path: str = "
         raise ConfigError(f"model.backbone={name!r} is not a bundled backbone nor a timm model{hint}")
     if checkpoint_path and checkpoint_path != "none" and not Path(checkpoint_path).exists():
         raise DataError(
-            f"model.checkpoint_path={checkpoint_path!r} not found. Download the weights for {name} "
+            f"model.checkpoint_path={checkpoint_path!r}: the file does not exist. Download the weights for {name} "
             "(e.g. from the timm / Hugging Face hub) to that path, or set model.pretrained=true to fetch them online."
         )
     if not pretrained and not checkpoint_path:

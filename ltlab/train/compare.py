@@ -5,7 +5,10 @@ dropout seeds; only the optimizer's own randomness differs (GNM/RSAM noise is se
 Rows come from each run's summary.json, so a table can always be rebuilt from the run directories.
 
 >>> rows = compare(load_config("synthetic"), ["sgd", "gnm"], seeds=3, out="runs/cmp", reference="linear")  # doctest: +SKIP
->>> print(format_table(aggregate(rows), paired_table(rows, "sgd")))                  # doctest: +SKIP
+>>> print(format_table(aggregate(rows), paired_table(rows, "sgd")))  # ltlab.tables    # doctest: +SKIP
+
+The runs of a directory are read one way: `finished_runs` (checked to be of one task, in the registry's
+order), and `load_rows` makes them table rows.
 """
 from __future__ import annotations
 
@@ -17,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ExperimentConfig, run_label, with_optimizer
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..optim import OPTIMIZERS, PAPER_COMPARISON, optimizer_info
-from ..errors import DataError
 from ..stats import PairedDiff, mean_std, paired_difference, with_holm
 from .runs import Run, load_run
 from .trainer import fit

@@ -20,10 +20,20 @@ import yaml
 from ..errors import DataError
 
 
+def _file_mode() -> int:
+    """The mode open() gives a new file under the process's umask (0644 under umask 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _atomic_write_bytes(path: Path, write) -> None:
+    """Write to a hidden temp file beside `path`, fsync, then rename over it: readers see the old file or the
+    new one, never a part. The file gets the mode a plain open() would (mkstemp alone makes it 0600)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
