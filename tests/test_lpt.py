@@ -63,6 +63,13 @@ def test_two_phase_run_through_cli(tmp_path):
     assert "group_prompts" not in p1 and "group_prompts" in p2
     assert torch.equal(p1["prompts"], p2["prompts"])  # the shared prompt stayed frozen in phase 2
     assert not torch.equal(p1["head.weight"], p2["head.weight"])
+    # a finished LPT run of the same config is recognised (its directory holds phase 2's config), so compare
+    # --reuse and bench/lpt_vs_vpt.py keep it instead of training it again
+    from ltlab.train.compare import finished_with
+
+    cfg = load_config("lpt_synthetic", args[6:])
+    assert finished_with(tmp_path / "lpt", cfg)
+    assert not finished_with(tmp_path / "lpt", load_config("lpt_synthetic", args[6:] + ["seed=1"]))
 
 
 def test_gnm_drives_lpt_phase2(tmp_path):

@@ -505,25 +505,31 @@ def test_clipping_under_a_grad_scaler_clips_the_unscaled_gradient(name):
 
 
 # -- ImbSAM: the official three-step update, transcribed ---------------------------------------------------------
-def reference_imbsam(model, x, y, tail_classes, rho, opt):
-    """cool-xuan/Imbalanced_SAM: forbackward(optim_mode='imbsam') with ImbSAM.first/second/third_step."""
-    losses = nn.functional.cross_entropy(model(x), y, reduction="none")
-    tail = (y[:, None] == tail_classes[None, :]).sum(1) == 1
+def reference_imbsam(model, x, y, tail_classes, rho, opt, tail_weight=2):
+    """cool-xuan/Imbalanced_SAM, transcribed line by line:
+    utils/trainval.py ``forbackward`` branch ``optim_mode == 'imbsam'`` at commit 94a22ba (2023-09-15; unchanged at
+    HEAD c65f41e): both tail losses ``.sum() / targets.size(0) * 2`` (lines 135 and 140); tail_weight=1 is the
+    earlier revision 7949cbc (no ``* 2``). imbsam.py ``ImbSAM.first_step / second_step / third_step`` (506147e):
+    keep the head gradient, ascend along the tail gradient by rho / (||g|| + 1e-16), restore, add, step."""
+    losses = nn.functional.cross_entropy(model(x), y, reduction="none")  # loss = lossFunc(logits, targets)
+    tail = (y[:, None] == tail_classes[None, :]).sum(1) == 1  # tail_mask
     head_loss = losses[~tail].sum() / y.size(0)
     head_loss.backward(retain_graph=True)
     grad_normal = {p: p.grad.clone() for p in model.parameters() if p.grad is not None}  # first_step
     opt.zero_grad()
-    tail_loss = losses[tail].sum() / y.size(0)
+    tail_loss = losses[tail].sum() / y.size(0) * tail_weight
     tail_loss.backward()
-    norm = torch.norm(torch.stack([torch.norm(p.grad) for p in model.parameters() if p.grad is not None])) + 1e-16
+    norm = torch.norm(torch.stack([torch.norm(p.grad, p=2) for p in model.parameters() if p.grad is not None]),
+                      p=2) + 1e-16  # second_step
     eps = {}
-    with torch.no_grad():  # second_step
+    with torch.no_grad():
         for p in model.parameters():
             if p.grad is not None:
-                eps[p] = p.grad * rho / norm
+                eps[p] = p.grad * (rho / norm)
                 p.add_(eps[p])
     opt.zero_grad()
-    tail_loss = nn.functional.cross_entropy(model(x)[tail], y[tail], reduction="none").sum() / y.size(0)
+    logits = model(x)
+    tail_loss = nn.functional.cross_entropy(logits[tail], y[tail], reduction="none").sum() / y.size(0) * tail_weight
     tail_loss.backward()
     with torch.no_grad():  # third_step
         for p in model.parameters():
@@ -550,23 +556,30 @@ def imbsam_closure(opt, model, x, y, counter=None):
     return closure
 
 
-def test_imbsam_matches_the_official_update_on_an_mlp():
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("tail_weight", [None, 1.0])  # None: ltlab's default = the authors' HEAD (2)
+def test_imbsam_matches_the_official_update_on_an_mlp(dtype, tail_weight):
     from ltlab.optim import ImbSAM
 
     torch.manual_seed(4)
-    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 5)).double()
-    x, y = torch.randn(24, 4), torch.tensor([0] * 10 + [1] * 6 + [2] * 4 + [3] * 2 + [4] * 2)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 5)).to(dtype)
+    x, y = torch.randn(24, 4, dtype=dtype), torch.tensor([0] * 10 + [1] * 6 + [2] * 4 + [3] * 2 + [4] * 2)
     counts = [100, 60, 15, 8, 3]  # tail (< 20 images): classes 2, 3, 4
     ref = copy.deepcopy(model)
+    extra = {} if tail_weight is None else {"tail_weight": tail_weight}
     opt = ImbSAM(model.parameters(), torch.optim.SGD, rho=0.05, class_counts=counts, tail_threshold=20, lr=0.1,
-                 momentum=0.9, weight_decay=1e-3)
+                 momentum=0.9, weight_decay=1e-3, **extra)
     ref_opt = torch.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
+    other = copy.deepcopy(model)  # the other revision, to see that the weight matters here
+    other_opt = torch.optim.SGD(other.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
     calls = []
     for _ in range(10):
         opt.step(imbsam_closure(opt, model, x, y, calls))
-        reference_imbsam(ref, x, y, torch.tensor([2, 3, 4]), 0.05, ref_opt)
-    for p, q in zip(model.parameters(), ref.parameters()):
-        assert torch.allclose(p, q, atol=1e-6)
+        reference_imbsam(ref, x, y, torch.tensor([2, 3, 4]), 0.05, ref_opt, tail_weight=tail_weight or 2)
+        reference_imbsam(other, x, y, torch.tensor([2, 3, 4]), 0.05, other_opt, tail_weight=3 - (tail_weight or 2))
+    for p, q, o in zip(model.parameters(), ref.parameters(), other.parameters()):
+        assert (p - q).abs().max() <= 1e-6, (p - q).abs().max()
+    assert max(float((p - o).detach().abs().max()) for p, o in zip(model.parameters(), other.parameters())) > 1e-3
     assert len(calls) == 10 * ImbSAM.closures_per_step and all(calls)  # two forwards per step, per-sample
 
 
@@ -687,8 +700,13 @@ class FeatHead(nn.Module):
         return self.head(self.features(x))
 
 
-def reference_ccsam(model, x, y, counts, noise_ratio, flat_ratio, opt):
-    """train_cifar.py train() without mixup: per-class classifier noise set through param.data, as the authors do."""
+def reference_ccsam(model, x, y, counts, noise_ratio, flat_ratio, opt, joint_norm=True):
+    """zzpustc/CC-SAM, transcribed line by line: train_cifar.py ``train()`` (stage 1, mixup off) at commit ecc66b5:
+    per-class classifier gradients, ``param_norm = grad_norm(disturb_params, device) + 1e-12`` (utils/pytorch.py
+    ``grad_norm``, 2ef0c09: ONE L2 norm over every classifier tensor, of the parameters), noise set through
+    ``param.data`` class by class, ``(1 - flat_ratio) * loss_ori.mean() + flat_ratio * loss_list.mean()``.
+    joint_norm=False is the earlier revision 9d5ba5e (``param_norm = torch.norm(param)`` per tensor).
+    Returns the largest |noise| element of the step."""
     import numpy as np
 
     fea = model.features(x)
@@ -701,13 +719,17 @@ def reference_ccsam(model, x, y, counts, noise_ratio, flat_ratio, opt):
     for c in np.unique(y_in):
         idx = np.where(y_in == c)
         grad_list[c] = list(torch.autograd.grad(loss_ori[idx].mean(), disturb, retain_graph=True))
-    loss_list = []
+    param_norm = torch.norm(torch.stack([p.norm(p=2) for p in disturb]), p=2) + 1e-12
+    loss_list, largest = [], 0.0
     for c in np.unique(y_in):
         idx = np.where(y_in == c)
         for param, g in zip(disturb, grad_list[c]):
-            numerator = (noise_ratio * torch.sqrt(torch.norm(param)) / torch.sqrt(torch.norm(g)) / np.sqrt(2)
-                         / np.sqrt(np.sqrt(counts[c] - 1)) / np.sqrt(np.sqrt(params_num)))
-            param.data = param.data + numerator * (g / torch.norm(g)) * np.sqrt(params_num)
+            norm_t = param_norm if joint_norm else torch.norm(param)
+            rho_c = (noise_ratio * torch.sqrt(norm_t) / torch.sqrt(torch.norm(g)) / np.sqrt(2)
+                     / np.sqrt(np.sqrt(counts[c] - 1)) / np.sqrt(np.sqrt(params_num)))
+            noise = rho_c * 1.0 * (g / torch.norm(g)) * np.sqrt(params_num)
+            largest = max(largest, float(noise.detach().abs().max()))
+            param.data = param.data + noise
         loss_list.extend(nn.functional.cross_entropy(model.head(fea[idx]), y[idx], reduction="none"))
         for i in range(len(disturb)):
             disturb[i].data = origin[i].data.clone()
@@ -715,6 +737,7 @@ def reference_ccsam(model, x, y, counts, noise_ratio, flat_ratio, opt):
     opt.zero_grad()
     loss.backward()
     opt.step()
+    return largest
 
 
 def ccsam_closure(opt, model, x, y, counter=None):
@@ -736,25 +759,32 @@ def ccsam_closure(opt, model, x, y, counter=None):
     return closure
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("noise_ratio", [1e-6, 0.05, 0.5])
-def test_ccsam_matches_the_official_update_on_an_mlp(noise_ratio):
+def test_ccsam_matches_the_official_update_on_an_mlp(noise_ratio, dtype):
+    """The head has a weight and a bias, so the joint norm of the authors' code matters."""
     from ltlab.optim import CCSAM
 
     torch.manual_seed(6)
-    model = FeatHead().double()
-    x, y = torch.randn(24, 4), torch.tensor([0] * 10 + [1] * 6 + [2] * 4 + [3] * 2 + [4] * 2)
+    model = FeatHead().to(dtype)
+    x, y = torch.randn(24, 4, dtype=dtype), torch.tensor([0] * 10 + [1] * 6 + [2] * 4 + [3] * 2 + [4] * 2)
     counts = [100, 60, 15, 8, 3]
-    ref = copy.deepcopy(model)
+    ref, per_tensor = copy.deepcopy(model), copy.deepcopy(model)
     opt = CCSAM(model.parameters(), torch.optim.SGD, rho=noise_ratio, class_counts=counts, flat_ratio=0.5, lr=0.1,
                 momentum=0.9, weight_decay=2e-4)
     ref_opt = torch.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9, weight_decay=2e-4)
-    calls = []
+    old_opt = torch.optim.SGD(per_tensor.parameters(), lr=0.1, momentum=0.9, weight_decay=2e-4)
+    calls, largest = [], 0.0
     for _ in range(10):
         opt.step(ccsam_closure(opt, model, x, y, calls))
-        reference_ccsam(ref, x, y, counts, noise_ratio, 0.5, ref_opt)
+        largest = max(largest, reference_ccsam(ref, x, y, counts, noise_ratio, 0.5, ref_opt))
+        reference_ccsam(per_tensor, x, y, counts, noise_ratio, 0.5, old_opt, joint_norm=False)
     for p, q in zip(model.parameters(), ref.parameters()):
-        assert torch.allclose(p, q, atol=1e-6)
+        assert (p - q).abs().max() <= 1e-6, (p - q).abs().max()
     assert len(calls) == 10 * CCSAM.closures_per_step and all(calls)
+    if noise_ratio >= 0.05:  # radii where the perturbation moves the weights and the two norms part
+        assert largest > 1e-3
+        assert max(float((p - q).detach().abs().max()) for p, q in zip(model.parameters(), per_tensor.parameters())) > 1e-4
 
 
 def test_ccsam_perturbation_changes_the_update_and_zero_reduces_to_base():
@@ -802,3 +832,57 @@ def test_prompt_lr_puts_the_prompts_in_their_own_group():
     assert len(create_optimizer("sgd", named, lr=0.1).param_groups) == 1  # no prompt_lr: one group
     with pytest.raises(ConfigError, match="named parameters"):
         create_optimizer("sgd", [prompts, head], lr=0.1, prompt_lr=1.0)
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of")
+def test_rsam_official_schedules_match_a_transcription_over_a_whole_run():
+    """RSAM-Optimizer/R-SAM vit_jax/train.py at 1ceba0e, transcribed: ``CosineInc`` (lines 45-55, built at
+    lines 96-97 as CosineInc(0.0005, 1, 93834, 5 - 1) and called with the 1-based step t) and ``sam_rho`` (lines
+    146-154: w1 while t < 10000, w2 after). Checked at every step of a run with warm-up and cosine lr, as the
+    trainer drives it."""
+    import math
+
+    from ltlab.optim import RSAM
+    from ltlab.train.trainer import lr_factor
+
+    class CosineInc:
+        def __init__(self, std, num_epochs, steps_per_epoch, inc):
+            self.base = std
+            self.halfwavelength_steps = num_epochs * steps_per_epoch
+            self.inc = inc
+
+        def __call__(self, step):
+            scale_factor = -math.cos(step * math.pi / self.halfwavelength_steps) * 0.5 + 0.5
+            self.current = self.base * (scale_factor * self.inc + 1)
+            return self.current
+
+    def sam_rho(t, lr, rho_max, rho_min, lr_max, lr_min, switch):
+        def w1(lr):
+            return lr / lr_max * rho_max
+
+        def w2(lr):
+            return rho_min + (rho_max - rho_min) * (lr - lr_min) / (lr_max - lr_min)
+
+        if lr_max == lr_min:
+            return rho_max
+        return w1(lr) if t < switch else w2(lr)
+
+    total, frac = 300, 10000 / 93834
+    w = torch.nn.Parameter(torch.zeros(3))
+    opt = RSAM([w], torch.optim.SGD, rho=2.5, sigma=5e-4, sigma_end=5e-4 * 5, sigma_schedule="cosine_official",
+               rho_schedule="lr", rho_min=1.5, rho_phase1_frac=frac, lr=3e-3)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt.base_optimizer, lambda s: lr_factor(s, total, 30, "cosine"))
+    std = CosineInc(0.0005, 1, total, 5 - 1)
+    phases = set()
+    for step in range(total):
+        opt.schedule(step=step, total_steps=total, epoch=0)
+        g, t = opt.param_groups[0], step + 1  # the official loop counts steps from 1
+        assert g["sigma"] == pytest.approx(std(t), rel=1e-12)
+        assert g["rho"] == pytest.approx(sam_rho(t, g["lr"], 2.5, 1.5, 3e-3, 0.0, frac * total), rel=1e-12, abs=1e-15)
+        phases.add(t < frac * total)
+        sched.step()
+    assert phases == {True, False}
+    linear = RSAM([torch.nn.Parameter(torch.zeros(3))], torch.optim.SGD, rho=0.05, sigma=5e-4, sigma_end=2.5e-3,
+                  lr=0.1)
+    linear.schedule(step=total // 6, total_steps=total, epoch=0)  # the two ramps differ by up to ~31 %
+    assert abs(linear.param_groups[0]["sigma"] / std(total // 6 + 1) - 1) > 0.2

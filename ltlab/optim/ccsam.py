@@ -14,18 +14,22 @@ from .class_aware import _counts
 class CCSAM(PerturbedOptimizer):
     """A class-conditional perturbation of the classifier, inside the loss. Class-aware.
 
-    Transcribed from zzpustc/CC-SAM ``train_cifar.py`` (``train``, stage 1), where the paper and the
-    code differ the code is followed. With f the features (graph attached), theta the classifier's
+    Transcribed from zzpustc/CC-SAM ``train_cifar.py`` (``train``, stage 1) at commit ecc66b5, where the
+    paper and the code differ the code is followed. ||theta|| is ONE norm over every classifier tensor
+    (weight and bias together: ``utils/pytorch.py`` ``grad_norm``, which despite its name is the norm of
+    the parameters, + 1e-12), taken once per step at w; the earlier revision 9d5ba5e took each tensor's
+    own norm, which differs when the classifier has a bias. With f the features (graph attached), theta the classifier's
     tensors (P numbers in all), l_i the per-sample losses at w and n_c the training images of class c:
 
         for every class c in the batch:
             g_c   = grad_theta mean_{i: y_i = c} l_i                  (per tensor, one backward each)
             for every tensor t of theta:
-                d_t = rho * sqrt(||t||) / sqrt(||g_c,t||) / sqrt(2) / (n_c - 1)^(1/4) * P^(1/4) * g_c,t / ||g_c,t||
+                d_t = rho * sqrt(||theta|| + 1e-12) / sqrt(||g_c,t||) / sqrt(2) / (n_c - 1)^(1/4) * P^(1/4)
+                      * g_c,t / ||g_c,t||
             l~_i  = loss(classifier(f_i; theta + d), y_i) for the samples of class c
         L = (1 - flat_ratio) * sum_i l_i / norm + flat_ratio * sum_i l~_i / norm;  one backward; base step
 
-    The radius shrinks with the class's size as n_c^(-1/4) and grows with sqrt(||t|| / ||g||): tail
+    The radius shrinks with the class's size as n_c^(-1/4) and grows with sqrt(||theta|| / ||g||): tail
     classes get larger perturbations. ``rho`` is the official ``noise_ratio`` (CIFAR configs: 1e-6,
     with flat_ratio 0.5). One forward of the backbone and one backward per step
     (``closures_per_step = 1``); the per-class work touches only the classifier.
@@ -70,6 +74,7 @@ class CCSAM(PerturbedOptimizer):
         rho, flat = self.param_groups[0]["rho"], self.param_groups[0]["flat_ratio"]
         names, tensors = zip(*[(n, t) for n, t in out.head.named_parameters() if t.requires_grad])
         size = sum(t.numel() for t in tensors)
+        theta_norm = self.global_norm([t.detach() for t in tensors]) + 1e-12  # one norm over all tensors
         perturbed = torch.zeros_like(out.losses)
         for c in torch.unique(out.targets):
             idx = out.targets == c
@@ -82,7 +87,7 @@ class CCSAM(PerturbedOptimizer):
                 if norm is None or norm == 0 or rho == 0:
                     moved[name] = t
                     continue
-                moved[name] = t + (scale * t.detach().norm().sqrt() / norm.sqrt()) * (g / norm)
+                moved[name] = t + (scale * theta_norm.sqrt() / norm.sqrt()) * (g / norm)
             logits = functional_call(out.head, moved, (out.features[idx],))
             perturbed[idx] = out.loss_of(logits, out.targets[idx])
         at_w = out.losses.sum() / out.norm

@@ -44,6 +44,8 @@ class ClassWeightedSAM(SAM):
         a = self.sample_weights(out.targets).to(out.losses.dtype)
         return out.weighted(1 - a), out.weighted(a), bool((a > 0).any())
 
+    sharp_weight = 1.0  # the flattened part's weight in the update (ImbSAM's official code: 2)
+
     def perturbation(self, closure):
         out = self.sample_losses(closure)
         plain, sharp, any_sharp = self.split(out)
@@ -52,15 +54,21 @@ class ClassWeightedSAM(SAM):
         self.zero_grad()
         ascent = {}
         if any_sharp:
-            self.backward(sharp)
+            self.backward(self.weighted_sharp(sharp))
             ascent = self.normalised_ascent()
-        return ascent, (plain + sharp).detach()
+        return ascent, (plain + sharp).detach()  # the batch loss at w (unweighted)
 
     def perturbed_gradient(self, closure):
         _, sharp, any_sharp = self.split(self.sample_losses(closure))
         if any_sharp:
-            self.backward(sharp)
+            self.backward(self.weighted_sharp(sharp))
         return sharp
+
+    def weighted_sharp(self, sharp: torch.Tensor) -> torch.Tensor:
+        if self.sharp_weight == 1:
+            return sharp
+        with torch.enable_grad():  # steps run under no_grad
+            return sharp * self.sharp_weight
 
     @torch.no_grad()
     def finish_gradient(self) -> None:
@@ -89,21 +97,29 @@ class ImbSAM(ClassWeightedSAM):
 
         g_h = grad L_head(w)                       (kept)
         g_t = grad L_tail(w);  e = rho g_t / ||g_t||
-        g   = grad L_tail(w + e) + g_h             (second forward: the tail part only)
+        g   = tail_weight * grad L_tail(w + e) + g_h   (second forward: the tail part only)
 
-    This transcribes cool-xuan/Imbalanced_SAM (``imbsam.py`` first/second/third_step with the
-    ``forbackward`` of ``utils/trainval.py``): two forward passes and three backward passes per step
-    (``closures_per_step = 2``). Differences, documented: the global norm adds 1e-12 (official 1e-16);
-    a batch without tail samples takes no ascent (official: 0 / 1e-16 = 0, the same).
+    with L_head, L_tail the head / tail samples' loss sums over the whole batch size. This transcribes
+    cool-xuan/Imbalanced_SAM (``imbsam.py`` first/second/third_step with the ``forbackward`` of
+    ``utils/trainval.py``): two forward passes and three backward passes per step
+    (``closures_per_step = 2``). ``tail_weight`` = 2 is the authors' current code (both tail losses
+    ``/ targets.size(0) * 2``, since commit 94a22ba, 2023-09-15); ``tail_weight=1`` is the earlier
+    revision 7949cbc. The weight scales the ascent gradient too, which the normalisation removes.
+    Differences, documented: the global norm adds 1e-12 (official 1e-16); a batch without tail
+    samples takes no ascent (official: 0 / 1e-16 = 0, the same); the loss a step returns is the
+    batch loss at w (the official returns head + 2 x tail at w + e).
     Every class counted as head (tail_threshold <= the smallest count) reduces to the base
     optimizer; rho = 0 too.
     """
 
     def __init__(self, params, base_optimizer=torch.optim.SGD, rho: float = 0.05,
-                 class_counts: Sequence[int] | None = None, tail_threshold: int = 20, seed=None, **base_kwargs):
+                 class_counts: Sequence[int] | None = None, tail_threshold: int = 20, tail_weight: float = 2.0,
+                 seed=None, **base_kwargs):
         counts = _counts("ImbSAM", class_counts)
         check_nonnegative("tail_threshold", tail_threshold)
+        check_nonnegative("tail_weight", tail_weight)
         super().__init__(params, base_optimizer, rho, seed, **base_kwargs)
+        self.sharp_weight = float(tail_weight)
         self.tail_classes = torch.nonzero(counts < tail_threshold).flatten()
         self.tail_threshold = tail_threshold
 

@@ -117,6 +117,10 @@ def finished_with(path: str | Path, cfg: ExperimentConfig) -> bool:
     p = Path(path)
     if not (p / "summary.json").exists() or not (p / "config.yaml").exists():
         return False
+    if cfg.method == "lpt":  # an LPT run directory holds phase 2's config (phase 1 finished before it)
+        from .lpt import lpt_phases
+
+        cfg = lpt_phases(cfg)[1]
     try:
         return not changed_since(yaml.safe_load((p / "config.yaml").read_text()) or {}, cfg)
     except yaml.YAMLError:
