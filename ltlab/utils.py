@@ -39,3 +39,12 @@ def rng_restore(snap: dict[str, Any]) -> None:
     torch.set_rng_state(snap["torch"])
     if "cuda" in snap and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(snap["cuda"])
+
+
+def dist_rank_world() -> tuple[int, int]:
+    """(rank, world size) under torch.distributed, (0, 1) otherwise."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1

@@ -365,3 +365,23 @@ def test_a_missing_file_names_the_key_the_user_typed(tmp_path, capsys):
                  "data.test_list=test.txt", "--out", str(tmp_path / "p")])
     err = capsys.readouterr().err
     assert code == 2 and "data.train_list" in err and "nope.txt" in err and "does not exist" in err
+
+
+def test_data_loader_workers_change_nothing_and_resume_is_exact_with_any_count(tmp_path):
+    """Every random choice of the data stream is a function of (seed, step): num_workers 0, 1 and 2 give the same
+    run, and a run interrupted at num_workers=2 resumes exactly, with the same or another worker count (a step
+    boundary and a validation point for a plain optimizer, a step boundary for a two-pass one)."""
+    extra = ("epochs=2", "data.augment=true", "model.dropout=0.1")
+    for w in (0, 1, 2):
+        fit(tiny_cfg(*extra, f"data.num_workers={w}"), out=tmp_path / f"w{w}", progress=False)
+    _same_run(tmp_path / "w0", tmp_path / "w1")
+    _same_run(tmp_path / "w0", tmp_path / "w2")
+    fit(tiny_cfg(*extra, "optimizer.name=sam"), out=tmp_path / "sam", progress=False)
+    cuts = [("sgd", {"step": 3}, 1), ("sgd", {"evaluation": ("val", 1)}, 0), ("sam", {"step": 2}, 2)]
+    for i, (opt, point, after) in enumerate(cuts):
+        out = tmp_path / f"cut{i}"
+        with pytest.raises(KeyboardInterrupt):
+            _interrupt_at(out, tiny_cfg(*extra, f"optimizer.name={opt}", "data.num_workers=2"), **point)
+        fit(tiny_cfg(*extra, f"optimizer.name={opt}", f"data.num_workers={after}"), out=out, progress=False,
+            resume=True)
+        _same_run(tmp_path / ("w0" if opt == "sgd" else "sam"), out)

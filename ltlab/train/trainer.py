@@ -16,6 +16,7 @@ A second Ctrl-C stops at once and keeps the last checkpoint already on disk.
 from __future__ import annotations
 
 import math
+import os
 import shlex
 import statistics
 import sys
@@ -30,12 +31,12 @@ from tqdm.auto import tqdm
 
 from ..config import ExperimentConfig, run_label, to_dict
 from ..data import build_dataset
-from ..data.samplers import dual_batches
+from ..data.samplers import SeededBatch, SeededDataset, dual_batches, restore_cpu_rng, seeded_collate
 from ..errors import ConfigError, LtlabError
 from ..losses import loss_from_config
 from ..models import build_model
 from ..optim import create_optimizer, make_closure
-from ..utils import resolve_device, seed_everything
+from ..utils import dist_rank_world, resolve_device, seed_everything
 from . import checkpoint, evaluation, summary
 from .runs import RunDir, load_checkpoint_file
 from .stopping import StopRequests, Stopped
@@ -72,7 +73,7 @@ class Trainer:
         self.progress, self.callbacks = progress, callbacks
         self.run = RunDir(out or default_out(cfg))
         seed_everything(cfg.seed)
-        self.rank, self.world = _dist_rank_world()
+        self.rank, self.world = dist_rank_world()
         self.is_main = self.rank == 0
         self.device = resolve_device(cfg.device)
         if self.world > 1 and self.device.type == "cuda":
@@ -139,11 +140,12 @@ class Trainer:
         return 1.0 - (1.0 - self.cfg.dual_weight_end) * t
 
     def loader(self, dataset, batches=None, batch_size: int = 256) -> DataLoader:
+        """Evaluation batches in order, or the training `SeededBatch`es; workers clamped to the CPUs present."""
         # an own generator: iterating a DataLoader must not consume the global RNG (exact resume)
-        kw = dict(num_workers=self.cfg.data.num_workers, pin_memory=self.device.type == "cuda",
+        kw = dict(num_workers=min(self.cfg.data.num_workers, os.cpu_count() or 1), pin_memory=self.device.type == "cuda",
                   generator=torch.Generator().manual_seed(self.cfg.seed))
         if batches is not None:
-            return DataLoader(dataset, batch_sampler=batches, **kw)
+            return DataLoader(dataset, batch_sampler=batches, collate_fn=seeded_collate, **kw)
         return DataLoader(dataset, batch_size=batch_size, shuffle=False, **kw)
 
     def autocast(self):
@@ -231,14 +233,19 @@ class Trainer:
         self.loss_fn.set_epoch(self.epoch)
         self.model.train()
         self.loss_fn.train()
-        batch_iter = iter(self.loader(self.data.train, self.epoch_batches(self.epoch)[self.step_in_epoch:]))
+        # every method draws step t's augmentation and dropout from the same seed (paired runs), in whichever
+        # process transforms the batch (data.num_workers changes nothing; see SeededDataset)
+        step_seed = lambda step: (cfg.seed * 1_000_003 + self.rank * 7919 + step) % 2**63  # noqa: E731
+        batches = [SeededBatch(b, step_seed(self.global_step + k))
+                   for k, b in enumerate(self.epoch_batches(self.epoch)[self.step_in_epoch:])]
+        batch_iter = iter(self.loader(SeededDataset(self.data.train), batches))
         while True:
-            # every method draws step t's augmentation and dropout from the same seed (paired runs)
-            seed_everything((cfg.seed * 1_000_003 + self.rank * 7919 + self.global_step) % 2**63)
+            seed_everything(step_seed(self.global_step))  # CUDA's generator too (dropout on a GPU)
             try:
-                x, y = next(batch_iter)
+                (x, y), rng = next(batch_iter)
             except StopIteration:
                 return
+            restore_cpu_rng(rng)
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             t0 = time.perf_counter()
             loss = self.train_step(x, y)
@@ -312,14 +319,6 @@ class Trainer:
         self.save_checkpoint("last", state)
         for cb in self.callbacks:
             cb(self, row)
-
-
-def _dist_rank_world() -> tuple[int, int]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def default_out(cfg: ExperimentConfig) -> Path:
