@@ -56,7 +56,11 @@ def sgd_step_at(params, eps, loss_fn, lr):
 
 
 def reference_sam(params, loss_fn, rho, lr, adaptive=False, eta=0.01):
-    """Hand-written SAM / ASAM step with plain SGD (no momentum)."""
+    """SAM as google-research/sam runs it (sam_jax/training_utils/flax_training.py at c2b0a5f, ``dual_vector`` and
+    ``train_step.get_sam_gradient``): g = grad L(w); e = rho * g / sqrt(sum of g^2 over every tensor) (no epsilon);
+    grad at w + e; the update applied at w. The official weight decay is an L2 term inside the loss (so it is also
+    differentiated at w + e) and its gradient is clipped by global norm; here, as in ltlab, weight decay and
+    clipping belong to the base optimizer (a documented deviation). adaptive=True: ASAM's T_w = |w| + eta."""
     params = list(params)
     grads = torch.autograd.grad(loss_fn(), params)
     if adaptive:

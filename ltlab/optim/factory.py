@@ -166,8 +166,9 @@ def create_optimizer(name: str, params: Iterable, base: str = "sgd", lr: float =
     base_kwargs: dict[str, Any] = dict(lr=lr, weight_decay=weight_decay)
     if BASES[base] is torch.optim.SGD:
         base_kwargs["momentum"] = momentum
-    opt = info.cls(params, BASES[base], seed=seed, **{k: v for k, v in options.items() if v is not None or
-                                                      info.options().get(k) is None}, **context, **base_kwargs)
+    defaults = info.options()
+    given = {k: v for k, v in options.items() if v is not None or defaults[k] is None}  # None: the class default
+    opt = info.cls(params, BASES[base], seed=seed, **given, **context, **base_kwargs)
     opt.max_grad_norm = max_grad_norm
     return opt
 
