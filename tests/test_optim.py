@@ -321,7 +321,8 @@ def test_grad_scaler_pattern():
 
 # -- ASAM: both references, transcribed ------------------------------------------------------------------
 def reference_asam_kwon(named, loss_fn, rho, lr, eta=0.01):
-    """Kwon et al.'s code (SamsungLabs/ASAM, ascent_step): T_w = |w| + eta only on tensors named *weight*;
+    """Kwon et al.'s code (SamsungLabs/ASAM asam.py at dc9b513, ``ASAM.ascent_step`` / ``descent_step``):
+    T_w = |w| + eta only on tensors named *weight*;
     grad <- T_w g; norm over all grads (+1e-16); eps = T_w * (T_w g) * rho / norm on weights, g * rho / norm else."""
     names, params = zip(*named)
     grads = list(torch.autograd.grad(loss_fn(), params))
@@ -613,7 +614,8 @@ def test_imbsam_refuses_a_closure_that_ignores_the_contract():
 
 # -- Focal-SAM: the official focal_sam_step with FocalSAM.first/second/third_step, transcribed --------------------
 def reference_focalsam(model, x, y, counts, rho, flat_gamma, sharpness, opt):
-    """scongl/Focal-SAM train_step.py (fp32 branch) and focal_sam.py, written out."""
+    """scongl/Focal-SAM at 6421f4c: train_step.py ``focal_sam_step`` (fp32 branch) with focal_sam.py
+    ``FocalSAM.first_step / second_step / third_step``, written out."""
     losses = nn.functional.cross_entropy(model(x), y, reduction="none")
     counts = torch.tensor(counts)
     coef = (1 - counts / counts.sum()) ** flat_gamma * sharpness
