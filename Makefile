@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# 3 paired seeds of the base (AdamW) and SAM / RSAM / GNM, two runs at a time; ends with the report tables
-# (about 4.5 min on 2 cores). `make probes` then adds the curvature of the same runs.
+# 3 paired seeds of the base (SGD) and SAM / RSAM / GNM, plus the linear-probe reference, two runs at a time;
+# ends with the report tables (about 7 min on 2 cores). `make probes` then adds the curvature of the same runs.
 DEMO := --optimizers sgd,sam,rsam,gnm --reference linear --seeds 3 --workers 2 --out runs/demo
 demo: $(STAMP)
 	$(BIN)/python -m ltlab compare $(DEMO) --overwrite
@@ -29,7 +29,7 @@ probes: $(STAMP)
 	$(BIN)/python -m ltlab compare $(DEMO) --reuse --probe
 
 # the long-tailed flatness family under one protocol: base, SAM, RSAM, GNM, ImbSAM, CC-SAM, Focal-SAM,
-# 3 paired seeds each, with lambda_max / trace / Gaussian sharpness probes (about 20 minutes on 2 cores)
+# 3 paired seeds each, with lambda_max / trace / Gaussian sharpness probes (about 35 minutes on 2 cores)
 family: $(STAMP)
 	$(BIN)/python -m ltlab compare --optimizers sgd,sam,rsam,gnm,imbsam,ccsam,focalsam --reference linear --seeds 3 --workers 2 \
 		--probe --overwrite --out runs/family
