@@ -9,6 +9,7 @@ and works everywhere a registered name does, ``compare --workers N`` processes i
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -146,8 +147,6 @@ def create_optimizer(name: str, params: Iterable, base: str = "sgd", lr: float =
     if unknown:
         raise ConfigError(f"create_optimizer: {name} has no option(s) {unknown}; its options: "
                           f"{', '.join(info.options()) or 'none'}")
-    import inspect
-
     wants = set(inspect.signature(info.cls.__init__).parameters)
     params = list(params)
     if params and isinstance(params[0], tuple):  # named parameters: ASAM's "weights" mode and prompt_lr need names

@@ -33,9 +33,10 @@ def config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -
 
 def current_form(saved: dict[str, Any]) -> dict[str, Any]:
     """A config dict as today's code writes it (old keys mapped, every default filled in); unchanged when
-    it no longer validates (the comparison then lists what differs)."""
+    it no longer validates (the comparison then lists what differs). The device is read as "auto": a run made
+    on a GPU is compared on a machine without one, and a resume may change the device anyway."""
     try:
-        return to_dict(config_from_dict({**saved, "device": "auto"}) if "device" in saved else config_from_dict(saved))
+        return to_dict(config_from_dict({**saved, "device": "auto"}))
     except ConfigError:
         return saved
 
@@ -44,10 +45,7 @@ def changed_since(saved: dict[str, Any], cfg: ExperimentConfig) -> list[str]:
     """What differs between a saved config (a run's config.yaml, a checkpoint's) and cfg."""
     if not isinstance(saved, dict):
         return ["the saved config is not a mapping"]
-    now = to_dict(cfg)
-    form = current_form(saved)
-    form["device"] = saved.get("device", now["device"])
-    return config_changes(form, now)
+    return config_changes(current_form(saved), to_dict(cfg))  # the device is among RESUME_MAY_CHANGE
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
