@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ltlab-installed
 
-.PHONY: setup demo probes family test test-full test-fast test-regime lab figures report bench clean
+.PHONY: setup demo probes family test test-full test-fast test-regime test-long lab figures report bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -43,16 +43,20 @@ NBMAKE := $(if $(CHROMIUM),,--nbmake notebooks --nbmake-timeout=300)
 # tests/test_regime.py (VPT must beat the linear probe on the shipped world, ~2 min) is left to test-full,
 # test-regime and .ci/run
 test: $(STAMP)
-	LTLAB_SMOKE=1 $(BIN)/python -m pytest -q tests -m "not regime" $(NBMAKE) --durations=15
+	LTLAB_SMOKE=1 $(BIN)/python -m pytest -q tests -m "not regime and not full" $(NBMAKE) --durations=15
 
 test-regime: $(STAMP)
 	$(BIN)/python -m pytest -q tests/test_regime.py
+
+# what make test leaves out, without the full-size notebooks: the regime guard and the long multi-process checks
+test-long: $(STAMP)
+	LTLAB_SMOKE=1 $(BIN)/python -m pytest -q tests -m "regime or full" --durations=10
 
 test-full: $(STAMP)
 	LTLAB_SMOKE=0 $(BIN)/python -m pytest -q tests --nbmake notebooks --nbmake-timeout=900 --durations=15
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow and not notebook and not regime"
+	$(BIN)/python -m pytest -q -m "not slow and not notebook and not regime and not full"
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/

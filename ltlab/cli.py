@@ -98,12 +98,20 @@ def cmd_probe(a: argparse.Namespace) -> int:
     what = [w.strip() for w in a.what.split(",") if w.strip()]
     if not what:
         raise ConfigError("--what is empty; name probes, e.g. --what eig,trace,sharpness")
-    if a.images < 1:
-        raise ConfigError(f"--images {a.images}: need at least 1 image")
+    images = None if a.images.strip().lower() == "all" else a.images
+    if images is not None:
+        try:
+            images = int(images)
+        except ValueError:
+            raise ConfigError(f"--images {a.images!r}: give a number of images or 'all'") from None
+        if images < 1:
+            raise ConfigError(f"--images {a.images}: need at least 1 image (or 'all')")
+    if a.batch_size < 1:
+        raise ConfigError(f"--batch-size {a.batch_size}: need at least 1 image per batch")
     if a.steps < 3:
         raise ConfigError(f"--steps {a.steps}: a surface needs at least 3 grid points per axis")
-    for line in probe_run(a.run_dir, what, num_images=a.images, steps=a.steps, seed=a.seed,
-                          progress=not a.no_progress, loss=a.loss):
+    for line in probe_run(a.run_dir, what, num_images=images, steps=a.steps, seed=a.seed,
+                          progress=not a.no_progress, loss=a.loss, batch_size=a.batch_size, split=a.split):
         print(line)
     return 0
 
@@ -168,7 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("probe", help="flatness probes of a trained run (results under RUN_DIR/probes)")
     q.add_argument("run_dir")
     q.add_argument("--what", default="eig,trace,sharpness")
-    q.add_argument("--images", type=int, default=256, help="held-out images the probes use")
+    q.add_argument("--images", default="256",
+                   help="images of the split the probes use (a seeded subset), or 'all' for the whole split")
+    q.add_argument("--batch-size", type=int, default=256,
+                   help="images per batch; more images than this are streamed batch by batch on every pass, so "
+                        "memory does not grow with --images (under torchrun, each rank streams its share)")
+    q.add_argument("--split", choices=("train", "val", "test"), default="train",
+                   help="which split to probe (train: the training images with evaluation transforms)")
     q.add_argument("--steps", type=int, default=21, help="grid points per axis for surfaces")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--loss", choices=("ce", "train"), default="ce",
@@ -194,6 +208,8 @@ def _init_distributed() -> None:
         import torch.distributed as dist
 
         if not dist.is_initialized():
+            if torch.cuda.is_available():
+                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
 
 

@@ -40,10 +40,36 @@ def probe_batch(dataset: Any, num_images: int, seed: int = 0, device: str | torc
     """A fixed, seeded subset of `num_images` samples as one (x, y) batch."""
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(dataset), generator=g)[: min(num_images, len(dataset))].tolist()
-    items = [dataset[i] for i in idx]
-    x = torch.stack([torch.as_tensor(it[0]) for it in items]).to(device)
-    y = torch.as_tensor([int(it[1]) for it in items], device=device)
-    return x, y
+    return _stack([dataset[i] for i in idx], device)
+
+
+def probe_set(dataset: Any, num_images: int | None, batch_size: int, seed: int = 0,
+              device: str | torch.device = "cpu"):
+    """The probe set: `num_images` seeded images (None: all, in index order) as one batch (x, y) when they fit
+    one batch, else a DataLoader (fixed order, no shuffling) that the probes stream on every pass.
+
+    Under torch.distributed every rank takes its disjoint share (`probes.hvp.shard`: no padding, no
+    duplicates), and the probes all-reduce over the shares. The same seed picks the same images as
+    `probe_batch`, so `--images 256 --batch-size 256` is the one-batch probe of `compare --probe`.
+    """
+    from torch.utils.data import DataLoader, Subset
+
+    from .probes.hvp import distributed, shard
+
+    if num_images is None:
+        idx = list(range(len(dataset)))
+    else:
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(len(dataset), generator=g)[: min(num_images, len(dataset))].tolist()
+    if len(idx) <= batch_size and not distributed():
+        return probe_batch(dataset, len(idx), seed, device) if num_images is not None else \
+            _stack([dataset[i] for i in idx], device)
+    return DataLoader(Subset(dataset, shard(idx)), batch_size=batch_size, shuffle=False)
+
+
+def _stack(items: list, device) -> tuple[torch.Tensor, torch.Tensor]:
+    return (torch.stack([torch.as_tensor(it[0]) for it in items]).to(device),
+            torch.as_tensor([int(it[1]) for it in items], device=device))
 
 
 def load_probe_inputs(run_dir: str | Path, num_images: int = 256, seed: int = 0, which: str | None = None,
@@ -105,22 +131,44 @@ def run_probe(name: str, model, loss_fn, batch, data=None, train_eval=None, step
     raise ValueError(f"unknown probe {name!r}; choose from {', '.join(PROBES)}")
 
 
-def probe_run(run_dir: str | Path, what: Sequence[str], num_images: int = 256, steps: int = 21, seed: int = 0,
-              progress: bool = True, loss: str = "ce") -> Iterator[str]:
-    """Run the named probes on the run's headline checkpoint; save each result under RUN_DIR/probes/."""
+def probe_run(run_dir: str | Path, what: Sequence[str], num_images: int | None = 256, steps: int = 21, seed: int = 0,
+              progress: bool = True, loss: str = "ce", batch_size: int = 256, split: str = "train",
+              device: str = "auto") -> Iterator[str]:
+    """Run the named probes on the run's headline checkpoint; save each result under RUN_DIR/probes/.
+
+    num_images=None probes the whole split. More images than `batch_size` are streamed batch by batch
+    on every pass (memory does not grow with the number of images). Under torchrun every rank probes
+    its share and only rank 0 writes; each saved result records `world_size`.
+    """
     from .errors import ConfigError
+    from .train.runs import load_run
+    from .utils import dist_rank_world
 
     bad = [w for w in what if w not in PROBES]
     if bad:
         raise ConfigError(f"--what: unknown probe {bad[0]!r}; choose from {', '.join(PROBES)}")
     if steps < 3:
         raise ConfigError(f"steps={steps}: a surface needs at least 3 grid points per axis")
-    model, loss_fn, batch, data, train_eval = load_probe_inputs(run_dir, num_images, seed, loss=loss)
-    suffix = "" if loss == "ce" else "_train"
+    if split not in ("train", "val", "test"):
+        raise ConfigError(f"split={split!r}: use train, val or test")
+    if batch_size < 1 or (num_images is not None and num_images < 1):
+        raise ConfigError(f"images={num_images}, batch_size={batch_size}: both must be at least 1")
+    if loss not in ("ce", "train"):
+        raise ConfigError(f"loss={loss!r}: use 'ce' (plain cross-entropy) or 'train' (the run's own loss)")
+    rank, _ = dist_rank_world()
+    dev = torch.device(device if device != "auto" else (f"cuda:{torch.cuda.current_device()}"
+                                                         if torch.cuda.is_available() else "cpu"))
+    run = load_run(run_dir)
+    model, data, train_loss = run.build(run.headline_checkpoint, device=str(dev))
+    view = eval_view(data.train, data.test.transform) if split == "train" else getattr(data, split)
+    loss_fn = nn.CrossEntropyLoss() if loss == "ce" else train_loss
+    batch = probe_set(view, num_images, batch_size, seed, dev)
+    suffix = ("" if loss == "ce" else "_train") + ("" if split == "train" else f"_{split}")
     for name in what:
-        result, line = run_probe(name, model, loss_fn, batch, data, train_eval, steps, seed, progress)
-        path = result.save(Path(run_dir) / "probes" / f"{name}{suffix}.npz")
-        yield f"{name}: {line} -> {path}"
+        result, line = run_probe(name, model, loss_fn, batch, data, view, steps, seed, progress and rank == 0)
+        if rank == 0:
+            path = result.save(Path(run_dir) / "probes" / f"{name}{suffix}.npz")
+            yield f"{name}: {line} -> {path}"
 
 
 SCALARS_VERSION = 2  # 2: per-group lambda_max on equal-size group batches

@@ -50,15 +50,6 @@ def centred_grid(span: float, steps: int) -> np.ndarray:
     return span * (np.arange(steps) - half) / half
 
 
-def _evaluate(model, loss_fn, batches, total) -> tuple[float, float]:
-    loss, correct = 0.0, 0.0
-    for x, y in batches:
-        logits = model(x)
-        loss += float(loss_fn(logits, y)) * len(y)
-        correct += float((logits.argmax(1) == y).sum())
-    return loss / total, 100.0 * correct / total
-
-
 def _set(params, base, dirs, coefs) -> None:
     with torch.no_grad():
         for i, p in enumerate(params):
@@ -83,13 +74,12 @@ def surface_2d(model: nn.Module, loss_fn: Callable, data: Any, directions: Seque
     t0 = time.perf_counter()
     with probe_mode(model, ps, loss_fn), torch.no_grad():
         batches = as_batches(data, model_device(model))
-        total = sum(len(y) for _, y in batches)
         base = [p.detach().clone() for p in ps]
         bar = tqdm(total=loss.size, desc="surface", disable=not progress, leave=False)
         for i, b in enumerate(ys):
             for j, a in enumerate(xs):
                 _set(ps, base, dirs, (a, b))
-                loss[i, j], acc[i, j] = _evaluate(model, loss_fn, batches, total)
+                loss[i, j], acc[i, j] = batches.mean_loss_acc(model, loss_fn)
                 bar.update()
         bar.close()
     return Surface2D(xs, ys, loss, acc, time.perf_counter() - t0, label)
@@ -107,11 +97,10 @@ def surface_1d(model: nn.Module, loss_fn: Callable, data: Any, direction: Sequen
     t0 = time.perf_counter()
     with probe_mode(model, ps, loss_fn), torch.no_grad():
         batches = as_batches(data, model_device(model))
-        total = sum(len(y) for _, y in batches)
         base = [p.detach().clone() for p in ps]
         for j, a in enumerate(xs):
             _set(ps, base, [d], (a,))
-            loss[j], acc[j] = _evaluate(model, loss_fn, batches, total)
+            loss[j], acc[j] = batches.mean_loss_acc(model, loss_fn)
     return Surface1D(xs, loss, acc, time.perf_counter() - t0, label)
 
 
@@ -129,10 +118,9 @@ def interpolate(model: nn.Module, loss_fn: Callable, data: Any, state_a: Mapping
     t0 = time.perf_counter()
     with probe_mode(model, ps, loss_fn), torch.no_grad():
         batches = as_batches(data, model_device(model))
-        total = sum(len(y) for _, y in batches)
         for j, t in enumerate(ts):
             _set(ps, a, [[bb - aa for aa, bb in zip(a, b)]], (t,))
-            loss[j], acc[j] = _evaluate(model, loss_fn, batches, total)
+            loss[j], acc[j] = batches.mean_loss_acc(model, loss_fn)
     return Surface1D(ts, loss, acc, time.perf_counter() - t0, label)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .hvp import model_device
+from .hvp import model_device, shard
 from .results import PerClassResult
 
 
@@ -49,9 +49,10 @@ def per_class(probe: Callable, model: nn.Module, loss_fn: Callable, dataset: Any
     values, errs, counts, groups = [], [], [], []
     for c in classes:
         idx = np.sort(rng.permutation(members[c])[:take]) if equal else members[c][:take]
-        items = [dataset[int(i)] for i in idx]
-        x = torch.stack([torch.as_tensor(it[0]) for it in items]).to(device)
-        y = torch.as_tensor([int(it[1]) for it in items], device=device)
+        items = [dataset[int(i)] for i in shard(idx)]  # under torch.distributed: this rank's share of the class
+        x = (torch.stack([torch.as_tensor(it[0]) for it in items]) if items
+             else torch.empty(0, *torch.as_tensor(dataset[int(idx[0])][0]).shape)).to(device)
+        y = torch.as_tensor([int(it[1]) for it in items], dtype=torch.long, device=device)
         v, e = value_fn(probe(model, loss_fn, (x, y), seed=seed, **probe_kwargs)
                         if "seed" in _parameters(probe) else probe(model, loss_fn, (x, y), **probe_kwargs))
         values.append(v)

@@ -16,6 +16,8 @@ _REGISTRY: dict[str, type] = {}
 class ProbeResult:
     """Base: `save(path)` / `ProbeResult.load(path)`; arrays go in as arrays, the rest as JSON."""
 
+    world_size = 1  # how many ranks computed it (torch.distributed); saved beside the fields, not a field
+
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
         _REGISTRY[cls.__name__] = cls
@@ -23,7 +25,9 @@ class ProbeResult:
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        arrays, meta = {}, {"__class__": type(self).__name__}
+        from ..utils import dist_rank_world
+
+        arrays, meta = {}, {"__class__": type(self).__name__, "__world_size__": max(self.world_size, dist_rank_world()[1])}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             if isinstance(v, np.ndarray):
@@ -39,7 +43,10 @@ class ProbeResult:
             meta = json.loads(str(z["__meta__"]))
             arrays = {k: z[k] for k in z.files if k != "__meta__"}
         cls = _REGISTRY[meta.pop("__class__")]
-        return cls(**meta, **arrays)
+        world = int(meta.pop("__world_size__", 1))
+        result = cls(**meta, **arrays)
+        result.world_size = world
+        return result
 
 
 @dataclass

@@ -13,13 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .hvp import as_batches, model_device, probe_mode, select_params
+from .hvp import as_batches, gather_list, model_device, probe_mode, select_params
 from .results import SharpnessResult
-
-
-def _mean_loss(model, loss_fn, batches) -> float:
-    total = sum(len(y) for _, y in batches)
-    return sum(float(loss_fn(model(x), y)) * len(y) for x, y in batches) / total
 
 
 def gaussian_sharpness(model: nn.Module, loss_fn: Callable, data: Any, sigma: float = 0.005, samples: int = 20,
@@ -34,12 +29,12 @@ def gaussian_sharpness(model: nn.Module, loss_fn: Callable, data: Any, sigma: fl
     with probe_mode(model, ps, loss_fn), torch.no_grad():
         batches = as_batches(data, model_device(model))
         base = [p.detach().clone() for p in ps]
-        l0 = _mean_loss(model, loss_fn, batches)
+        l0 = batches.mean_loss(model, loss_fn)
         vals = []
         for _ in range(samples):
             for p, w in zip(ps, base):
                 p.copy_(w + sigma * torch.randn(p.shape, generator=g, dtype=torch.float64).to(p.device, p.dtype))
-            vals.append(_mean_loss(model, loss_fn, batches) - l0)
+            vals.append(batches.mean_loss(model, loss_fn) - l0)
     vals = np.array(vals)
     se = vals.std(ddof=1) / np.sqrt(len(vals)) if len(vals) > 1 else float("nan")
     return SharpnessResult(float(vals.mean()), float(se), vals, l0, time.perf_counter() - t0, "gaussian", sigma)
@@ -50,6 +45,8 @@ def worst_case_sharpness(model: nn.Module, loss_fn: Callable, data: Any, rho: fl
                          seed: int = 0) -> SharpnessResult:
     """max_{||d|| <= rho} L(w + d) - L(w) per batch by projected gradient ascent; mean and stderr over batches.
 
+    The value is per batch, so it depends on how the probe set is batched: under torch.distributed it is
+    the mean over every rank's batches (each rank seeds its own start points), not one process's number.
     adaptive=True measures in ASAM's scale-invariant ball: d = |w| * u with ||u|| <= rho.
     norm="l2" takes normalised-gradient steps, "linf" sign steps; step size 2.5 rho / steps (Madry et al.).
     """
@@ -96,7 +93,7 @@ def worst_case_sharpness(model: nn.Module, loss_fn: Callable, data: Any, rho: fl
                     p.copy_(w)
             vals.append(best - l0)
             base_losses.append(l0)
-    vals = np.array(vals)
+    vals, base_losses = np.array(gather_list(vals)), gather_list(base_losses)  # every rank's batches
     se = vals.std(ddof=1) / np.sqrt(len(vals)) if len(vals) > 1 else 0.0
     return SharpnessResult(float(vals.mean()), float(se), vals, float(np.mean(base_losses)),
                            time.perf_counter() - t0, f"worst-case-{norm}{'-adaptive' if adaptive else ''}", rho)
