@@ -68,7 +68,7 @@ def test_residuals_are_true_residuals(problem):
         assert true == pytest.approx(r.residuals[i], rel=1e-3, abs=1e-9)
 
 
-@pytest.mark.parametrize("method", ["hutch++", "hutchinson"])
+@pytest.mark.parametrize("method", ["hutch++", "hutchinson", "xtrace"])
 def test_trace_within_three_standard_errors(problem, method):
     model, loss_fn, batch, evals = problem
     r = hessian_trace(model, loss_fn, batch, method=method, num_hvps=45, seed=3)
@@ -88,7 +88,28 @@ def test_batched_hvps_equal_the_dense_hessian_times_v(problem):
     assert np.allclose(batched.numpy(), one_by_one.numpy(), rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("method", ["hutch++", "hutchinson"])
+def test_xtrace_equals_its_definition_on_a_dense_indefinite_matrix():
+    """Algorithm 1.2 of Epperly, Tropp and Webber (2024) written out naively: Q_i = orth(A W_{-i}) from scratch,
+    tr(Q_i^T A Q_i) + w_i^T (I - Q_i Q_i^T) A (I - Q_i Q_i^T) w_i, averaged; ltlab's shortcut must equal it."""
+    from ltlab.probes.hessian import _rademacher, xtrace
+
+    rng = np.random.default_rng(0)
+    n = 40
+    U, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    A = torch.as_tensor(U @ np.diag(np.r_[np.geomspace(50, 0.5, 30), -rng.uniform(0, 3, 10)]) @ U.T)
+    est, se, ests = xtrace(lambda V: A @ V, n, 16, torch.Generator().manual_seed(4))
+    W = _rademacher(n, 8, torch.Generator().manual_seed(4), "cpu")
+    naive = []
+    for i in range(8):
+        Qi, _ = torch.linalg.qr(A @ W[:, [j for j in range(8) if j != i]])
+        P = torch.eye(n, dtype=A.dtype) - Qi @ Qi.T
+        naive.append(float(torch.trace(Qi.T @ A @ Qi) + W[:, i] @ P @ A @ P @ W[:, i]))
+    assert np.allclose(ests, naive, rtol=1e-10, atol=1e-10)
+    assert est == pytest.approx(np.mean(naive), rel=1e-12) and se == pytest.approx(np.std(naive, ddof=1) / np.sqrt(8))
+    assert abs(est - float(torch.trace(A))) < 4 * se  # unbiased, and its error estimate is honest here
+
+
+@pytest.mark.parametrize("method", ["hutch++", "hutchinson", "xtrace"])
 def test_trace_is_the_same_with_batched_hvps(problem, method):
     model, loss_fn, batch, _ = problem
     a = hessian_trace(model, loss_fn, batch, method=method, num_hvps=30, seed=2)
