@@ -87,6 +87,9 @@ class OptimizerConfig:
     schedule: str = "cosine"  # cosine | constant (per step, after warm-up)
     warmup_epochs: float = 0.0
     clip_grad_norm: float | None = None  # global L2 clipping of the update gradient (RSAM official: 1.0)
+    ascent: str = "sync"  # under DDP: sync = the ascent gradient is all-reduced (one perturbation for the global
+    #                       batch); local = each rank perturbs with its own gradient (m-sharpness, m = the rank's
+    #                       batch), and only the descent gradient is all-reduced. Nothing changes in one process.
     # the method's own options (rho, sigma, ...), validated by its class; validation fills in every default,
     # so a run's config.yaml lists them all. A plain base optimizer has none. On the command line:
     # optimizer.method.rho=0.1
@@ -115,7 +118,9 @@ class ExperimentConfig:
     seed: int = 0
     label: str = ""  # the run's name in tables, pairing, run directories, figures ("" = the optimizer's name)
     epochs: int = 10
-    batch_size: int = 128
+    batch_size: int = 128  # the batch of one optimizer step (per process under DDP)
+    accum_steps: int = 1  # split each step's batch into this many micro-batches (gradient accumulation); the
+    #                       update is that of the whole batch, so a run means the same for every value
     eval_every: int = 1
     save_every: int = 0  # also keep checkpoints/epoch<NNN>.pt every N epochs (trajectories); 0 = off
     device: str = "auto"
@@ -142,13 +147,14 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "loss.name": ("ce", "ldam", "gcl", "logit_adjusted", "balanced_softmax"),
     "optimizer.base": ("sgd", "adamw"),
     "optimizer.schedule": ("cosine", "constant"),
+    "optimizer.ascent": ("sync", "local"),
     "precision": ("fp32", "bf16", "fp16"),
     "method": ("vpt", "lpt"),
     "eval.select": ("last", "best_val"),
 }
 # key -> (lowest allowed, inclusive?)
 _LOWER: dict[str, tuple[float, bool]] = {
-    "epochs": (1, True), "batch_size": (1, True), "eval_every": (1, True), "save_every": (0, True),
+    "epochs": (1, True), "batch_size": (1, True), "accum_steps": (1, True), "eval_every": (1, True), "save_every": (0, True),
     "eval.train_images": (1, True), "lpt_phase1_epochs": (1, True),
     "dual_weight_end": (0, True),
     "data.num_classes": (1, True), "data.n_max": (1, True), "data.imbalance_ratio": (1, True),
@@ -341,6 +347,12 @@ def _check_consistency(cfg: ExperimentConfig) -> None:
     if m.backbone == "ltlab-tiny" and d.image_size != 32:
         raise ConfigError(f"data.image_size={d.image_size}: the bundled backbone ltlab-tiny takes 32 px images; "
                           "set data.image_size=32 or choose a timm backbone")
+    if cfg.accum_steps > cfg.batch_size:
+        raise ConfigError(f"accum_steps={cfg.accum_steps} > batch_size={cfg.batch_size}: more micro-batches than "
+                          "images in a step; batch_size is the step's whole batch, accum_steps splits it")
+    if cfg.accum_steps > 1 and (cfg.dual_sampling or m.pool_size):
+        raise ConfigError(f"accum_steps={cfg.accum_steps}: LPT's dual-sampling halves and key-query term are not split "
+                          "into micro-batches; use accum_steps=1 with method=lpt / dual_sampling / model.pool_size")
     if m.pool_size and m.top_k > m.pool_size:
         raise ConfigError(f"model.top_k={m.top_k} > model.pool_size={m.pool_size}: cannot pick more group prompts "
                           "than the pool holds")

@@ -48,8 +48,14 @@ class LongTailLoss(nn.Module):
         """Per-sample (optionally class-balanced) cross-entropy and its normaliser."""
         weight = self.cb_weights.to(logits.dtype) if self.weighted else None
         per = F.cross_entropy(logits, target, weight=weight, reduction="none")
-        norm = weight[target].sum() if weight is not None else torch.tensor(float(len(target)), device=logits.device)
-        return per, norm
+        return per, self.normaliser(target, logits.dtype)
+
+    def normaliser(self, target: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The denominator of the batch mean for these targets: the DRW weights' sum, else the count. It needs
+        no logits, so gradient accumulation divides every micro-batch by the whole step's normaliser."""
+        if self.weighted:
+            return self.cb_weights.to(dtype)[target].sum()
+        return torch.tensor(float(len(target)), dtype=dtype, device=target.device)
 
     def sample_losses(self, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(per-sample losses, normaliser) with forward(logits, target) == losses.sum() / normaliser.

@@ -32,9 +32,10 @@ def test_run_directory_layout(tmp_path):
     assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 6)
 
 
-@pytest.mark.parametrize("opt", ["gnm", "sam"])
+@pytest.mark.parametrize("opt", ["gnm", "sam", "sam accum_steps=3"])
 def test_resume_mid_epoch_reproduces_uninterrupted_run(tmp_path, monkeypatch, opt):
-    extra = (f"optimizer.name={opt}", "loss.name=gcl", "loss.drw_epoch=2")
+    name, *more = opt.split()
+    extra = (f"optimizer.name={name}", "loss.name=gcl", "loss.drw_epoch=2", *more)
     full = fit(tiny_cfg(*extra), out=tmp_path / "full", progress=False)
 
     original = Trainer.train_step
@@ -54,6 +55,19 @@ def test_resume_mid_epoch_reproduces_uninterrupted_run(tmp_path, monkeypatch, op
     b = torch.load(tmp_path / "cut/checkpoints/last.pt", weights_only=False)["model"]
     assert all(torch.equal(a[n], b[n]) for n in a)
     assert len(load_run(tmp_path / "cut").metrics) == 3
+
+
+def test_accumulation_in_a_run_equals_the_whole_batch(tmp_path):
+    """accum_steps splits each step's batch (batch_size stays the step's batch): with a deterministic forward
+    (no dropout, no augmentation, no GCL noise) the run's weights equal the unsplit run's (float32 rounding)."""
+    det = ("optimizer.name=sam", "model.dropout=0.0", "data.augment=false", "loss.name=ce", "loss.drw_epoch=1",
+           "epochs=2")
+    fit(tiny_cfg(*det), out=tmp_path / "one", progress=False)
+    fit(tiny_cfg(*det, "accum_steps=4"), out=tmp_path / "four", progress=False)
+    a = torch.load(tmp_path / "one/checkpoints/last.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "four/checkpoints/last.pt", weights_only=False)["model"]
+    assert all(torch.allclose(a[n], b[n], rtol=1e-4, atol=1e-5) for n in a)
+    assert load_run(tmp_path / "four").config["accum_steps"] == 4
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):

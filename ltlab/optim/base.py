@@ -43,6 +43,7 @@ context the factory supplies, not options.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import typing
 from collections.abc import Callable, Iterable
@@ -89,6 +90,10 @@ _CLOSURE_HELP = (
 
 CONTEXT_ARGS = ("class_counts", "weight_params")  # supplied by the factory from the data / the model, not options
 RHO_SCHEDULES = ("constant", "lr")
+# class-aware methods reduce the whole batch's per-sample losses themselves (graph attached), so a step cannot be
+# split into micro-batches without holding every micro-batch's graph at once, which is what accumulation avoids
+NO_ACCUMULATION = ("splits the whole batch's per-sample losses by class in one graph, so a step cannot be split into "
+                   "micro-batches; use accum_steps=1 (a smaller batch_size, or more processes under DDP)")
 
 
 class PerturbedOptimizer(Optimizer):
@@ -100,7 +105,7 @@ class PerturbedOptimizer(Optimizer):
     closures_per_step = 1
     class_aware = False
     needs_features = False
-    refused: dict[str, str] = {}  # setting -> why this optimizer cannot serve it ("lpt", "ddp")
+    refused: dict[str, str] = {}  # setting -> why this optimizer cannot serve it ("lpt", "ddp", "accum")
 
     def __init__(
         self,
@@ -126,6 +131,7 @@ class PerturbedOptimizer(Optimizer):
         self.seed = int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,)).item())
         self._generators: dict[str, torch.Generator] = {}
         self.max_grad_norm: float | None = None  # global clipping of the update gradient (set by the factory)
+        self.ascent = "sync"  # under DDP: "local" takes the ascent gradient under no_sync (set by the factory)
         for g in self.param_groups:  # the configured radius, which `schedule` scales step by step
             if "rho" in g:
                 g.setdefault("initial_rho", g["rho"])
@@ -155,7 +161,7 @@ class PerturbedOptimizer(Optimizer):
 
     def refuses(self, setting: str) -> str | None:
         """Why this optimizer cannot serve a training setting ("lpt": LPT's dual sampling or key-query term;
-        "ddp": several processes), or None."""
+        "ddp": several processes; "accum": gradient accumulation, accum_steps > 1), or None."""
         return self.refused.get(setting)
 
     # -- schedules -----------------------------------------------------------------------------
@@ -236,9 +242,23 @@ class PerturbedOptimizer(Optimizer):
         return out
 
     def backward(self, loss: torch.Tensor, retain_graph: bool = False) -> None:
-        """loss.backward(), through the fp16 GradScaler when the step was given one."""
+        """loss.backward(), through the fp16 GradScaler when the step was given one.
+
+        Under torch.distributed the gradients are then averaged over the processes: the class-aware
+        methods back-propagate parts of the loss themselves (several backward passes per forward, which
+        DDP's own hooks do not all-reduce), and `make_closure` runs their forward outside DDP.
+        """
         scaler = getattr(self, "_grad_scaler", None)
         (scaler.scale(loss) if scaler is not None else loss).backward(retain_graph=retain_graph)
+        world = _world()
+        if world > 1:
+            import torch.distributed as dist
+
+            for _, p in self.trainable():
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                dist.all_reduce(p.grad)
+                p.grad.div_(world)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None, grad_scaler: Any = None) -> torch.Tensor:
@@ -246,12 +266,16 @@ class PerturbedOptimizer(Optimizer):
 
         With fp16 AMP pass ``grad_scaler``: the closure calls ``scaler.scale(loss).backward()``, the
         base step goes through ``scaler.step`` (unscale, skip on inf); call ``scaler.update()`` after.
+        With ``ascent="local"`` the closure calls made while building the perturbation are
+        ``closure(sync=False)`` (under DDP: no all-reduce, each rank's own ascent gradient; m-sharpness
+        with m = the rank's batch); the descent gradient at w + e is all-reduced as always.
         """
         if closure is None:
             raise ValueError(_CLOSURE_HELP.format(name=type(self).__name__, n=self.closures_per_step))
         closure = torch.enable_grad()(closure)
         self._grad_scaler = grad_scaler
-        perturbation, first_loss = self.perturbation(closure)
+        ascent = functools.partial(closure, sync=False) if self.ascent == "local" else closure
+        perturbation, first_loss = self.perturbation(ascent)
         loss = self.evaluate_at(closure, perturbation, self.perturbed_gradient)
         self.finish_gradient()
         clip_gradients(self.base_optimizer, self.max_grad_norm, grad_scaler)
@@ -306,9 +330,26 @@ class Plain(PerturbedOptimizer):
         return None
 
 
+def _world() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def any_over_ranks(flag: bool, device: torch.device | str = "cpu") -> bool:
+    """True when `flag` holds on any process (every rank takes the same branch, so collectives stay matched)."""
+    if _world() == 1:
+        return flag
+    import torch.distributed as dist
+
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
 def make_closure(optimizer: Optimizer, model: torch.nn.Module, loss_fn: Callable, x: torch.Tensor,
                  y: torch.Tensor, *, forward: Callable | None = None, batch_loss: Callable | None = None,
-                 autocast: Callable[[], Any] | None = None, grad_scaler: Any = None) -> Callable:
+                 autocast: Callable[[], Any] | None = None, grad_scaler: Any = None, accum_steps: int = 1) -> Callable:
     """The closure for ``optimizer.step``: plain (zero, forward, backward, return the loss), class-aware
     (``per_sample=True``: SampleLosses, no backward) and, for optimizers with ``needs_features``, the
     features + head form (the model's public ``classifier_input(x)`` and ``head``).
@@ -317,30 +358,54 @@ def make_closure(optimizer: Optimizer, model: torch.nn.Module, loss_fn: Callable
     loss_fn: the loss module; class-aware optimizers need its ``sample_losses(logits, y) -> (losses, norm)``.
     batch_loss(logits, y): the scalar loss of the plain form (default ``loss_fn(logits, y)``).
     autocast: a context-manager factory (mixed precision); grad_scaler: fp16's GradScaler (scales backward).
+    accum_steps: the plain form runs the batch as this many micro-batches, one at a time, each term divided
+    by the whole batch's normaliser (``loss_fn.normaliser(y)``: the DRW weights' sum, or the count), so the
+    gradient is the whole batch's; under DDP only the last backward all-reduces. It needs ``loss_fn``'s
+    ``sample_losses`` form (not ``batch_loss``); the class-aware form cannot be split (see ``refused``).
+    ``closure(sync=False)`` runs the forward passes under DDP's ``no_sync`` (this rank's gradient alone:
+    the optimizer's ``ascent="local"``).
     """
     forward = forward or model
     autocast = autocast or nullcontext
     batch_loss = batch_loss or loss_fn
+    local = getattr(forward, "no_sync", None)
 
-    def closure(per_sample: bool = False):
-        optimizer.zero_grad(set_to_none=True)
-        if per_sample:
-            if getattr(optimizer, "needs_features", False):  # the optimizer re-runs the classifier on these
-                with autocast():
-                    feats = model.classifier_input(x)
-                feats = feats.float()
-                losses, norm = loss_fn.sample_losses(model.head(feats), y)
-                return SampleLosses(losses, y, norm, features=feats, head=model.head,
-                                    loss_of=lambda z, t: loss_fn.sample_losses(z, t)[0])
-            with autocast():
-                logits = forward(x).float()
-            losses, norm = loss_fn.sample_losses(logits, y)
-            return SampleLosses(losses, y, norm)
-        with autocast():
-            logits = forward(x).float()
-        loss = batch_loss(logits, y)
+    def backward(loss: torch.Tensor) -> None:
         (grad_scaler.scale(loss) if grad_scaler is not None else loss).backward()
-        return loss
+
+    def closure(per_sample: bool = False, sync: bool = True):
+        optimizer.zero_grad(set_to_none=True)
+        with (local() if not sync and local is not None else nullcontext()):
+            if per_sample:
+                if getattr(optimizer, "needs_features", False):  # the optimizer re-runs the classifier on these
+                    with autocast():
+                        feats = model.classifier_input(x)
+                    feats = feats.float()
+                    losses, norm = loss_fn.sample_losses(model.head(feats), y)
+                    return SampleLosses(losses, y, norm, features=feats, head=model.head,
+                                        loss_of=lambda z, t: loss_fn.sample_losses(z, t)[0])
+                with autocast():  # the model itself, not a DDP wrapper: the optimizer averages its own backward passes
+                    logits = model(x).float()
+                losses, norm = loss_fn.sample_losses(logits, y)
+                return SampleLosses(losses, y, norm)
+            if accum_steps <= 1:
+                with autocast():
+                    logits = forward(x).float()
+                loss = batch_loss(logits, y)
+                backward(loss)
+                return loss
+            norm = loss_fn.normaliser(y)
+            parts = [(xs, ys) for xs, ys in zip(x.tensor_split(accum_steps), y.tensor_split(accum_steps)) if len(ys)]
+            total = torch.zeros((), device=y.device)
+            for i, (xs, ys) in enumerate(parts):
+                last = i == len(parts) - 1
+                with (local() if local is not None and sync and not last else nullcontext()):
+                    with autocast():
+                        logits = forward(xs).float()
+                    loss = loss_fn.sample_losses(logits, ys)[0].sum() / norm.to(logits.dtype)
+                    backward(loss)
+                total = total + loss.detach()
+            return total
 
     return closure
 

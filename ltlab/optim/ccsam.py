@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch.func import functional_call
 
-from .base import PerturbedOptimizer, check_nonnegative
+from .base import NO_ACCUMULATION, PerturbedOptimizer, check_nonnegative
 from .class_aware import _counts
 
 
@@ -50,9 +50,11 @@ class CCSAM(PerturbedOptimizer):
     class_aware = True
     needs_features = True
     refused = {"lpt": "splits the loss by class; it does not combine with LPT's dual sampling or key-query term: "
-                      "use method=vpt",
-               "ddp": "re-runs the classifier outside DistributedDataParallel, so its gradients would not be averaged "
-                      "across processes; run it on one process"}
+                      "use method=vpt", "accum": NO_ACCUMULATION,
+               "ddp": "takes one classifier gradient per class over the samples of that class in the batch; under DDP "
+                      "each process would see only its share of each class, and the per-class gradients are not "
+                      "averaged across processes (with counts), so the step would not be the big-batch step; run "
+                      "it on one process"}
 
     def __init__(self, params, base_optimizer=torch.optim.SGD, rho: float = 1e-6,
                  class_counts: Sequence[int] | None = None, flat_ratio: float = 0.5, seed=None, **base_kwargs):

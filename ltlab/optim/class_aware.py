@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .base import SampleLosses, check_nonnegative
+from .base import NO_ACCUMULATION, SampleLosses, any_over_ranks, check_nonnegative
 from .sam import SAM
 
 
@@ -28,7 +28,9 @@ class ClassWeightedSAM(SAM):
     closures_per_step = 2
     class_aware = True
     refused = {"lpt": "splits the loss by class; it does not combine with LPT's dual sampling or key-query term: "
-                      "use method=vpt"}
+                      "use method=vpt", "accum": NO_ACCUMULATION,
+               "local": "takes the update's plain-class gradient in the ascent pass at w, which optimizer.ascent=local "
+                        "would leave un-averaged across processes; use optimizer.ascent=sync"}
 
     def __init__(self, params, base_optimizer=torch.optim.SGD, rho: float = 0.05, seed=None, **base_kwargs):
         check_nonnegative("rho", rho)
@@ -42,7 +44,7 @@ class ClassWeightedSAM(SAM):
     def split(self, out: SampleLosses) -> tuple[torch.Tensor, torch.Tensor, bool]:
         """(L_plain, L_sharp, whether any sample has a > 0)."""
         a = self.sample_weights(out.targets).to(out.losses.dtype)
-        return out.weighted(1 - a), out.weighted(a), bool((a > 0).any())
+        return out.weighted(1 - a), out.weighted(a), any_over_ranks(bool((a > 0).any()), out.losses.device)
 
     sharp_weight = 1.0  # the flattened part's weight in the update (ImbSAM's official code: 2)
 

@@ -87,10 +87,12 @@ class Trainer:
         self.optimizer = create_optimizer(
             oc.name, [(n, p) for n, p in self.model.named_parameters() if p.requires_grad], base=oc.base, lr=oc.lr,
             prompt_lr=oc.prompt_lr, momentum=oc.momentum, weight_decay=oc.weight_decay,
-            max_grad_norm=oc.clip_grad_norm, class_counts=self.data.class_counts,
+            max_grad_norm=oc.clip_grad_norm, class_counts=self.data.class_counts, ascent=oc.ascent,
             seed=cfg.seed,  # the same perturbation stream on every rank keeps DDP replicas identical
             **oc.method)
-        for setting, used in (("lpt", cfg.dual_sampling or self.model.pool_size > 0), ("ddp", self.world > 1)):
+        lpt = cfg.dual_sampling or self.model.pool_size > 0
+        for setting, used in (("lpt", lpt), ("ddp", self.world > 1), ("accum", cfg.accum_steps > 1),
+                              ("local", oc.ascent == "local")):
             why = self.optimizer.refuses(setting) if used else None
             if why:
                 raise ConfigError(f"optimizer.name={oc.name} {why}")
@@ -169,7 +171,8 @@ class Trainer:
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
         closure = make_closure(self.optimizer, self.model, self.loss_fn, x, y, forward=self.forward,
-                               batch_loss=self.batch_loss, autocast=self.autocast, grad_scaler=self.scaler)
+                               batch_loss=self.batch_loss, autocast=self.autocast, grad_scaler=self.scaler,
+                               accum_steps=self.cfg.accum_steps)
         self.optimizer.schedule(step=self.global_step, total_steps=self.total_steps, epoch=self.epoch,
                                 reweight_epoch=self.cfg.loss.drw_epoch)
         loss = self.optimizer.step(closure, grad_scaler=self.scaler)
