@@ -4,7 +4,6 @@ The equivalences hold where the forward is deterministic: no dropout, no GCL noi
 ltlab's cross-entropy here; the DRW-weighted form tests that every micro-batch is divided by the
 whole step's normaliser). Under DDP the ranks hold equal shards of the global batch.
 """
-import copy
 
 import pytest
 import torch
