@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ltlab-installed
 
-.PHONY: setup demo probes family test test-full test-fast test-regime test-long lab figures report bench clean
+.PHONY: setup demo probes family test test-full test-fast test-regime test-long lab figures report bench tensorboard clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -60,6 +60,10 @@ test-fast: $(STAMP)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
+
+# every run under runs/ (scalars per epoch, probes, the HParams view of each comparison); http://localhost:6006
+tensorboard: $(STAMP)
+	$(BIN)/tensorboard --logdir runs --port 6006
 
 figures: $(STAMP)
 	$(BIN)/python -m ltlab figures

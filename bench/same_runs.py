@@ -1,7 +1,8 @@
 """Are two trainings of the same runs identical? Compares every run directory found in both A and B.
 
-metrics.jsonl and config.yaml byte for byte, summary.json apart from its timing fields and provenance, and every
-tensor of every checkpoint with torch.equal. Exit code 1 when anything differs.
+config.yaml byte for byte, metrics.jsonl row by row and summary.json, both apart from their timing fields (step
+times, memory, wall time) and provenance, the scalar values of the TensorBoard files (tb/) where both runs have
+them, and every tensor of every checkpoint with torch.equal. Exit code 1 when anything differs.
 
     python bench/same_runs.py runs/demo runs/family      # the family retrains the demo's runs
 """
@@ -14,12 +15,26 @@ from pathlib import Path
 
 import torch
 
-TIMING = {"sec_per_step", "images_per_sec", "peak_memory_mb", "process_peak_rss_mb", "wall_seconds", "provenance"}
+from ltlab.train.runs import TIMING_FIELDS as TIMING  # noqa: E402
+from ltlab.train.runs import read_jsonl  # noqa: E402
+
+
+def tb_scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(run / "tb"))
+    ea.Reload()
+    return {t: [(e.step, e.value) for e in ea.Scalars(t)] for t in ea.Tags()["scalars"] if t not in TIMING}
 
 
 def compare_run(a: Path, b: Path) -> list[str]:
     """What differs between run directories a and b (empty: identical)."""
-    diffs = [f for f in ("metrics.jsonl", "config.yaml") if (a / f).read_bytes() != (b / f).read_bytes()]
+    diffs = ["config.yaml"] if (a / "config.yaml").read_bytes() != (b / "config.yaml").read_bytes() else []
+    ra, rb = ([{k: v for k, v in r.items() if k not in TIMING} for r in read_jsonl(d / "metrics.jsonl")] for d in (a, b))
+    if ra != rb:
+        diffs.append("metrics.jsonl")
+    if (a / "tb").exists() and (b / "tb").exists() and tb_scalars(a) != tb_scalars(b):
+        diffs.append("tb/ scalars")
     sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
     if {k: v for k, v in sa.items() if k not in TIMING} != {k: v for k, v in sb.items() if k not in TIMING}:
         diffs.append("summary.json")

@@ -130,6 +130,9 @@ class ExperimentConfig:
     lpt_phase1_epochs: int = 10  # LPT: epochs of phase 1 (shared prompt); `epochs` is phase 2
     dual_sampling: bool = False  # LPT phase 2: instance-balanced + class-balanced halves per batch
     dual_weight_end: float = 0.0  # class-balanced loss weight decays linearly from 1 to this
+    # where the epoch rows go besides metrics.jsonl: tensorboard (RUN_DIR/tb), mlflow (pip install ltlab[mlflow];
+    # RUNS_DIR/mlruns). On the command line: log=jsonl,tensorboard,mlflow
+    log: list[str] = field(default_factory=lambda: ["jsonl", "tensorboard"])
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -151,6 +154,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "precision": ("fp32", "bf16", "fp16"),
     "method": ("vpt", "lpt"),
     "eval.select": ("last", "best_val"),
+    "log": ("jsonl", "tensorboard", "mlflow"),
 }
 # key -> (lowest allowed, inclusive?)
 _LOWER: dict[str, tuple[float, bool]] = {
@@ -191,7 +195,17 @@ def _unknown(key: str) -> ConfigError:
 
 
 def coerce(key: str, value: Any, tp: Any) -> Any:
-    """`value` read as type `tp` (int, float, bool, str, X | None); the error names the key."""
+    """`value` read as type `tp` (int, float, bool, str, X | None, list[str]); the error names the key."""
+    if typing.get_origin(tp) is list:  # a YAML list, or "a,b" on the command line
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            raise ConfigError(f"{key}={value!r}: expected a list, e.g. {key}=a,b")
+        out = [coerce(key, v.strip() if isinstance(v, str) else v, typing.get_args(tp)[0]) for v in items]
+        allowed = _CHOICES.get(key)
+        bad = [v for v in out if allowed and v not in allowed]
+        if bad:
+            raise ConfigError(f"{key}: {bad[0]!r} is not one of {', '.join(allowed)}")
+        return out
     args = typing.get_args(tp)
     if value is None:
         if type(None) in args:
@@ -284,6 +298,9 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     """Check choices and ranges; the error names the key, the value and what is allowed."""
     for key in _all_keys():
         value = get_key(cfg, key)
+        if isinstance(value, list):
+            coerce(key, value, list[str])  # each item checked against the choices
+            continue
         if key in _CHOICES and value not in _CHOICES[key]:
             near = difflib.get_close_matches(str(value), _CHOICES[key], n=1)
             hint = f" (did you mean '{near[0]}'?)" if near else ""
@@ -347,6 +364,9 @@ def _check_consistency(cfg: ExperimentConfig) -> None:
     if m.backbone == "ltlab-tiny" and d.image_size != 32:
         raise ConfigError(f"data.image_size={d.image_size}: the bundled backbone ltlab-tiny takes 32 px images; "
                           "set data.image_size=32 or choose a timm backbone")
+    if "jsonl" not in cfg.log:
+        raise ConfigError(f"log={','.join(cfg.log)}: metrics.jsonl is the run's record (report, compare and resume "
+                          "read it); keep jsonl, e.g. log=jsonl,tensorboard")
     if cfg.accum_steps > cfg.batch_size:
         raise ConfigError(f"accum_steps={cfg.accum_steps} > batch_size={cfg.batch_size}: more micro-batches than "
                           "images in a step; batch_size is the step's whole batch, accum_steps splits it")

@@ -22,6 +22,7 @@ from torch import nn
 from .probes import (ProbeResult, gaussian_sharpness, hessian_ratio_along, hessian_trace, per_class, spectral_density,
                      pca_directions, surface_1d, surface_2d, top_eigenvalues, trajectory_pca, worst_case_sharpness)
 from .train.compare import FLATNESS, is_reference, method_order
+from .train.tracking import log_probe
 
 PROBES = ("eig", "trace", "density", "surface1d", "surface2d", "sharpness", "worst", "ratio", "per-class")
 GAUSSIAN_SIGMA = 0.01  # per-element std of the average-case probe (GNM's noise is ~0.0017 per element)
@@ -168,6 +169,7 @@ def probe_run(run_dir: str | Path, what: Sequence[str], num_images: int | None =
         result, line = run_probe(name, model, loss_fn, batch, data, view, steps, seed, progress and rank == 0)
         if rank == 0:
             path = result.save(Path(run_dir) / "probes" / f"{name}{suffix}.npz")
+            log_probe(run_dir, f"{name}{suffix}", result)
             yield f"{name}: {line} -> {path}"
 
 
@@ -212,6 +214,7 @@ def flatness_scalars(run_dir: str | Path, num_images: int = 256, seed: int = 0, 
     out.update({"group_images": per_group, "images_requested": num_images, "probe_seed": seed,
                 "checkpoint": checkpoint, "version": SCALARS_VERSION})
     (probes / "scalars.json").write_text(json.dumps(out, indent=2))
+    log_probe(run_dir, "flatness", {k: v for k, v in out.items() if k in FLATNESS})
     return out
 
 

@@ -186,6 +186,11 @@ class PerturbedOptimizer(Optimizer):
                 rho = self.rho_min + (rho - self.rho_min) * frac
             g["rho"] = rho
 
+    def logged(self) -> dict[str, float]:
+        """This step's radius and noise scale where the method has them (what metrics.jsonl records)."""
+        g = self.param_groups[0]
+        return {k: float(g[k]) for k in ("rho", "sigma") if isinstance(g.get(k), (int, float))}
+
     # -- subclass hook -------------------------------------------------------------------------
     def perturbation(self, closure: Callable[[], torch.Tensor]) -> tuple[Perturbation, torch.Tensor | None]:
         """Return ({param: e}, loss if the method already evaluated it at a point it reports)."""

@@ -15,7 +15,7 @@ from ..config import ExperimentConfig, config_from_dict, to_dict
 from ..errors import ConfigError
 from ..utils import rng_restore, rng_snapshot
 
-RESUME_MAY_CHANGE = ("device", "data.num_workers", "data.root", "compile")
+RESUME_MAY_CHANGE = ("device", "data.num_workers", "data.root", "compile", "log")
 
 
 def config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:

@@ -64,7 +64,10 @@ def provenance() -> dict[str, Any]:
     }
 
 
-RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json", "checkpoints", "probes", "phase1")
+RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json", "checkpoints", "probes", "phase1", "tb", "mlflow_run_id")
+# fields of metrics.jsonl rows and summary.json that measure time or the machine, not the run's numbers
+TIMING_FIELDS = frozenset({"sec_per_step", "images_per_sec", "peak_memory_mb", "process_peak_rss_mb", "wall_seconds",
+                           "provenance"})
 
 
 class RunDir:
@@ -121,6 +124,10 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         with open(self.path / "metrics.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
+
+    def metrics_rows(self) -> list[dict[str, Any]]:
+        path = self.path / "metrics.jsonl"
+        return read_jsonl(path) if path.exists() else []
 
     def truncate_metrics(self, max_epoch: int) -> None:
         """On resume: drop lines logged after the checkpoint being resumed from."""

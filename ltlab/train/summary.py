@@ -56,4 +56,6 @@ def finish(t, wall: float) -> dict[str, Any]:
     }
     if t.is_main:
         t.run.write_json("summary.json", summary)
+        if getattr(t, "tracker", None) is not None:
+            t.tracker.finish(summary)
     return summary

@@ -37,7 +37,7 @@ from ..losses import loss_from_config
 from ..models import build_model
 from ..optim import create_optimizer, make_closure
 from ..utils import dist_rank_world, resolve_device, seed_everything
-from . import checkpoint, evaluation, summary
+from . import checkpoint, evaluation, summary, tracking
 from .runs import RunDir, load_checkpoint_file
 from .stopping import StopRequests, Stopped
 
@@ -189,8 +189,7 @@ class Trainer:
     def trainable_state(self) -> dict[str, torch.Tensor]:
         return checkpoint.trainable_state(self.model)
 
-    def resume(self) -> None:
-        """Continue from checkpoints/last.pt, exactly (see `ltlab.train.checkpoint.resume`)."""
+    def resume(self) -> None:  # continue from checkpoints/last.pt, exactly (ltlab.train.checkpoint.resume)
         checkpoint.resume(self)
 
     def save_checkpoint(self, name: str, state: dict[str, Any]) -> Path:
@@ -199,15 +198,14 @@ class Trainer:
         if self.is_main:
             self.run.save_checkpoint(name, state)
         if self.world > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
+            torch.distributed.barrier()
         return path
 
     # -- the loop ------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         """Train for cfg.epochs (from wherever the state is), evaluate, write the run; returns the summary."""
         cfg = self.cfg
+        self.tracker = tracking.open_tracker(self.run, cfg) if self.is_main else None
         if self.is_main:
             self.run.write_config(to_dict(cfg))
         t_start = time.time()
@@ -228,6 +226,8 @@ class Trainer:
             raise
         finally:
             bar.close()
+            if self.tracker is not None:  # (finish re-opens it for the run's hparams)
+                self.tracker.close()
         return summary.finish(self, time.time() - t_start)
 
     def run_epoch(self, bar) -> None:
@@ -298,7 +298,8 @@ class Trainer:
             # evaluate only there (see each method's docstring)
             "step_loss": statistics.fmean(self.epoch_losses) if self.epoch_losses else float("nan"),
             "train_ce_at_w": evaluation.loss_at_w(self),  # comparable across methods
-            "lr": self.optimizer.base_optimizer.param_groups[0]["lr"],
+            "lr": self.optimizer.base_optimizer.param_groups[0]["lr"], **self.optimizer.logged(),
+            "sec_per_step": statistics.fmean(self.step_times[-self.steps_per_epoch:] or [float("nan")]),
         }
         # finite weights can still be diverged (|w| ~ 1e30 gives non-finite logits): never save such a state
         self.check_finite(row["train_ce_at_w"], what="the loss at the weights")
@@ -318,7 +319,7 @@ class Trainer:
         if cfg.save_every and self.epoch % cfg.save_every == 0:
             self.save_checkpoint(f"epoch{self.epoch:03d}", {"model": state["model"], "epoch": self.epoch})
         if self.is_main:
-            self.run.log_metrics(row)
+            self.tracker.epoch(row, self.run)
         self.save_checkpoint("last", state)
         for cb in self.callbacks:
             cb(self, row)
