@@ -1,4 +1,4 @@
-"""`python -m ltlab {train,compare,report,pretrain,probe,figures}`: parse, build, call. Bad input -> exit 2."""
+"""`python -m ltlab {train,compare,sweep,report,pretrain,probe,figures}`: parse, build, call. Bad input -> exit 2."""
 from __future__ import annotations
 
 import argparse
@@ -40,15 +40,12 @@ def cmd_compare(a: argparse.Namespace) -> int:
 
     cfg = load_config(a.config or "synthetic", a.overrides)
     from .errors import ConfigError
-    from .optim import PAPER_COMPARISON, optimizer_info
+    from .optim import PAPER_COMPARISON
 
     spec = a.optimizers or ",".join((cfg.optimizer.base, *PAPER_COMPARISON))
     names = [n.strip() for n in spec.split(",") if n.strip()]
-    for n in names:
-        try:
-            optimizer_info(n)
-        except ConfigError as e:
-            raise ConfigError(f"--optimizers: {e}") from None
+    if names:  # an empty list: compare itself names the fix
+        _check_optimizers(names)
     if a.workers < 1:
         raise ConfigError(f"--workers {a.workers}: need at least 1")
     t0 = time.time()
@@ -65,6 +62,39 @@ def cmd_compare(a: argparse.Namespace) -> int:
     print("\n" + report.brief())
     print(f"\nwall time {time.time() - t0:.0f} s; runs, summary.csv and report.md in {a.out}")
     return 0
+
+
+def cmd_sweep(a: argparse.Namespace) -> int:
+    import shlex
+
+    from .config import load_config
+    from .errors import ConfigError
+    from .sweep import run_sweep
+
+    cfg = load_config(a.config or "synthetic", a.overrides)
+    names = [n.strip() for n in (a.optimizers or f"{cfg.optimizer.base},sam,gnm").split(",") if n.strip()]
+    if a.workers < 1:
+        raise ConfigError(f"--workers {a.workers}: need at least 1")
+    _check_optimizers(names)
+    t0 = time.time()
+    out = run_sweep(cfg, names, a.grid, a.seeds, a.out, workers=a.workers, probe=a.probe, overwrite=a.overwrite,
+                    progress=not a.no_progress, command="python -m ltlab " + " ".join(shlex.quote(x) for x in a.argv))
+    print(out["markdown"])
+    print(f"\nwall time {time.time() - t0:.0f} s; {out['path']}, {out['figures'][-1]} and each cell's report.md")
+    return 0
+
+
+def _check_optimizers(names: list[str]) -> None:
+    from .errors import ConfigError
+    from .optim import optimizer_info
+
+    if not names:
+        raise ConfigError("--optimizers: name at least one optimizer")
+    for n in names:
+        try:
+            optimizer_info(n)
+        except ConfigError as e:
+            raise ConfigError(f"--optimizers: {e}") from None
 
 
 def cmd_report(a: argparse.Namespace) -> int:
@@ -153,6 +183,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also train a reference row on the same seeds: linear = the linear probe (the base run with "
                         "model.prompt_length=0), reported beside the methods with VPT's paired difference to it")
     c.set_defaults(func=cmd_compare)
+
+    w = sub.add_parser("sweep", help="a grid of paired comparisons (a method's own options and shared keys)")
+    _add_config_args(w)
+    w.add_argument("--optimizers", default=None, help="comma-separated methods (default: the config's base, sam, gnm)")
+    w.add_argument("--grid", nargs="+", default=[], metavar="[METHOD:]KEY=V1,V2",
+                   help="swept keys: METHOD:optimizer.method.rho=0.05,0.5 for one method's own option, KEY=V1,V2 "
+                        "(e.g. data.imbalance_ratio=10,50) for every run; overrides go before --grid")
+    w.add_argument("--seeds", type=int, default=3)
+    w.add_argument("--out", default="runs/sweep")
+    w.add_argument("--workers", type=int, default=1, help="runs trained at once, in separate processes")
+    w.add_argument("--probe", action="store_true", help="probe every run (lambda_max, lambda_min, trace, sharpness)")
+    w.add_argument("--overwrite", action="store_true", help="train every run of the grid again")
+    w.set_defaults(func=cmd_sweep)
 
     rp = sub.add_parser("report", help="report.md from a directory of runs: mean ± std, paired CIs, verdicts")
     rp.add_argument("runs_dir")

@@ -496,6 +496,13 @@ def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
     return validate(cfg)
 
 
+def apply_overrides(cfg: ExperimentConfig, overrides: typing.Iterable[str]) -> ExperimentConfig:
+    """cfg with dotted `key=value` overrides applied (as on the command line), validated."""
+    data = to_dict(cfg)
+    _merge(data, parse_overrides(overrides))
+    return config_from_dict(data)
+
+
 def to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 

@@ -42,12 +42,11 @@ def test_lpt_vs_vpt_quick(tmp_path):
 
 
 @pytest.mark.slow
-def test_teaching_sweep_quick(tmp_path):
-    out = run(BENCH / "teaching_sweep.py", "--quick", "--seeds", "2", "--out", tmp_path / "sweep", "--workers", "1",
-              cwd=tmp_path)
-    assert "| gnm rho 0.05 |" in out and "[" in out  # paired intervals printed
-    text = (tmp_path / "sweep" / "sweep.md").read_text()
-    assert "Settings where a measured quantity differs resolvably" in text
+def test_trace_estimators_prints_the_side_by_side_table(tmp_path):
+    out = run(BENCH / "trace_estimators.py", "--images", "8", "--budget", "8", "--repeats", "3", "--run",
+              tmp_path / "none", cwd=tmp_path)
+    for name in ("hutchinson", "hutch++", "xtrace"):
+        assert f"| {name} | 8 |" in out
 
 
 @pytest.mark.slow

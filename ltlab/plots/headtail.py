@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from .style import GROUP_COLORS, caption, color, style
+from .style import caption as add_caption
 
 
 def per_class_accuracy(results: Mapping[str, Sequence[float]], class_counts: Sequence[int], window: int = 5,
@@ -193,4 +194,36 @@ def metric_bars(rows: Sequence[Mapping[str, float]], metrics: Sequence[str], lab
         fig.tight_layout()
         if note:
             caption(fig, note)
+    return fig
+
+
+def effect_lines(points, ylabel: str = "difference to the base", caption: str = ""):
+    """Paired effects with their intervals against a swept value: `points` = [(method, series, x label,
+    PairedDiff)]; one panel per method, one line per series (e.g. a sweep's cells), 0 marked."""
+    import matplotlib.pyplot as plt
+
+    methods = list(dict.fromkeys(m for m, *_ in points))
+    with style():
+        fig, axes = plt.subplots(1, len(methods), figsize=(3.2 * len(methods) + 0.6, 2.9), squeeze=False, sharey=True)
+        for ax, method in zip(axes[0], methods):
+            mine = [p for p in points if p[0] == method]
+            if len({x for _, _, x, _ in mine}) == 1 and len(mine) > 1:  # nothing of its own swept: x = the series
+                mine = [(m, "", s, d) for m, s, _, d in mine]
+            series = list(dict.fromkeys(s for _, s, *_ in mine))
+            for i, name in enumerate(series):
+                items = [(x, d) for _, s, x, d in mine if s == name]
+                pos = [j + (i - (len(series) - 1) / 2) * 0.12 for j in range(len(items))]
+                ax.errorbar(pos, [d.mean for _, d in items], capsize=3, marker="o", ms=4,
+                            yerr=[[d.mean - d.lo for _, d in items], [d.hi - d.mean for _, d in items]],
+                            color=color(method) if len(series) == 1 else None, label=name if len(series) > 1 else None)
+                ax.set_xlim(-0.5, max(len(items), 2) - 0.5)
+                ax.set_xticks(range(len(items)), [x for x, _ in items], rotation=15)
+            ax.axhline(0, color="0.4", lw=0.8)
+            ax.set_title(method)
+            if len(series) > 1:
+                ax.legend(title="cell")
+        axes[0][0].set_ylabel(ylabel)
+        fig.tight_layout()
+        if caption:
+            add_caption(fig, caption)
     return fig

@@ -89,23 +89,44 @@ def compare(cfg: ExperimentConfig, optimizers: Sequence[str], seeds: int = 1, ou
     variants = [cfg if n == cfg.optimizer.name else with_optimizer(cfg, n) for n in optimizers]
     if reference:
         variants.append(reference_config(cfg, reference))
-    jobs, rows, order = [], {}, []
+    jobs = []
     for variant in variants:
         for k in range(seeds):
             run_cfg = dataclasses.replace(variant, seed=cfg.seed + k)
-            path = str(Path(out) / run_name(run_label(run_cfg), run_cfg.seed))
-            order.append(path)
-            if reuse and finished_with(path, run_cfg):
-                rows[path] = summary_row(json.loads((Path(path) / "summary.json").read_text()), path)
-            else:
-                jobs.append((run_cfg, path))
-    overwrite = overwrite or reuse  # reuse: an unfinished run is started over
-    if workers <= 1 or len(jobs) <= 1:
-        for run_cfg, path in jobs:
-            rows[path] = _one_run(run_cfg, path, overwrite, progress, 0)
+            jobs.append((run_cfg, str(Path(out) / run_name(run_label(run_cfg), run_cfg.seed))))
+    return run_jobs(jobs, progress=progress, overwrite=overwrite, workers=workers, reuse=reuse)
+
+
+def run_jobs(jobs: list[tuple[ExperimentConfig, str]], progress: bool = True, overwrite: bool = False,
+             workers: int = 1, reuse: bool = False, keep: bool = False) -> list[dict[str, Any]]:
+    """Train (config, run directory) jobs; one row per job, in the jobs' order.
+
+    reuse=True keeps runs that finished with this very config and trains the others over (a stale run is
+    replaced). keep=True (`ltlab sweep`) keeps those too, starts unfinished ones over, and refuses to
+    replace a finished run of another config unless overwrite=True. Neither: an existing run is refused
+    unless overwrite=True. keep=True shows one progress bar over all jobs.
+    """
+    rows: dict[str, dict[str, Any]] = {}
+    todo, conflicts = [], []
+    for run_cfg, path in jobs:
+        if (reuse or keep) and not (keep and overwrite) and finished_with(path, run_cfg):
+            rows[path] = summary_row(json.loads((Path(path) / "summary.json").read_text()), path)
+        elif keep and not overwrite and (Path(path) / "summary.json").exists():
+            conflicts.append(path)
+        else:
+            todo.append((run_cfg, path))
+    if conflicts:
+        raise ConfigError(f"{len(conflicts)} finished run(s) of another config are in the way, e.g. {conflicts[0]}; "
+                          "pass --overwrite to train them again, or choose another --out")
+    overwrite = overwrite or reuse or keep  # an unfinished run is started over
+    if workers <= 1 or len(todo) <= 1:
+        from tqdm.auto import tqdm
+
+        for run_cfg, path in tqdm(todo, desc="runs", unit="run", disable=not (progress and keep)):
+            rows[path] = _one_run(run_cfg, path, overwrite, progress and not keep, 0)
     else:
-        rows.update(_parallel(jobs, overwrite, progress, workers))
-    return [rows[p] for p in order]
+        rows.update(_parallel(todo, overwrite, progress, workers))
+    return [rows[p] for _, p in jobs]
 
 
 def finished_with(path: str | Path, cfg: ExperimentConfig) -> bool:
