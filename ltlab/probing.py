@@ -176,14 +176,15 @@ def probe_run(run_dir: str | Path, what: Sequence[str], num_images: int | None =
 SCALARS_VERSION = 2  # 2: per-group lambda_max on equal-size group batches
 
 
-def flatness_scalars(run_dir: str | Path, num_images: int = 256, seed: int = 0, reuse: bool = True
-                     ) -> dict[str, float]:
+def flatness_scalars(run_dir: str | Path, num_images: int = 256, seed: int = 0, reuse: bool = True,
+                     save: bool = True) -> dict[str, float]:
     """lambda_max, lambda_min, Hutch++ trace and Gaussian sharpness of the headline checkpoint (plain CE),
     and lambda_max of each class group (many / medium / few) on the same number of training images per
     group (the smallest group's count, at most num_images / 2), so head and tail are measured alike.
 
-    Saved to RUN_DIR/probes/scalars.json; reuse=True returns that file when it was made with the same
-    images, seed, checkpoint and probe version.
+    Saved to RUN_DIR/probes/scalars.json (save=False: computed, nothing written, for a runs directory that
+    is not the caller's own); reuse=True returns that file when it was made with the same images, seed,
+    checkpoint and probe version.
     """
     import json
 
@@ -199,8 +200,9 @@ def flatness_scalars(run_dir: str | Path, num_images: int = 256, seed: int = 0, 
     tr = hessian_trace(model, loss_fn, batch, num_hvps=60, seed=seed)
     sh = gaussian_sharpness(model, loss_fn, batch, sigma=GAUSSIAN_SIGMA, samples=20, seed=seed)
     probes = Path(run_dir) / "probes"
-    eig.save(probes / "eig1.npz")
-    sh.save(probes / "sharpness.npz")
+    if save:
+        eig.save(probes / "eig1.npz")
+        sh.save(probes / "sharpness.npz")
     out = {"lambda_max": float(eig.eigenvalues[0]), "lambda_min": float(eig.eigenvalues[1]), "trace": tr.estimate,
            "gaussian_sharpness": sh.estimate, "eig_converged": bool(eig.converged), "images": int(len(batch[1]))}
     targets = np.asarray(train_eval.targets)
@@ -213,23 +215,25 @@ def flatness_scalars(run_dir: str | Path, num_images: int = 256, seed: int = 0, 
             out["eig_converged"] = out["eig_converged"] and bool(ge.converged)
     out.update({"group_images": per_group, "images_requested": num_images, "probe_seed": seed,
                 "checkpoint": checkpoint, "version": SCALARS_VERSION})
-    (probes / "scalars.json").write_text(json.dumps(out, indent=2))
-    log_probe(run_dir, "flatness", {k: v for k, v in out.items() if k in FLATNESS})
+    if save:
+        (probes / "scalars.json").write_text(json.dumps(out, indent=2))
+        log_probe(run_dir, "flatness", {k: v for k, v in out.items() if k in FLATNESS})
     return out
 
 
-def _scalars_job(run_dir: str, num_images: int, reuse: bool, threads: int) -> dict[str, Any]:
+def _scalars_job(run_dir: str, num_images: int, reuse: bool, threads: int, save: bool) -> dict[str, Any]:
     if threads:
         torch.set_num_threads(threads)
-    return flatness_scalars(run_dir, num_images, reuse=reuse)
+    return flatness_scalars(run_dir, num_images, reuse=reuse, save=save)
 
 
 def add_flatness_columns(rows: list[dict[str, Any]], num_images: int = 256, progress: bool = True,
-                         reuse: bool = True, workers: int = 1) -> list[dict[str, Any]]:
+                         reuse: bool = True, workers: int = 1, save: bool = True) -> list[dict[str, Any]]:
     """compare --probe: the flatness scalars of every run, same images for all (probe seed 0).
 
     workers > 1 probes that many runs at once, in separate processes (each with its share of the
-    cores), as `compare` trains them; the numbers agree up to floating-point summation order. Reference rows
+    cores), as `compare` trains them; the numbers agree up to floating-point summation order. save=False writes
+    nothing into the runs (a directory that is not the caller's own). Reference rows
     (the linear probe) are not probed: their Hessian is over the head alone, not comparable to prompts + head."""
     import multiprocessing as mp
     import os
@@ -240,12 +244,12 @@ def add_flatness_columns(rows: list[dict[str, Any]], num_images: int = 256, prog
     rows_todo = [r for r in rows if not is_reference(r["label"])]
     todo = [str(r["run"]) for r in rows_todo]
     if workers <= 1 or len(todo) <= 1:
-        results = [flatness_scalars(r, num_images, reuse=reuse)
+        results = [flatness_scalars(r, num_images, reuse=reuse, save=save)
                    for r in tqdm(todo, desc="probes", unit="run", disable=not progress)]
     else:
         threads = max(1, (os.cpu_count() or 1) // workers)
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            futures = [pool.submit(_scalars_job, r, num_images, reuse, threads) for r in todo]
+            futures = [pool.submit(_scalars_job, r, num_images, reuse, threads, save) for r in todo]
             results = [f.result() for f in tqdm(futures, desc=f"probes ({workers} at a time)", unit="run",
                                                 disable=not progress)]
     for row, scalars in zip(rows_todo, results):

@@ -273,14 +273,32 @@ def test_single_seed_report_prints_no_verdict(tmp_path):
 
 
 def test_reuse_keeps_matching_runs_and_replaces_stale_ones(tmp_path):
-    from ltlab.train.compare import ensure_runs
-
-    ensure_runs(tiny_cfg("epochs=1"), ["adamw"], tmp_path, seeds=1, progress=False)
+    compare(tiny_cfg("epochs=1"), ["adamw"], seeds=1, out=tmp_path, progress=False, reuse=True)
     mtime = (tmp_path / "adamw-s0/summary.json").stat().st_mtime_ns
-    ensure_runs(tiny_cfg("epochs=1"), ["adamw"], tmp_path, seeds=1, progress=False)
+    compare(tiny_cfg("epochs=1"), ["adamw"], seeds=1, out=tmp_path, progress=False, reuse=True)
     assert (tmp_path / "adamw-s0/summary.json").stat().st_mtime_ns == mtime  # reused, not retrained
-    rows = ensure_runs(tiny_cfg("epochs=2"), ["adamw"], tmp_path, seeds=1, progress=False)
+    rows = compare(tiny_cfg("epochs=2"), ["adamw"], seeds=1, out=tmp_path, progress=False, reuse=True)
     assert rows[0]["epoch"] == 2 and len(load_run(tmp_path / "adamw-s0").metrics) == 2  # stale run replaced
+
+
+def test_notebook_runs_reads_a_foreign_directory_and_trains_only_into_its_own(tmp_path):
+    from ltlab.errors import ConfigError
+    from ltlab.train.compare import notebook_runs
+
+    foreign = tmp_path / "foreign"
+    compare(tiny_cfg("epochs=1"), ["adamw", "gnm"], seeds=1, out=foreign, progress=False)
+    before = {p: p.read_bytes() for p in foreign.rglob("*") if p.is_file()}
+    nb = notebook_runs(foreign, tiny_cfg("epochs=2"), ["adamw", "sam"], seeds=2, progress=False)
+    assert not nb.own and nb.methods == ["adamw", "gnm"] and nb.base == "adamw" and len(nb.rows) == 2
+    assert {p: p.read_bytes() for p in foreign.rglob("*") if p.is_file()} == before  # nothing written or trained
+    own = tmp_path / "own"
+    nb = notebook_runs(own, tiny_cfg("epochs=1"), ["adamw", "gnm"], seeds=1, progress=False)
+    assert nb.own and nb.methods == ["adamw", "gnm"]
+    mtime = (own / "gnm-s0/summary.json").stat().st_mtime_ns
+    nb = notebook_runs(own, tiny_cfg("epochs=1"), ["adamw", "gnm", "sam"], seeds=1, progress=False)  # only sam new
+    assert nb.methods == ["adamw", "sam", "gnm"] and (own / "gnm-s0/summary.json").stat().st_mtime_ns == mtime
+    with pytest.raises(ConfigError, match="--overwrite"):  # a run of another config is never replaced
+        notebook_runs(own, tiny_cfg("epochs=2"), ["adamw"], seeds=1, progress=False)
 
 
 def test_training_path_lies_on_its_own_pca_plane(tmp_path):
