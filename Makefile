@@ -8,10 +8,10 @@ STAMP := $(VENV)/.ltlab-installed
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	# torch/torchvision pinned to the pair that installs from local files on the dev machines
-	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1 || $(BIN)/pip install -q torch torchvision
-	$(BIN)/pip install -q -e '.[dev]'
+	# one resolver run; torch/torchvision pinned to the pair that installs from local files on the dev machines;
+	# --no-compile: modules are byte-compiled on first import instead of all at install time (faster set-up)
+	$(BIN)/pip install -q --no-compile torch==2.14.1 torchvision==0.29.1 -e '.[dev]' \
+		|| $(BIN)/pip install -q --no-compile torch torchvision -e '.[dev]'
 	@touch $(STAMP)
 
 setup: $(STAMP)
@@ -34,23 +34,22 @@ family: $(STAMP)
 	$(BIN)/python -m ltlab compare --optimizers sgd,sam,rsam,gnm,imbsam,ccsam,focalsam --reference linear --seeds 3 --workers 2 \
 		--probe --overwrite --out runs/family
 
-# the notebooks run in smoke mode here (small grids, few epochs); `make test-full` runs them at full size.
-# tests/test_browser.py runs every notebook in JupyterLab + chromium and fails on any cell error, so nbmake
-# runs them a second time only where chromium is missing (and the browser test skips).
+# make test: every module and every notebook (nbmake, headless, smoke mode: small grids, few epochs), a few minutes.
+# What is long moves to make test-long / make test-full, each with a fast version left here: the real-browser
+# notebook test (JupyterLab + chromium), all 9 optimizers through the 10-point interrupt test, the 10-moment
+# kill -9 test, trainer-level DDP, torchrun probes, papermill on notebook 02, the long bench runs, the regime guard.
 # (Two pytest-xdist workers were tried: the suite took 16 min instead of ~10, the cores thrash.)
-CHROMIUM := $(shell command -v chromium || command -v chromium-browser)
-NBMAKE := $(if $(CHROMIUM),,--nbmake notebooks --nbmake-timeout=300)
-# tests/test_regime.py (VPT must beat the linear probe on the shipped world, ~2 min) is left to test-full,
-# test-regime and .ci/run
 test: $(STAMP)
-	LTLAB_SMOKE=1 $(BIN)/python -m pytest -q tests -m "not regime and not full" $(NBMAKE) --durations=15
+	LTLAB_SMOKE=1 $(BIN)/python -m pytest -q tests -m "not regime and not full" --nbmake notebooks --nbmake-timeout=300 --durations=15
 
 test-regime: $(STAMP)
 	$(BIN)/python -m pytest -q tests/test_regime.py
 
-# what make test leaves out, without the full-size notebooks: the regime guard and the long multi-process checks
+# what make test leaves out (marked full or regime), notebooks in smoke mode: .ci/run runs it after make test
 test-long: $(STAMP)
 	LTLAB_SMOKE=1 $(BIN)/python -m pytest -q tests -m "regime or full" --durations=10
+
+# everything, with the notebooks at full size (trains the demo's runs into runs/demo when they are missing)
 
 test-full: $(STAMP)
 	LTLAB_SMOKE=0 $(BIN)/python -m pytest -q tests --nbmake notebooks --nbmake-timeout=900 --durations=15

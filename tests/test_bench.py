@@ -8,6 +8,22 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
+def test_every_bench_script_parses_its_arguments(capsys, monkeypatch):
+    """The fast version (make test) of the bench runs that make test-full makes: every script imports and its
+    argument parser answers --help (the scripts guard main() behind __main__)."""
+    import runpy
+
+    for script in sorted(BENCH.glob("*.py")):
+        if script.name == "common.py":
+            continue
+        monkeypatch.setattr(sys, "argv", [str(script), "--help"])
+        monkeypatch.syspath_prepend(str(BENCH))
+        with pytest.raises(SystemExit) as done:
+            runpy.run_path(str(script), run_name="__main__")
+        assert done.value.code == 0, script.name
+        assert "usage:" in capsys.readouterr().out, script.name
+
+
 def run(*args, cwd):
     p = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
@@ -15,6 +31,7 @@ def run(*args, cwd):
 
 
 @pytest.mark.slow
+@pytest.mark.full
 def test_optimizer_cost_prints_ratios(tmp_path):
     out = run(BENCH / "optimizer_cost.py", "--steps", "4", "--rounds", "2", cwd=tmp_path)
     for name in ("sgd", "sam", "asam", "rsam", "gnm"):
@@ -22,18 +39,21 @@ def test_optimizer_cost_prints_ratios(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.full
 def test_gpu_throughput_runs_tiny_on_cpu(tmp_path):
     out = run(BENCH / "gpu_throughput.py", "--steps", "2", cwd=tmp_path)
     assert "tiny ViT" in out and "| gnm | bf16 |" in out
 
 
 @pytest.mark.slow
+@pytest.mark.full
 def test_probes_vs_peers_quick(tmp_path):
     out = run(BENCH / "probes_vs_peers.py", "--quick", "--run", tmp_path / "none", cwd=tmp_path)
     assert "ltlab lanczos" in out and "surface" in out
 
 
 @pytest.mark.slow
+@pytest.mark.full
 def test_lpt_vs_vpt_quick(tmp_path):
     out = run(BENCH / "lpt_vs_vpt.py", "--quick", "--seeds", "1", "--out", tmp_path / "runs", "--figures",
               tmp_path / "fig", cwd=tmp_path)
@@ -42,6 +62,7 @@ def test_lpt_vs_vpt_quick(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.full
 def test_trace_estimators_prints_the_side_by_side_table(tmp_path):
     out = run(BENCH / "trace_estimators.py", "--images", "8", "--budget", "8", "--repeats", "3", "--run",
               tmp_path / "none", cwd=tmp_path)
@@ -50,6 +71,7 @@ def test_trace_estimators_prints_the_side_by_side_table(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.full
 def test_batched_hvp_prints_the_side_by_side_table(tmp_path):
     out = run(BENCH / "batched_hvp.py", "--images", "16", "--hvps", "4", "--rounds", "1", "--blocks", "2",
               "--trace-hvps", "9", cwd=tmp_path)

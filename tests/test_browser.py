@@ -26,7 +26,7 @@ SHOTS = ROOT / "runs" / "browser"
 # notebook -> does it hold an explorer whose control must change the picture
 EXPLORERS = {"00_playground.ipynb", "03_head_tail.ipynb"}
 
-pytestmark = [pytest.mark.notebook, pytest.mark.slow]
+pytestmark = [pytest.mark.notebook, pytest.mark.slow, pytest.mark.full]  # make test-full (make test: nbmake)
 
 
 def _free_port() -> int:

@@ -7,6 +7,10 @@ import torch.multiprocessing as mp
 from ltlab.config import load_config
 from ltlab.train import Trainer
 
+# make test-full: the fast 2-rank checks in make test are tests/test_accum_ddp.py (SAM sync / local) and
+# tests/test_dist_probes.py (probes)
+pytestmark = pytest.mark.full
+
 OVERRIDES = ["epochs=2", "data.num_classes=4", "data.n_max=32", "data.imbalance_ratio=1", "data.val_per_class=2",
              "data.test_per_class=2", "data.augment=false", "model.dropout=0.0", "model.prompt_length=2",
              "loss.name=ce", "loss.drw_epoch=null", "optimizer.lr=0.01"]

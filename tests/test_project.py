@@ -12,7 +12,7 @@ PKG = ROOT / "ltlab"
 
 # data -> model -> objective -> optimizer -> trainer -> probes -> plots -> notebooks (+ glue at the top)
 LAYER = {"errors": 0, "utils": 0, "config": 0, "data": 1, "models": 2, "losses": 3, "optim": 4, "playground": 5,
-         "train": 5, "probes": 6, "plots": 7, "widgets": 8, "figures": 8, "probing": 8, "report": 8, "tables": 8, "stats": 0, "cli": 9, "__main__": 9, "__init__": 9}
+         "train": 5, "probes": 6, "plots": 7, "widgets": 8, "figures": 8, "probing": 8, "report": 8, "sweep": 8, "tables": 8, "stats": 0, "cli": 9, "__main__": 9, "__init__": 9}
 # probes may use models and losses, never train; plots take plain results only (and the method registry's colours)
 FORBIDDEN = {"probes": {"train", "optim"}, "plots": {"models", "train", "probes", "data", "losses"}}
 # the one upward edge: config validates optimizer.method by the method's class (lazily imported), so the

@@ -178,8 +178,10 @@ def _same_run(a: Path, b: Path):
     assert all(torch.equal(ta[k], tb[k]) for k in ta)
 
 
-@pytest.mark.parametrize("opt", ["sgd", "adamw", "sam", "asam", "rsam", "gnm", "imbsam", "ccsam", "focalsam"])
+@pytest.mark.parametrize("opt", ["sgd", "sam", "imbsam"] + [pytest.param(o, marks=pytest.mark.full)
+                                                             for o in ("adamw", "asam", "rsam", "gnm", "ccsam", "focalsam")])
 def test_interrupt_anywhere_then_resume_equals_the_uninterrupted_run(tmp_path, opt):
+    """make test: a plain, a two-pass and a class-aware optimizer; make test-full: all nine."""
     extra = (f"optimizer.name={opt}", "loss.name=gcl", "loss.drw_epoch=1", "model.dropout=0.1", "eval_every=1")
     fit(tiny_cfg(*extra), out=tmp_path / "full", progress=False)
     # every step boundary but the last (8) and the validation of epochs 1 and 2: 10 points
@@ -195,6 +197,25 @@ def test_interrupt_anywhere_then_resume_equals_the_uninterrupted_run(tmp_path, o
     _same_run(tmp_path / "full", tmp_path / "last")
 
 
+def test_kill_9_after_the_first_checkpoint_leaves_it_loadable(tmp_path):
+    """The fast version (make test) of the 10-moment test below: one run killed once its first checkpoint exists."""
+    import time
+
+    out = tmp_path / "k"
+    p = subprocess.Popen([sys.executable, "-m", "ltlab", "train", *TINY, "epochs=20", "save_every=1", "--out", str(out),
+                          "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    start = time.monotonic()
+    while not (out / "checkpoints" / "last.pt").exists() and p.poll() is None and time.monotonic() - start < 300:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    p.kill()
+    p.wait()
+    for ck in (out / "checkpoints").glob("*.pt"):
+        torch.load(ck, weights_only=False)
+    assert (out / "checkpoints" / "last.pt").exists() and all(t.name.startswith(".") for t in out.rglob("*.tmp"))
+
+
+@pytest.mark.full
 def test_kill_9_never_leaves_an_unloadable_checkpoint(tmp_path):
     """10 moments: two waves of 5 runs, each killed at its own time (start-up, first epoch, checkpoint writes);
     the last run of each wave is killed only once its first checkpoint exists, so some kills land mid-training
