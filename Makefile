@@ -8,10 +8,11 @@ STAMP := $(VENV)/.ltlab-installed
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	# one resolver run; torch/torchvision pinned to the pair that installs from local files on the dev machines;
-	# --no-compile: modules are byte-compiled on first import instead of all at install time (faster set-up)
-	$(BIN)/pip install -q --no-compile torch==2.14.1 torchvision==0.29.1 -e '.[dev]' \
-		|| $(BIN)/pip install -q --no-compile torch torchvision -e '.[dev]'
+	# one resolver run; torch/torchvision pinned to the pair that installs from local files on the dev machines.
+	# (--no-compile was tried: where PYTHONDONTWRITEBYTECODE is set, as on the dev machines, every import then
+	# compiles from source and a notebook kernel took 330 s instead of 30 under nbmake)
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1 -e '.[dev]' \
+		|| $(BIN)/pip install -q torch torchvision -e '.[dev]'
 	@touch $(STAMP)
 
 setup: $(STAMP)

@@ -11,7 +11,8 @@ against 1 process, and an HVP's cost in gradients.
 2. The same probe (lambda_max, `--iters` products, `small` images) on 2 gloo ranks with 1 thread each
    (torchrun) vs 1 process with 2 threads, on this machine; results must agree, and the time ratio is
    stated whatever it is (the speed-up is for many GPUs).
-3. One HVP's cost in units of one gradient (forward + backward) on the same batch: curvlinops' convention.
+3. A 5 x 5 loss surface on 2 gloo ranks, data-parallel per grid point (ltlab's layout) vs split by grid point.
+4. One HVP's cost in units of one gradient (forward + backward) on the same batch: curvlinops' convention.
 """
 from __future__ import annotations
 
@@ -46,6 +47,54 @@ def probe_job(run: str, images: int, batch_size: int, iters: int, threads: int) 
     peak = status_mb("VmHWM")
     return {"images": images, "rss_before_mb": before, "rss_peak_mb": peak, "seconds": seconds,
             "lambda_max": float(res.eigenvalues[0]), "hvps": res.hvps, "world": dist_rank_world()[1]}
+
+
+def surface_layouts(run: str, images: int, batch_size: int, steps: int) -> dict:
+    """Under torchrun: a steps x steps loss surface over `images` validation images, laid out two ways and timed.
+    data: every rank evaluates every grid point on its shard (ltlab's layout); grid: every rank evaluates its share
+    of the grid points on all the images. Both give the same surface."""
+    import torch.distributed as dist
+
+    from ltlab.probes import random_direction, surface_2d
+    from ltlab.probes.hvp import probe_mode, select_params
+    from ltlab.probing import probe_set
+    from ltlab.train.runs import load_run
+
+    r = load_run(run)
+    model, data, _ = r.build(r.headline_checkpoint)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    dist.barrier()
+    t0 = time.perf_counter()
+    a = surface_2d(model, loss_fn, probe_set(data.val, images, batch_size, seed=0), steps=steps, progress=False)
+    dist.barrier()
+    t_data = time.perf_counter() - t0
+    # the other layout, written out here: the grid split over ranks, every rank reading every image
+    from torch.utils.data import DataLoader, Subset
+
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randperm(len(data.val), generator=g)[:images].tolist()
+    loader = DataLoader(Subset(data.val, idx), batch_size=batch_size, shuffle=False)
+    ps = [p for _, p in select_params(model)]
+    gen = torch.Generator().manual_seed(0)
+    dirs = [random_direction(ps, gen), random_direction(ps, gen)]
+    coords = [(i, j) for i in range(steps) for j in range(steps)]
+    xs = a.x
+    rank, world = dist.get_rank(), dist.get_world_size()
+    t0 = time.perf_counter()
+    mine = {}
+    with probe_mode(model, ps, loss_fn), torch.no_grad():
+        base = [p.detach().clone() for p in ps]
+        for i, j in coords[rank::world]:
+            for k, p in enumerate(ps):
+                p.copy_(base[k] + float(xs[j]) * dirs[0][k] + float(xs[i]) * dirs[1][k])
+            total = sum(float(loss_fn(model(x), y)) * len(y) for x, y in loader)
+            mine[(i, j)] = total / len(idx)
+    parts = [None] * world
+    dist.all_gather_object(parts, mine)
+    t_grid = time.perf_counter() - t0
+    grid = {k: v for part in parts for k, v in part.items()}
+    diff = max(abs(grid[(i, j)] - a.loss[i, j]) for i, j in coords)
+    return {"data_s": t_data, "grid_s": t_grid, "max_abs_diff": diff}
 
 
 def status_mb(field: str) -> float:
@@ -117,12 +166,14 @@ def main() -> None:
     ap.add_argument("--job", nargs="*", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.job is not None:
-        run, images, bs, iters, threads = a.job
+        run, images, bs, iters, threads = a.job[:5]
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             import torch.distributed as dist
 
             dist.init_process_group("gloo")
-        out = probe_job(run, int(images), int(bs), int(iters), int(threads))
+        torch.set_num_threads(int(threads))
+        out = (surface_layouts(run, int(images), int(bs), int(iters)) if a.job[5:] == ["surface"]
+               else probe_job(run, int(images), int(bs), int(iters), int(threads)))
         if int(os.environ.get("RANK", "0")) == 0:
             print(json.dumps(out))
         return
@@ -146,6 +197,12 @@ def main() -> None:
           f"({one['lambda_max']:.6g}); 2 gloo ranks x 1 thread {two['seconds']:.1f} s ({two['lambda_max']:.6g}, "
           f"world_size {two['world']}); time ratio 2 ranks / 1 process = {two['seconds'] / one['seconds']:.2f}; "
           f"relative difference {abs(two['lambda_max'] - one['lambda_max']) / abs(one['lambda_max']):.1e} (float32)")
+
+    lay = in_fresh_process([a.run, str(a.small), str(a.batch_size), "5", "1", "surface"], env={"OMP_NUM_THREADS": "1"},
+                           torchrun=2)
+    print(f"\n5 x 5 surface over {a.small} images on 2 gloo ranks: data-parallel per grid point (ltlab) "
+          f"{lay['data_s']:.1f} s, split by grid point {lay['grid_s']:.1f} s (ratio {lay['grid_s'] / lay['data_s']:.2f}); "
+          f"largest difference between the two surfaces {lay['max_abs_diff']:.1e}")
 
     torch.set_num_threads(2)
     g, s, c = hvp_in_gradients(a.run, a.batch_size)
