@@ -15,6 +15,17 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _add_runs_args(p: argparse.ArgumentParser, seeds: int, out: str) -> None:
+    """What compare and sweep share: seeds, output, workers and the flatness probes of every run."""
+    p.add_argument("--seeds", type=int, default=seeds)
+    p.add_argument("--out", default=out)
+    p.add_argument("--workers", type=int, default=1, help="runs trained (and probed) at once, in separate processes")
+    p.add_argument("--probe", action="store_true",
+                   help="add lambda_max, lambda_min, trace and Gaussian sharpness of every run (paired like accuracy)")
+    p.add_argument("--probe-images", type=int, default=256, metavar="N",
+                   help="training images (evaluation transforms, seeded subset) the probes use (default 256)")
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     from .config import load_config
     from .train import fit
@@ -39,22 +50,20 @@ def cmd_compare(a: argparse.Namespace) -> int:
     from .train.compare import compare
 
     cfg = load_config(a.config or "synthetic", a.overrides)
-    from .errors import ConfigError
     from .optim import PAPER_COMPARISON
 
     spec = a.optimizers or ",".join((cfg.optimizer.base, *PAPER_COMPARISON))
     names = [n.strip() for n in spec.split(",") if n.strip()]
     if names:  # an empty list: compare itself names the fix
         _check_optimizers(names)
-    if a.workers < 1:
-        raise ConfigError(f"--workers {a.workers}: need at least 1")
+    _check_runs_args(a)
     t0 = time.time()
     rows = compare(cfg, names, a.seeds, a.out, progress=not a.no_progress, overwrite=a.overwrite,
                    workers=a.workers, reuse=a.reuse, reference=a.reference)
     if a.probe:
         from .probing import add_flatness_columns
 
-        add_flatness_columns(rows, progress=not a.no_progress, workers=a.workers)
+        add_flatness_columns(rows, a.probe_images, progress=not a.no_progress, workers=a.workers)
     import shlex
 
     command = "python -m ltlab " + " ".join(shlex.quote(x) for x in a.argv)
@@ -68,20 +77,28 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     import shlex
 
     from .config import load_config
-    from .errors import ConfigError
     from .sweep import run_sweep
 
     cfg = load_config(a.config or "synthetic", a.overrides)
     names = [n.strip() for n in (a.optimizers or f"{cfg.optimizer.base},sam,gnm").split(",") if n.strip()]
-    if a.workers < 1:
-        raise ConfigError(f"--workers {a.workers}: need at least 1")
+    _check_runs_args(a)
     _check_optimizers(names)
     t0 = time.time()
-    out = run_sweep(cfg, names, a.grid, a.seeds, a.out, workers=a.workers, probe=a.probe, overwrite=a.overwrite,
+    out = run_sweep(cfg, names, a.grid, a.seeds, a.out, workers=a.workers, overwrite=a.overwrite,
+                    probe=a.probe_images if a.probe else None,
                     progress=not a.no_progress, command="python -m ltlab " + " ".join(shlex.quote(x) for x in a.argv))
     print(out["markdown"])
     print(f"\nwall time {time.time() - t0:.0f} s; {out['path']}, {out['figures'][-1]} and each cell's report.md")
     return 0
+
+
+def _check_runs_args(a: argparse.Namespace) -> None:
+    from .errors import ConfigError
+
+    if a.workers < 1:
+        raise ConfigError(f"--workers {a.workers}: need at least 1")
+    if a.probe_images < 1:
+        raise ConfigError(f"--probe-images {a.probe_images}: need at least 1 image")
 
 
 def _check_optimizers(names: list[str]) -> None:
@@ -171,14 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--optimizers", default=None,
                    help="comma-separated registry names or import paths package.module:Class (default: the "
                         "config's base optimizer, sam, rsam, gnm)")
-    c.add_argument("--seeds", type=int, default=1)
-    c.add_argument("--out", default="runs/compare")
-    c.add_argument("--workers", type=int, default=1, help="runs trained at once, in separate processes")
+    _add_runs_args(c, seeds=1, out="runs/compare")
     c.add_argument("--overwrite", action="store_true", help="start over runs that already exist in OUT")
     c.add_argument("--reuse", action="store_true", help="keep finished runs in OUT, train only the missing ones")
     c.add_argument("--no-figures", action="store_true", help="report without figures (they go to OUT/figures)")
-    c.add_argument("--probe", action="store_true",
-                   help="add lambda_max, lambda_min, trace and Gaussian sharpness (paired like accuracy)")
     c.add_argument("--reference", choices=["linear"], default=None,
                    help="also train a reference row on the same seeds: linear = the linear probe (the base run with "
                         "model.prompt_length=0), reported beside the methods with VPT's paired difference to it")
@@ -190,10 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--grid", nargs="+", default=[], metavar="[METHOD:]KEY=V1,V2",
                    help="swept keys: METHOD:optimizer.method.rho=0.05,0.5 for one method's own option, KEY=V1,V2 "
                         "(e.g. data.imbalance_ratio=10,50) for every run; overrides go before --grid")
-    w.add_argument("--seeds", type=int, default=3)
-    w.add_argument("--out", default="runs/sweep")
-    w.add_argument("--workers", type=int, default=1, help="runs trained at once, in separate processes")
-    w.add_argument("--probe", action="store_true", help="probe every run (lambda_max, lambda_min, trace, sharpness)")
+    _add_runs_args(w, seeds=3, out="runs/sweep")
     w.add_argument("--overwrite", action="store_true", help="train every run of the grid again")
     w.set_defaults(func=cmd_sweep)
 

@@ -110,9 +110,10 @@ def plan(cfg: ExperimentConfig, optimizers: list[str], grid: list[str], out: str
 
 
 def run_sweep(cfg: ExperimentConfig, optimizers: list[str], grid: list[str], seeds: int, out: str | Path,
-              workers: int = 1, probe: bool = False, overwrite: bool = False, progress: bool = True,
+              workers: int = 1, probe: int | None = None, overwrite: bool = False, progress: bool = True,
               command: str = "") -> dict[str, Any]:
-    """Train (what is missing of) the grid, probe it on request, write each cell's report and OUT/sweep.md."""
+    """Train (what is missing of) the grid, probe it on request (probe = the number of probe images, 256 in the
+    CLI; None: no probes), write each cell's report and OUT/sweep.md."""
     from .report import write_report
     from .train.compare import run_jobs, run_name
 
@@ -129,7 +130,7 @@ def run_sweep(cfg: ExperimentConfig, optimizers: list[str], grid: list[str], see
     if probe:
         from .probing import add_flatness_columns
 
-        add_flatness_columns(rows, progress=progress, workers=workers)
+        add_flatness_columns(rows, probe, progress=progress, workers=workers)
     for cell in cells:
         write_report(cell.path, figures=False, command=command,
                      title=f"ltlab sweep cell: {cell.name or 'all runs'}")

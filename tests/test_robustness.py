@@ -178,14 +178,20 @@ def _same_run(a: Path, b: Path):
     assert all(torch.equal(ta[k], tb[k]) for k in ta)
 
 
-@pytest.mark.parametrize("opt", ["sgd", "sam", "imbsam"] + [pytest.param(o, marks=pytest.mark.full)
-                                                             for o in ("adamw", "asam", "rsam", "gnm", "ccsam", "focalsam")])
-def test_interrupt_anywhere_then_resume_equals_the_uninterrupted_run(tmp_path, opt):
-    """make test: a plain, a two-pass and a class-aware optimizer; make test-full: all nine."""
+# every step boundary but the last (8) and the validation of epochs 1 and 2: 10 points
+EVERY_POINT = [{"step": s} for s in range(1, 9)] + [{"evaluation": ("val", 1)}, {"evaluation": ("val", 2)}]
+# the fast version's 3: the first step, a step inside the second epoch and a validation
+FAST_POINTS = [{"step": 1}, {"step": 5}, {"evaluation": ("val", 1)}]
+
+
+@pytest.mark.parametrize("opt,points", [(o, FAST_POINTS) for o in ("sgd", "sam", "imbsam")] + [
+    pytest.param(o, EVERY_POINT, marks=pytest.mark.full)
+    for o in ("sgd", "adamw", "sam", "asam", "rsam", "gnm", "imbsam", "ccsam", "focalsam")], ids=lambda v: (
+        v if isinstance(v, str) else f"{len(v)}points"))
+def test_interrupt_anywhere_then_resume_equals_the_uninterrupted_run(tmp_path, opt, points):
+    """make test: a plain, a two-pass and a class-aware optimizer at 3 points; make test-long: all nine at 10."""
     extra = (f"optimizer.name={opt}", "loss.name=gcl", "loss.drw_epoch=1", "model.dropout=0.1", "eval_every=1")
     fit(tiny_cfg(*extra), out=tmp_path / "full", progress=False)
-    # every step boundary but the last (8) and the validation of epochs 1 and 2: 10 points
-    points = [{"step": s} for s in range(1, 9)] + [{"evaluation": ("val", 1)}, {"evaluation": ("val", 2)}]
     for i, point in enumerate(points):
         out = tmp_path / f"cut{i}"
         with pytest.raises(KeyboardInterrupt):

@@ -106,7 +106,7 @@ def test_cli_missing_data_exits_2(capsys, tmp_path):
 @pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.full)])
 def test_cli_compare_writes_table_csv_and_figures(tmp_path, capsys, workers):
     rc = main(["compare", "--optimizers", "sgd,gnm", "--out", str(tmp_path / "cmp"), "--no-progress", "--probe",
-               "--workers", str(workers), *TINY, "epochs=1"])  # workers=2: two processes train, then two probe
+               "--probe-images", "16", "--workers", str(workers), *TINY, "epochs=1"])  # workers=2: two processes train, then two probe
     assert rc == 0
     out = capsys.readouterr().out
     assert "| sgd |" in out and "| gnm |" in out and "lambda_max" in out and "lambda_min" in out
@@ -118,7 +118,8 @@ def test_cli_compare_writes_table_csv_and_figures(tmp_path, capsys, workers):
     scalars = json.loads((tmp_path / "cmp/sgd-s0/probes/scalars.json").read_text())
     assert scalars["group_images"] >= 1 and scalars["lambda_max_few"] > 0
     from ltlab.probing import flatness_scalars  # the same numbers when probed again in this process
-    again = flatness_scalars(tmp_path / "cmp/sgd-s0", reuse=False)
+    assert scalars["images_requested"] == 16 and scalars["images"] == 16
+    again = flatness_scalars(tmp_path / "cmp/sgd-s0", 16, reuse=False)
     assert again["lambda_max"] == pytest.approx(scalars["lambda_max"], rel=1e-4)
     report = (tmp_path / "cmp/report.md").read_text()
     assert "## Flatness probes" in report and "lambda_max_few" in report
