@@ -19,6 +19,21 @@ def tiny_cfg(*extra):
     return load_config("synthetic", TINY + list(extra))
 
 
+def test_provenance_says_whether_the_checkout_differs_from_its_commit(tmp_path):
+    from ltlab.train.runs import provenance
+
+    assert provenance(tmp_path)["git_commit"] is None and provenance(tmp_path)["git_dirty"] is None  # no repository
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    (tmp_path / "preset.yaml").write_text("lr: 0.1\n")
+    for args in (["init", "-q"], ["add", "preset.yaml"], ["commit", "-q", "-m", "x"]):
+        subprocess.run([*git, *args], check=True)
+    (tmp_path / "notes.txt").write_text("untracked files do not count\n")
+    clean = provenance(tmp_path)
+    assert len(clean["git_commit"]) == 40 and clean["git_dirty"] is False
+    (tmp_path / "preset.yaml").write_text("lr: 0.2\n")
+    assert provenance(tmp_path)["git_dirty"] is True
+
+
 def test_run_directory_layout(tmp_path):
     s = fit(tiny_cfg(), out=tmp_path / "run", progress=False)
     run = load_run(tmp_path / "run")

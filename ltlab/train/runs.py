@@ -45,19 +45,25 @@ def _atomic_write_bytes(path: Path, write) -> None:
         raise
 
 
-def provenance() -> dict[str, Any]:
-    """Git commit, package versions and machine, recorded with every run."""
+def provenance(where: str | Path | None = None) -> dict[str, Any]:
+    """Git commit (and whether tracked files differ from it), package versions and machine, recorded with every
+    run; `where`: the checkout to ask (default: the one ltlab is imported from)."""
     import timm
 
     import ltlab
 
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                                cwd=Path(ltlab.__file__).parent).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=5,
+                                  cwd=where or Path(ltlab.__file__).parent).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    commit = git("rev-parse", "HEAD")
+    # tracked files changed since that commit (code or presets): the commit alone does not say what ran
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no")) if commit else None
     return {
-        "git_commit": commit or None, "ltlab": ltlab.__version__, "torch": torch.__version__,
+        "git_commit": commit or None, "git_dirty": dirty, "ltlab": ltlab.__version__, "torch": torch.__version__,
         "timm": timm.__version__, "python": platform.python_version(), "machine": platform.machine(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "threads": torch.get_num_threads(),
