@@ -203,6 +203,29 @@ def test_interrupt_anywhere_then_resume_equals_the_uninterrupted_run(tmp_path, o
     _same_run(tmp_path / "full", tmp_path / "last")
 
 
+def test_resume_and_overwrite_remove_what_a_killed_atomic_write_left(tmp_path):
+    from ltlab.train.runs import RunDir
+
+    fit(tiny_cfg("epochs=1"), out=tmp_path / "run", progress=False)
+    run = RunDir(tmp_path / "run")
+    mine = run.path / "notes.tmp"  # not an atomic write's temp (not hidden): kept
+    mine.write_text("mine")
+
+    def plant():
+        stale = [run.path / ".summary.json.k2j3ab.tmp", run.ckpt_dir / ".last.pt.9x8yqz.tmp"]
+        for p in stale:
+            p.parent.mkdir(exist_ok=True)
+            p.write_bytes(b"partial")
+        return stale
+
+    stale = plant()
+    run.prepare(resume=True)
+    assert not any(p.exists() for p in stale) and mine.exists() and (run.ckpt_dir / "last.pt").exists()
+    stale = plant()
+    run.prepare(overwrite=True)
+    assert not any(p.exists() for p in stale) and mine.exists() and not run.holds_run()
+
+
 def test_kill_9_after_the_first_checkpoint_leaves_it_loadable(tmp_path):
     """The fast version (make test) of the 10-moment test below: one run killed once its first checkpoint exists."""
     import time

@@ -100,6 +100,7 @@ class RunDir:
             if not (self.ckpt_dir / "last.pt").exists():
                 raise DataError(f"{self.ckpt_dir / 'last.pt'} not found: there is nothing to resume in {self.path}; "
                                 "start a new run without --resume")
+            self.remove_stale_temps()
             return
         if self.holds_run():
             if not overwrite:
@@ -113,6 +114,7 @@ class RunDir:
                     shutil.rmtree(target)
                 elif target.exists():
                     target.unlink()
+            self.remove_stale_temps()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             probe = self.path / ".ltlab-write-test"
@@ -121,6 +123,14 @@ class RunDir:
         except OSError as e:
             raise DataError(f"cannot write the run directory {self.path}: {e.strerror or e}; choose another --out") \
                 from None
+
+    def remove_stale_temps(self) -> list[Path]:
+        """Delete the hidden temp files (.NAME.XXXX.tmp) that an atomic write killed mid-way (kill -9, power loss)
+        left beside the run's files; called when a run is resumed or started over, when its writer is not running."""
+        stale = sorted(p for d in (self.path, self.ckpt_dir) if d.is_dir() for p in d.glob(".*.tmp"))
+        for p in stale:
+            p.unlink(missing_ok=True)
+        return stale
 
     def write_config(self, cfg: dict[str, Any]) -> None:
         text = yaml.safe_dump(cfg, sort_keys=False).encode()
