@@ -25,13 +25,13 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 # 3 paired seeds of the base (SGD) and SAM / RSAM / GNM, plus the linear-probe reference, two runs at a time;
-# ends with the report tables (about 7 min on 2 cores). `make probes` then adds the curvature of the same runs.
+# ends with the report tables (5-7 min on 2 cores). `make probes` then adds the curvature of the same runs.
 DEMO := --optimizers sgd,sam,rsam,gnm --reference linear --seeds 3 --workers 2 --out runs/demo
 demo: $(STAMP)
 	$(BIN)/python -m ltlab compare $(DEMO) --overwrite
 
 # lambda_max / lambda_min / trace / Gaussian sharpness / per-group lambda_max of the demo runs (saved in each
-# run's probes/, so notebooks 02-04 and `ltlab figures` re-plot them), paired like accuracy; about 5 min.
+# run's probes/, so notebooks 02-04 and `ltlab figures` re-plot them), paired like accuracy; 4-5 min.
 # --reuse keeps the demo's finished runs (a run of another config would be trained again, never mixed in).
 probes: $(STAMP)
 	$(BIN)/python -m ltlab compare $(DEMO) --reuse --probe

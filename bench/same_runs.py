@@ -2,7 +2,7 @@
 
 config.yaml byte for byte, metrics.jsonl row by row and summary.json, both apart from their timing fields (step
 times, memory, wall time) and provenance, the scalar values of the TensorBoard files (tb/) where both runs have
-them, and every tensor of every checkpoint with torch.equal. Exit code 1 when anything differs.
+them (probe/... scalars only where both runs were probed), and every tensor of every checkpoint with torch.equal. Exit code 1 when anything differs.
 
     python bench/same_runs.py runs/demo runs/family      # the family retrains the demo's runs
 """
@@ -33,8 +33,12 @@ def compare_run(a: Path, b: Path) -> list[str]:
     ra, rb = ([{k: v for k, v in r.items() if k not in TIMING} for r in read_jsonl(d / "metrics.jsonl")] for d in (a, b))
     if ra != rb:
         diffs.append("metrics.jsonl")
-    if (a / "tb").exists() and (b / "tb").exists() and tb_scalars(a) != tb_scalars(b):
-        diffs.append("tb/ scalars")
+    if (a / "tb").exists() and (b / "tb").exists():
+        sa, sb = tb_scalars(a), tb_scalars(b)
+        # probe/... scalars exist only where a run was probed (make probes after make demo): compared where both have them
+        trained = [{t for t in s if not t.startswith("probe/")} for s in (sa, sb)]
+        if trained[0] != trained[1] or any(sa[t] != sb[t] for t in sa.keys() & sb.keys()):
+            diffs.append("tb/ scalars")
     sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
     if {k: v for k, v in sa.items() if k not in TIMING} != {k: v for k, v in sb.items() if k not in TIMING}:
         diffs.append("summary.json")
