@@ -9,7 +9,7 @@ EXTRAS ?= dev
 
 .PHONY: setup demo probes family test test-full test-fast test-regime test-long lab figures report bench tensorboard clean
 
-# uv (from PyPI) installs in parallel, with the sources pip is configured with (.ci/uv_flags.py): 60 s here
+# uv (from PyPI) installs in parallel, with the sources pip is configured with (.ci/uv_flags.py): 43-60 s here
 # against pip's 217 s; pip is the fallback. torch/torchvision pinned to the pair that installs from local files
 # on the dev machines, unpinned if that pair is not there. Bytecode is compiled at install: where
 # PYTHONDONTWRITEBYTECODE is set, as on the dev machines, every import would compile from source otherwise
