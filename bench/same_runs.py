@@ -3,6 +3,9 @@
 config.yaml byte for byte, metrics.jsonl row by row and summary.json, both apart from their timing fields (step
 times, memory, wall time) and provenance, the scalar values of the TensorBoard files (tb/) where both runs have
 them (probe/... scalars only where both runs were probed), and every tensor of every checkpoint with torch.equal. Exit code 1 when anything differs.
+Runs are reproducible on machines whose torch CPU kernels agree (provenance.cpu_capability, e.g. AVX2); a pair
+trained with different ones is named (their floats differ in the last bits, and a run's accuracies in the second
+decimal).
 
     python bench/same_runs.py runs/demo runs/family      # the family retrains the demo's runs
 """
@@ -61,6 +64,10 @@ def main() -> None:
                     & {p.parent.name for p in Path(args.b).glob("*/summary.json")})
     bad = 0
     for name in common:
+        kernels = {json.loads((Path(d) / name / "summary.json").read_text()).get("provenance", {}).get("cpu_capability")
+                   for d in (args.a, args.b)}
+        if len(kernels - {None}) > 1:  # e.g. AVX512 and AVX2 (None: a run from before ltlab recorded it): float results differ in the last bits, runs drift apart
+            print(f"{name}: trained with different CPU kernels {sorted(map(str, kernels))}; equal runs are not expected")
         diffs = compare_run(Path(args.a) / name, Path(args.b) / name)
         bad += bool(diffs)
         print(f"{name}: " + ("identical" if not diffs else "DIFFERS in " + ", ".join(diffs)))

@@ -1,4 +1,5 @@
 """The bench scripts run (tiny sizes) and print their tables; they are measurements, not tests of speed."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -102,3 +103,11 @@ def test_same_runs_finds_identical_retraining_and_a_changed_tensor(tmp_path):
     p = subprocess.run([sys.executable, BENCH / "same_runs.py", tmp_path / "a", tmp_path / "b"], capture_output=True,
                        text=True, cwd=tmp_path)
     assert p.returncode == 1 and "DIFFERS in checkpoints/last.pt" in p.stdout
+    assert "different CPU kernels" not in p.stdout
+    summary = tmp_path / "b/sgd-s0/summary.json"  # as if b had been trained on a machine with other vector kernels
+    s = json.loads(summary.read_text())
+    s["provenance"]["cpu_capability"] = "OTHER"
+    summary.write_text(json.dumps(s))
+    p = subprocess.run([sys.executable, BENCH / "same_runs.py", tmp_path / "a", tmp_path / "b"], capture_output=True,
+                       text=True, cwd=tmp_path)
+    assert "sgd-s0: trained with different CPU kernels" in p.stdout and "OTHER" in p.stdout

@@ -67,6 +67,9 @@ def provenance(where: str | Path | None = None) -> dict[str, Any]:
         "timm": timm.__version__, "python": platform.python_version(), "machine": platform.machine(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "threads": torch.get_num_threads(),
+        # the vector kernels torch dispatches to (e.g. AVX2, AVX512): float results differ between them in the last
+        # bits, and over a run in the second decimal of an accuracy; equal runs need the same value here
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
 
 
