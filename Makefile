@@ -2,10 +2,15 @@
 PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.ltlab-installed
 PINNED := torch==2.14.1 torchvision==0.29.1
-# optional extras of ltlab to install beside dev (.ci/run adds mlflow: make setup EXTRAS=dev,mlflow)
+# optional extras of ltlab to install beside dev (.ci/run adds mlflow: make setup EXTRAS=dev,mlflow); one stamp per
+# set of extras, so a venv set up without an extra gets it when a later make asks for it
 EXTRAS ?= dev
+comma := ,
+STAMP := $(VENV)/.ltlab-installed-$(subst $(comma),-,$(EXTRAS))
+# make test's pytest processes (pytest-xdist): the notebooks, which share their smoke runs directory, run one after
+# another in one of them (the xdist_group in tests/conftest.py) while the other takes the tests; 1 thread each
+TEST_WORKERS ?= 2
 
 .PHONY: setup demo probes family test test-full test-fast test-regime test-long lab figures report bench tensorboard clean
 
@@ -46,9 +51,9 @@ family: $(STAMP)
 # What is long moves to make test-long / make test-full, each with a fast version left here: the real-browser
 # notebook test (JupyterLab + chromium), all 9 optimizers through the 10-point interrupt test, the 10-moment
 # kill -9 test, trainer-level DDP, torchrun probes, papermill on notebook 02, the long bench runs, the regime guard.
-# (Two pytest-xdist workers were tried: the suite took 16 min instead of ~10, the cores thrash.)
 test: $(STAMP)
-	LTLAB_SMOKE=1 $(BIN)/python -m pytest -q tests -m "not regime and not full" --nbmake notebooks --nbmake-timeout=300 --durations=15
+	LTLAB_SMOKE=1 $(BIN)/python -m pytest -q tests -m "not regime and not full" --nbmake notebooks --nbmake-timeout=300 \
+		-n $(TEST_WORKERS) --dist loadgroup --durations=15
 
 test-regime: $(STAMP)
 	$(BIN)/python -m pytest -q tests/test_regime.py

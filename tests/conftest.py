@@ -4,7 +4,21 @@ import pytest
 import torch
 
 os.environ.setdefault("MPLBACKEND", "Agg")
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # make test runs 2 pytest-xdist workers on 2 cores: 1 thread each (and in the notebook kernels and
+    # subprocesses they start), or 4 threads share 2 cores and everything slows down
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+else:
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def pytest_collection_modifyitems(items):
+    """The notebooks share their smoke runs directory (runs/notebook-smoke): under xdist they run in one worker,
+    one after another, as without it."""
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.xdist_group("notebooks"))
 
 
 @pytest.fixture
