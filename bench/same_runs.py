@@ -2,7 +2,8 @@
 
 config.yaml byte for byte, metrics.jsonl row by row and summary.json, both apart from their timing fields (step
 times, memory, wall time) and provenance, the scalar values of the TensorBoard files (tb/) where both runs have
-them (probe/... scalars only where both runs were probed), and every tensor of every checkpoint with torch.equal. Exit code 1 when anything differs.
+them (probe/... scalars only where both runs were probed), and every tensor of every checkpoint with torch.equal.
+Exit code 1 when anything differs.
 Runs are reproducible on machines whose torch CPU kernels agree (provenance.cpu_capability, e.g. AVX2); a pair
 trained with different ones is named (their floats differ in the last bits, and a run's accuracies in the second
 decimal).
@@ -30,21 +31,27 @@ def tb_scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
     return {t: [(e.step, e.value) for e in ea.Scalars(t)] for t in ea.Tags()["scalars"] if t not in TIMING}
 
 
-def compare_run(a: Path, b: Path) -> list[str]:
-    """What differs between run directories a and b (empty: identical)."""
+def compare_run(a: Path, b: Path) -> tuple[list[str], str]:
+    """What differs between run directories a and b (empty: identical), and a note when they were trained with
+    different CPU kernels (then equal runs are not expected)."""
     diffs = ["config.yaml"] if (a / "config.yaml").read_bytes() != (b / "config.yaml").read_bytes() else []
     ra, rb = ([{k: v for k, v in r.items() if k not in TIMING} for r in read_jsonl(d / "metrics.jsonl")] for d in (a, b))
     if ra != rb:
         diffs.append("metrics.jsonl")
     if (a / "tb").exists() and (b / "tb").exists():
         sa, sb = tb_scalars(a), tb_scalars(b)
-        # probe/... scalars exist only where a run was probed (make probes after make demo): compared where both have them
+        # probe/... scalars exist only where a run was probed (make probes after make demo): compared where both
+        # have them
         trained = [{t for t in s if not t.startswith("probe/")} for s in (sa, sb)]
         if trained[0] != trained[1] or any(sa[t] != sb[t] for t in sa.keys() & sb.keys()):
             diffs.append("tb/ scalars")
     sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
     if {k: v for k, v in sa.items() if k not in TIMING} != {k: v for k, v in sb.items() if k not in TIMING}:
         diffs.append("summary.json")
+    # None: a run from before ltlab recorded its kernels
+    kernels = {s.get("provenance", {}).get("cpu_capability") for s in (sa, sb)} - {None}
+    note = f"trained with different CPU kernels {sorted(kernels)}; equal runs are not expected" \
+        if len(kernels) > 1 else ""
     names = sorted(p.name for p in (a / "checkpoints").glob("*.pt"))
     if names != sorted(p.name for p in (b / "checkpoints").glob("*.pt")):
         diffs.append("checkpoint files")
@@ -52,7 +59,7 @@ def compare_run(a: Path, b: Path) -> list[str]:
         ta, tb = (torch.load(d / "checkpoints" / ck, weights_only=False)["model"] for d in (a, b))
         if ta.keys() != tb.keys() or not all(torch.equal(ta[k], tb[k]) for k in ta):
             diffs.append(f"checkpoints/{ck}")
-    return diffs
+    return diffs, note
 
 
 def main() -> None:
@@ -64,11 +71,9 @@ def main() -> None:
                     & {p.parent.name for p in Path(args.b).glob("*/summary.json")})
     bad = 0
     for name in common:
-        kernels = {json.loads((Path(d) / name / "summary.json").read_text()).get("provenance", {}).get("cpu_capability")
-                   for d in (args.a, args.b)}
-        if len(kernels - {None}) > 1:  # e.g. AVX512 and AVX2 (None: a run from before ltlab recorded it): float results differ in the last bits, runs drift apart
-            print(f"{name}: trained with different CPU kernels {sorted(map(str, kernels))}; equal runs are not expected")
-        diffs = compare_run(Path(args.a) / name, Path(args.b) / name)
+        diffs, note = compare_run(Path(args.a) / name, Path(args.b) / name)
+        if note:
+            print(f"{name}: {note}")
         bad += bool(diffs)
         print(f"{name}: " + ("identical" if not diffs else "DIFFERS in " + ", ".join(diffs)))
     print(f"{len(common) - bad} of {len(common)} runs identical (timing fields and provenance aside)")
