@@ -57,9 +57,13 @@ def cmd_compare(a: argparse.Namespace) -> int:
     if names:  # an empty list: compare itself names the fix
         _check_optimizers(names)
     _check_runs_args(a)
+    from .config import method_configs
+
+    configs = method_configs(a.config or "synthetic", names, a.overrides) if names else {}
+    references = _references(a.reference)
     t0 = time.time()
     rows = compare(cfg, names, a.seeds, a.out, progress=not a.no_progress, overwrite=a.overwrite,
-                   workers=a.workers, reuse=a.reuse, reference=a.reference)
+                   workers=a.workers, reuse=a.reuse, reference=references, configs=configs)
     if a.probe:
         from .probing import add_flatness_columns
 
@@ -90,6 +94,17 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     print(out["markdown"])
     print(f"\nwall time {time.time() - t0:.0f} s; {out['path']}, {out['figures'][-1]} and each cell's report.md")
     return 0
+
+
+def _references(spec: str | None) -> list[str]:
+    from .errors import ConfigError
+    from .train.compare import REFERENCES
+
+    kinds = [k.strip() for k in (spec or "").split(",") if k.strip()]
+    for k in kinds:
+        if k not in REFERENCES:
+            raise ConfigError(f"--reference {k}: unknown; choose from {', '.join(REFERENCES)} (comma-separated)")
+    return kinds
 
 
 def _check_runs_args(a: argparse.Namespace) -> None:
@@ -192,9 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--overwrite", action="store_true", help="start over runs that already exist in OUT")
     c.add_argument("--reuse", action="store_true", help="keep finished runs in OUT, train only the missing ones")
     c.add_argument("--no-figures", action="store_true", help="report without figures (they go to OUT/figures)")
-    c.add_argument("--reference", choices=["linear"], default=None,
-                   help="also train a reference row on the same seeds: linear = the linear probe (the base run with "
-                        "model.prompt_length=0), reported beside the methods with VPT's paired difference to it")
+    c.add_argument("--reference", default=None, metavar="linear,compute",
+                   help="also train reference rows on the same seeds: linear = the linear probe (the base run with "
+                        "model.prompt_length=0), reported beside the methods with VPT's paired difference to it; "
+                        "compute = the base run for twice the epochs (a two-pass method's cost)")
     c.set_defaults(func=cmd_compare)
 
     w = sub.add_parser("sweep", help="a grid of paired comparisons (a method's own options and shared keys)")

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import math
@@ -111,6 +112,10 @@ LEGACY_OPTIMIZER_KEYS: dict[str, tuple[str, Any]] = {  # old key -> (option, the
 class EvalConfig:
     select: str = "last"  # headline checkpoint: last (the fixed schedule's last epoch) | best_val (opt-in)
     train_images: int = 512  # fixed, seeded training subset on which the loss at w is logged every epoch
+    test: bool = True  # false: the test split is never evaluated (tuning runs: selection reads validation only)
+    # step diagnostics every N optimizer steps (0 = off): ||g|| at w, ||e|| / ||w||, and the loss rise
+    # L(w + e) - L(w) the method penalises; means over the epoch's logged steps go into its metrics row ("diag")
+    diagnostics_every: int = 25
 
 
 @dataclass
@@ -159,7 +164,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 # key -> (lowest allowed, inclusive?)
 _LOWER: dict[str, tuple[float, bool]] = {
     "epochs": (1, True), "batch_size": (1, True), "accum_steps": (1, True), "eval_every": (1, True), "save_every": (0, True),
-    "eval.train_images": (1, True), "lpt_phase1_epochs": (1, True),
+    "eval.train_images": (1, True), "eval.diagnostics_every": (0, True), "lpt_phase1_epochs": (1, True),
     "dual_weight_end": (0, True),
     "data.num_classes": (1, True), "data.n_max": (1, True), "data.imbalance_ratio": (1, True),
     "data.val_per_class": (1, True), "data.test_per_class": (1, True), "data.image_size": (8, True),
@@ -477,13 +482,71 @@ def _deep_update(dst: dict[str, Any], src: dict[str, Any]) -> None:
             dst[k] = v
 
 
+METHOD_BLOCK_SECTIONS = ("optimizer",)  # what a method's block may set: its optimizer (the task stays shared)
+
+
+def _method_blocks(data: dict[str, Any], where: str) -> dict[str, dict[str, Any]]:
+    """Pop and check a YAML's `methods:` mapping {method: {optimizer: {...}}}; each block is validated by
+    building that method's config (an unknown method or option names the method and the option)."""
+    blocks = data.pop("methods", None) or {}
+    if not isinstance(blocks, dict):
+        raise ConfigError(f"{where}: methods must map a method name to its own options, e.g. "
+                          "methods: {sam: {optimizer: {lr: 0.1, method: {rho: 0.02}}}}")
+    from .optim import optimizer_info
+
+    for name, block in blocks.items():
+        try:
+            optimizer_info(str(name))
+        except ConfigError as e:
+            raise ConfigError(f"{where}: methods.{name}: {e}") from None
+        if not isinstance(block, dict) or not isinstance(block.get("optimizer", {}), dict):
+            raise ConfigError(f"{where}: methods.{name} must be a mapping like {{optimizer: {{lr: 0.1}}}}, got {block!r}")
+        for k in block:
+            if k not in METHOD_BLOCK_SECTIONS:
+                raise ConfigError(f"{where}: methods.{name}.{k}: a method's block holds only its optimizer options "
+                                  f"(e.g. methods.{name}.optimizer.lr); the task (data, model, loss, epochs) is shared")
+        if "name" in (block.get("optimizer") or {}):
+            raise ConfigError(f"{where}: methods.{name}.optimizer.name: the block's key already names the method; "
+                              "remove optimizer.name")
+    return {str(k): v for k, v in blocks.items()}
+
+
+def method_blocks(name_or_path: str = "synthetic") -> dict[str, dict[str, Any]]:
+    """The per-method blocks of a preset or YAML file ({} when it has none), each checked."""
+    blocks = _method_blocks(_read_yaml(name_or_path), str(name_or_path))
+    for name in blocks:  # every option of every block is checked against its method now, not at its turn
+        load_config(name_or_path, [f"optimizer.name={name}"])
+    return blocks
+
+
+def method_configs(name_or_path: str, names: typing.Iterable[str], overrides: typing.Iterable[str] = ()
+                   ) -> dict[str, ExperimentConfig]:
+    """{method: its config}: the preset, the method's own block (if the preset has one), then the overrides."""
+    method_blocks(name_or_path)  # every block checked up front
+    overrides = [o for o in overrides if not o.startswith("optimizer.name=")]
+    return {n: load_config(name_or_path, [f"optimizer.name={n}", *overrides]) for n in dict.fromkeys(names)}
+
+
 def load_config(name_or_path: str = "synthetic", overrides: typing.Iterable[str] = ()) -> ExperimentConfig:
-    """Preset name or YAML path, then `key.sub=value` overrides, validated."""
+    """Preset name or YAML path, then the named method's own block (`methods:` in the YAML, if any), then
+    `key.sub=value` overrides, validated. The command line wins over a block, a block over the preset."""
     data = _read_yaml(name_or_path)
+    blocks = _method_blocks(data, str(name_or_path))
     given = parse_overrides(overrides)
     for k, v in (given.get("optimizer") or {}).items() if isinstance(given.get("optimizer"), dict) else ():
         if k in LEGACY_OPTIMIZER_KEYS:
             raise moved_key_error(k, v)
+    named = (given.get("optimizer") or {}).get("name") if isinstance(given.get("optimizer"), dict) else None
+    if named is not None:
+        _merge(data, {"optimizer": {"name": named}})
+    name = str((data.get("optimizer") or {}).get("name", "sgd"))
+    if name in blocks:
+        try:
+            _merge(data, copy.deepcopy(blocks[name]))
+            _apply(probe := ExperimentConfig(), copy.deepcopy(data))
+            validate(probe)
+        except ConfigError as e:
+            raise ConfigError(f"{name_or_path}: methods.{name}: {e}") from None
     _merge(data, given)
     cfg = ExperimentConfig()
     _apply(cfg, data)

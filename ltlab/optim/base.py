@@ -105,6 +105,9 @@ class PerturbedOptimizer(Optimizer):
     closures_per_step = 1
     class_aware = False
     needs_features = False
+    # True where `perturbation`'s first call is closure() of the whole batch at w (SAM, ASAM): the step's step
+    # diagnostics then read L(w) and ||g(w)|| from it; every other method pays one extra pass on diagnosed steps
+    ascent_at_w = False
     refused: dict[str, str] = {}  # setting -> why this optimizer cannot serve it ("lpt", "ddp", "accum")
 
     def __init__(
@@ -266,8 +269,12 @@ class PerturbedOptimizer(Optimizer):
                 p.grad.div_(world)
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], torch.Tensor] | None = None, grad_scaler: Any = None) -> torch.Tensor:
+    def step(self, closure: Callable[[], torch.Tensor] | None = None, grad_scaler: Any = None,
+             diagnose: bool = False) -> torch.Tensor:
         """One update; returns the loss the method evaluated first (at w for SAM/ASAM, else perturbed).
+
+        diagnose=True also records `last_diagnostics` (`diagnostics`): ||g|| at w, ||e|| / ||w|| and the loss
+        rise L(w + e) - L(w); the update is bit for bit the same as without it.
 
         With fp16 AMP pass ``grad_scaler``: the closure calls ``scaler.scale(loss).backward()``, the
         base step goes through ``scaler.step`` (unscale, skip on inf); call ``scaler.update()`` after.
@@ -281,7 +288,14 @@ class PerturbedOptimizer(Optimizer):
         self._grad_scaler = grad_scaler
         ascent = functools.partial(closure, sync=False) if self.ascent == "local" else closure
         perturbation, first_loss = self.perturbation(ascent)
+        at_w = None
+        if diagnose and (perturbation or self.class_aware):
+            at_w = (self._grad_norm(grad_scaler), first_loss) if self.ascent_at_w else self._pass_at_w(closure, grad_scaler)
         loss = self.evaluate_at(closure, perturbation, self.perturbed_gradient)
+        if diagnose:
+            if at_w is None:  # no perturbation: the update's own pass is at w
+                at_w = (self._grad_norm(grad_scaler), loss)
+            self.last_diagnostics = self.diagnostics(perturbation, at_w, loss)
         self.finish_gradient()
         clip_gradients(self.base_optimizer, self.max_grad_norm, grad_scaler)
         if grad_scaler is not None:
@@ -289,6 +303,37 @@ class PerturbedOptimizer(Optimizer):
         else:
             self.base_optimizer.step()
         return (first_loss if first_loss is not None else loss).detach()
+
+    # -- step diagnostics (what makes SAM vs GNM teachable) ----------------------------------------------------
+    def _grad_norm(self, grad_scaler: Any = None) -> float:
+        norm = float(self.global_norm([p.grad for _, p in self.with_grad()]))
+        return norm / float(grad_scaler.get_scale()) if grad_scaler is not None else norm
+
+    def _pass_at_w(self, closure: Callable, grad_scaler: Any = None) -> tuple[float, torch.Tensor]:
+        """(||g(w)||, L(w)) from one extra closure call at w with the global RNG forked, so that its dropout
+        draws are those of the pass that follows and the run's trajectory is unchanged."""
+        p0 = next(p for _, p in self.trainable())
+        devices = [p0.device] if p0.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices, device_type=p0.device.type):
+            loss = torch.enable_grad()(closure)()
+            norm = self._grad_norm(grad_scaler)
+        return norm, loss
+
+    def diagnostics(self, perturbation: Perturbation, at_w: tuple[float, torch.Tensor | None],
+                    loss_perturbed: torch.Tensor) -> dict[str, float]:
+        """grad_norm = ||g(w)|| (global L2 over every trainable tensor with a gradient), rel_perturbation =
+        ||e|| / ||w|| over the perturbed tensors, loss_rise = L(w + e) - L(w) on the same batch (for the
+        class-agnostic methods; a class-aware method's perturbed pass is not the batch loss, so none)."""
+        norm, loss_w = at_w
+        out = {"grad_norm": float(norm)}
+        if perturbation:
+            w = self.global_norm([p.detach() for p in perturbation])
+            out["rel_perturbation"] = float(self.global_norm(list(perturbation.values())) / w) if w > 0 else 0.0
+        else:
+            out["rel_perturbation"] = 0.0
+        if not self.class_aware and loss_w is not None:
+            out["loss_rise"] = float(loss_perturbed) - float(loss_w) if perturbation else 0.0
+        return out
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.base_optimizer.zero_grad(set_to_none)
@@ -327,9 +372,9 @@ class Plain(PerturbedOptimizer):
         return {}, None
 
     @torch.no_grad()
-    def step(self, closure=None, grad_scaler: Any = None):
+    def step(self, closure=None, grad_scaler: Any = None, diagnose: bool = False):
         if closure is not None:
-            return super().step(closure, grad_scaler)
+            return super().step(closure, grad_scaler, diagnose)
         clip_gradients(self.base_optimizer, self.max_grad_norm, grad_scaler)
         (grad_scaler.step if grad_scaler is not None else lambda o: o.step())(self.base_optimizer)
         return None

@@ -26,6 +26,7 @@ class ClassWeightedSAM(SAM):
     """
 
     closures_per_step = 2
+    ascent_at_w = False  # its first pass splits the batch by class
     class_aware = True
     refused = {"lpt": "splits the loss by class; it does not combine with LPT's dual sampling or key-query term: "
                       "use method=vpt", "accum": NO_ACCUMULATION,

@@ -40,6 +40,8 @@ class RSAM(SAM):
     rho = 0 reduces to the base optimizer.
     """
 
+    ascent_at_w = False  # its first pass is at the smoothed point w + d
+
     def __init__(self, params, base_optimizer=torch.optim.SGD, rho: float = 0.05, sigma: float = 0.01,
                  seed=None, mix: str = "gradient", sigma_end: float | None = None, sigma_schedule: str = "linear",
                  rho_phase1_frac: float = 0.0, **base_kwargs):

@@ -20,6 +20,7 @@ class SAM(PerturbedOptimizer):
     """
 
     closures_per_step = 2
+    ascent_at_w = True
 
     def __init__(self, params, base_optimizer=torch.optim.SGD, rho: float = 0.05, seed=None, **base_kwargs):
         check_nonnegative("rho", rho)

@@ -15,7 +15,7 @@ from ..config import ExperimentConfig, config_from_dict, to_dict
 from ..errors import ConfigError
 from ..utils import rng_restore, rng_snapshot
 
-RESUME_MAY_CHANGE = ("device", "data.num_workers", "data.root", "compile", "log")
+RESUME_MAY_CHANGE = ("device", "data.num_workers", "data.root", "compile", "log", "eval.diagnostics_every")
 
 
 def config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
@@ -60,7 +60,8 @@ def checkpoint_state(t) -> dict[str, Any]:
         "scaler": t.scaler.state_dict() if t.scaler else None,
         "epoch": t.epoch, "step_in_epoch": t.step_in_epoch, "global_step": t.global_step,
         "best_val": t.best_val, "best_epoch": t.best_epoch, "rng": rng_snapshot(),
-        "step_times": t.step_times, "epoch_losses": list(t.epoch_losses), "config": to_dict(t.cfg),
+        "step_times": t.step_times, "epoch_losses": list(t.epoch_losses),
+        "epoch_diagnostics": list(t.epoch_diagnostics), "config": to_dict(t.cfg),
     }
 
 
@@ -75,6 +76,7 @@ def restore(t, st: dict[str, Any]) -> None:
     t.best_val, t.best_epoch = st["best_val"], st["best_epoch"]
     t.step_times = list(st.get("step_times", []))
     t.epoch_losses = list(st.get("epoch_losses", []))
+    t.epoch_diagnostics = list(st.get("epoch_diagnostics", []))
     rng_restore(st["rng"])
 
 

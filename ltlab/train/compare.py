@@ -35,7 +35,7 @@ HIGHER_IS_BETTER: dict[str, bool | None] = {**{c: True for c in ACCURACY}, "ece"
                                             **{c: None for c in FLATNESS}}
 PRIMARY = "overall"  # the primary endpoint: its verdicts are Holm-corrected over the methods of a table
 # reference rows: printed beside the methods where accuracy is compared, never paired as a method
-REFERENCES = {"linear": "linear-probe"}
+REFERENCES = {"linear": "linear-probe", "compute": "equal-compute"}
 
 
 def run_name(label: str, seed: int) -> str:
@@ -48,10 +48,15 @@ def summary_label(summary: dict[str, Any]) -> str:
 
 
 def reference_config(cfg: ExperimentConfig, kind: str = "linear") -> ExperimentConfig:
-    """The reference run of a comparison: `linear` = the linear probe, i.e. the base run (VPT with the base
-    optimizer) with `model.prompt_length=0` and nothing else changed (same head, loss, schedule, optimizer)."""
+    """A reference run of a comparison, built from the base run `cfg` (VPT with the base optimizer):
+    `linear` = the linear probe, the base run with `model.prompt_length=0` and nothing else changed (same head,
+    loss, schedule, optimizer); `compute` = the equal-compute base, the base run for twice the epochs (the
+    forward-backward passes of a two-pass method such as SAM on the normal schedule)."""
     if kind not in REFERENCES:
         raise ConfigError(f"--reference {kind}: unknown; choose one of {', '.join(REFERENCES)}")
+    if kind == "compute":
+        return with_optimizer(cfg, cfg.optimizer.name, cfg.optimizer.method, label=REFERENCES[kind],
+                              epochs=2 * cfg.epochs)
     return with_optimizer(cfg, cfg.optimizer.base, label=REFERENCES[kind],
                           model=dataclasses.replace(cfg.model, prompt_length=0))
 
@@ -68,39 +73,52 @@ def _one_run(cfg: ExperimentConfig, path: str, overwrite: bool, progress: bool, 
     return summary_row(fit(cfg, out=path, progress=progress, overwrite=overwrite), path)
 
 
-def compare(cfg: ExperimentConfig, optimizers: Sequence[str], seeds: int = 1, out: str | Path = "runs/compare",
-            progress: bool = True, overwrite: bool = False, workers: int = 1, reuse: bool = False,
-            reference: str | None = None) -> list[dict[str, Any]]:
+def compare(cfg: ExperimentConfig, optimizers: Sequence[str], seeds: int | Sequence[int] = 1,
+            out: str | Path = "runs/compare", progress: bool = True, overwrite: bool = False, workers: int = 1,
+            reuse: bool = False, reference: str | Sequence[str] | None = None,
+            configs: dict[str, ExperimentConfig] | None = None, redraw_data: bool = False) -> list[dict[str, Any]]:
     """Train every (optimizer, seed) pair into out/<label>-s<seed>; one row per run.
 
     workers > 1 trains that many runs at once in separate processes (one torch thread each share of
     the cores). reuse=True keeps runs that already finished with this very config and trains the
     others over (a stale run of another config is replaced, never mixed in); without reuse an
     existing run is refused unless overwrite=True. reference="linear" also trains the linear probe
-    (`reference_config`) on the same seeds, as the row `linear-probe`.
+    (`reference_config`) on the same seeds, as the row `linear-probe` (several: a list, e.g. linear, compute).
+    configs: each method's own config (a preset's per-method blocks, `ltlab.config.method_configs`); a method
+    it does not name gets cfg with its class defaults. seeds: a count (cfg.seed, cfg.seed + 1, ...) or the seeds
+    themselves. redraw_data=True: seed s also draws its own task sample (data.seed = s, the same for every
+    method on that seed).
     """
-    if seeds < 1:
+    if isinstance(seeds, int) and seeds < 1:
         raise ConfigError(f"--seeds {seeds}: need at least one seed")
     optimizers = list(dict.fromkeys(optimizers))
     if not optimizers:
         raise ConfigError("--optimizers: name at least one optimizer, e.g. "
                           + ",".join((cfg.optimizer.base, *PAPER_COMPARISON)))
-    return run_jobs(comparison_jobs(cfg, optimizers, seeds, out, reference), progress=progress, overwrite=overwrite,
-                    workers=workers, reuse=reuse)
+    return run_jobs(comparison_jobs(cfg, optimizers, seeds, out, reference, configs, redraw_data), progress=progress,
+                    overwrite=overwrite, workers=workers, reuse=reuse)
 
 
-def comparison_jobs(cfg: ExperimentConfig, optimizers: Sequence[str], seeds: int, out: str | Path,
-                    reference: str | None = None) -> list[tuple[ExperimentConfig, str]]:
-    """(config, run directory) of every run of a comparison: each method with its own options (the config's for
-    the method it names, the class defaults for the others) on seeds cfg.seed, cfg.seed + 1, ...; the reference
-    row last."""
-    variants = [cfg if n == cfg.optimizer.name else with_optimizer(cfg, n) for n in dict.fromkeys(optimizers)]
-    if reference:
-        variants.append(reference_config(cfg, reference))
+def comparison_jobs(cfg: ExperimentConfig, optimizers: Sequence[str], seeds: int | Sequence[int], out: str | Path,
+                    reference: str | Sequence[str] | None = None, configs: dict[str, ExperimentConfig] | None = None,
+                    redraw_data: bool = False) -> list[tuple[ExperimentConfig, str]]:
+    """(config, run directory) of every run of a comparison: each method with its own options (`configs`' for
+    the methods it names, the config's for the method it names, the class defaults for the others) on the
+    seeds (a count from cfg.seed, or a list); the reference rows last, built from the base's config."""
+    configs = configs or {}
+    variants = [configs.get(n) or (cfg if n == cfg.optimizer.name else with_optimizer(cfg, n))
+                for n in dict.fromkeys(optimizers)]
+    base = configs.get(cfg.optimizer.base) or (cfg if cfg.optimizer.name == cfg.optimizer.base
+                                               else with_optimizer(cfg, cfg.optimizer.base))
+    for kind in ([reference] if isinstance(reference, str) else list(reference or ())):
+        variants.append(reference_config(base, kind))
+    seed_list = [cfg.seed + k for k in range(seeds)] if isinstance(seeds, int) else list(seeds)
     jobs = []
     for variant in variants:
-        for k in range(seeds):
-            run_cfg = dataclasses.replace(variant, seed=cfg.seed + k)
+        for s in seed_list:
+            run_cfg = dataclasses.replace(variant, seed=s)
+            if redraw_data:
+                run_cfg = dataclasses.replace(run_cfg, data=dataclasses.replace(run_cfg.data, seed=s))
             jobs.append((run_cfg, str(Path(out) / run_name(run_label(run_cfg), run_cfg.seed))))
     return jobs
 
@@ -319,12 +337,15 @@ def label(run: Run) -> str:
     return summary_label(run.summary)
 
 
-def task_of(run: Run, prompts: bool = True) -> dict[str, Any]:
-    """What makes two runs comparable: the data set and the schedule (not the optimizer, not the seed).
-    prompts=False leaves the prompt length out (a linear-probe reference beside prompted runs)."""
+def task_of(run: Run, reference: bool = False) -> dict[str, Any]:
+    """What makes two runs comparable: the data set and the schedule (not the optimizer, not the seed, not
+    the task sample a seed draws: runs are paired by seed, and `finished_runs` checks that a seed's runs share
+    it). reference=True leaves out what a reference row changes (the probe's prompt length, the
+    equal-compute row's epochs)."""
     c = run.config
-    model = {k: v for k, v in (c.get("model") or {}).items() if prompts or k != "prompt_length"}
-    return {"data": c.get("data"), "epochs": c.get("epochs"), "model": model, "loss": c.get("loss"),
+    model = {k: v for k, v in (c.get("model") or {}).items() if not reference or k != "prompt_length"}
+    data = {k: v for k, v in (c.get("data") or {}).items() if k != "seed"}
+    return {"data": data, "epochs": None if reference else c.get("epochs"), "model": model, "loss": c.get("loss"),
             "select": (c.get("eval") or {}).get("select", "last")}
 
 
@@ -338,11 +359,18 @@ def finished_runs(root: str | Path) -> list[Run]:
     if not runs:
         raise DataError(f"{root} holds no finished runs (no */summary.json); run python -m ltlab compare --out {root}")
     first = next((r for r in runs if not is_reference(label(r))), runs[0])
+    draws: dict[int, tuple[Any, str]] = {}
     for r in runs:
         ref = is_reference(label(r))
-        if task_of(r, prompts=not ref) != task_of(first, prompts=not ref):
+        if task_of(r, reference=ref) != task_of(first, reference=ref):
             raise DataError(f"{root} mixes runs of different tasks ({first.name} and {r.name} differ in data, "
                             "model, loss, epochs or selection rule); put each task's runs in its own directory")
+        drawn = (r.config.get("data") or {}).get("seed")
+        other = draws.setdefault(r.summary["seed"], (drawn, r.name))
+        if other[0] != drawn:
+            raise DataError(f"{root}: {other[1]} and {r.name} share seed {r.summary['seed']} but were trained on "
+                            f"different task samples (data.seed {other[0]} and {drawn}), so they cannot be paired; "
+                            "put each draw's runs in its own directory")
     order = method_order(label(r) for r in runs)
     return sorted(runs, key=lambda r: (order.index(label(r)), r.summary["seed"]))
 

@@ -27,9 +27,27 @@ def timing(step_times: list[float], batch_size: int, device: torch.device) -> di
             "peak_memory_mb": peak_memory_mb(device)}
 
 
+def validation_only(t, wall: float) -> dict[str, Any]:
+    """summary.json of a run with eval.test=false (a tuning run): the last epoch's validation metrics from
+    metrics.jsonl, and no test metrics at all; the test split is never evaluated."""
+    rows = [r for r in t.run.metrics_rows() if "val" in r]
+    return {"test": None, "val": rows[-1]["val"] if rows else None, "select": t.cfg.eval.select, "epoch": t.epoch,
+            "best_val": {"epoch": t.best_epoch, "val_overall": t.best_val},
+            **timing(t.step_times, t.cfg.batch_size, t.device), "wall_seconds": wall,
+            "optimizer": t.cfg.optimizer.name, "label": run_label(t.cfg), "closures_per_step":
+            t.optimizer.closures_per_step, "seed": t.cfg.seed, "class_counts": t.data.class_counts,
+            "splits": t.data.splits, "provenance": provenance()}
+
+
 def finish(t, wall: float) -> dict[str, Any]:
     """Test metrics of trainer t's last epoch and of its best-validation epoch; the headline follows
-    eval.select. Rank 0 writes summary.json; returns the summary."""
+    eval.select (with eval.test=false: validation only, `validation_only`). Rank 0 writes summary.json;
+    returns the summary."""
+    if not t.cfg.eval.test:
+        summary = validation_only(t, wall)
+        if t.is_main:
+            t.run.write_json("summary.json", summary)
+        return summary
     last = {"epoch": t.epoch, **test_report(t)}
     best = None
     if t.best_epoch > 0:

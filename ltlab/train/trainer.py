@@ -120,6 +120,7 @@ class Trainer:
         self.best_val, self.best_epoch = -1.0, -1
         self.step_times: list[float] = []
         self.epoch_losses: list[float] = []  # step losses of the current epoch (kept across a resume)
+        self.epoch_diagnostics: list[dict[str, float]] = []  # the epoch's diagnosed steps (eval.diagnostics_every)
         self.stops = StopRequests()
 
     # -- data ----------------------------------------------------------------------------------
@@ -175,7 +176,11 @@ class Trainer:
                                accum_steps=self.cfg.accum_steps)
         self.optimizer.schedule(step=self.global_step, total_steps=self.total_steps, epoch=self.epoch,
                                 reweight_epoch=self.cfg.loss.drw_epoch)
-        loss = self.optimizer.step(closure, grad_scaler=self.scaler)
+        k = self.cfg.eval.diagnostics_every
+        diagnose = bool(k) and self.global_step % k == 0
+        loss = self.optimizer.step(closure, grad_scaler=self.scaler, diagnose=diagnose)
+        if diagnose:
+            self.epoch_diagnostics.append(self.optimizer.last_diagnostics)
         if self.scaler is not None:
             self.scaler.update()
         self.scheduler.step()
@@ -301,6 +306,10 @@ class Trainer:
             "lr": self.optimizer.base_optimizer.param_groups[0]["lr"], **self.optimizer.logged(),
             "sec_per_step": statistics.fmean(self.step_times[-self.steps_per_epoch:] or [float("nan")]),
         }
+        if self.epoch_diagnostics:  # means over the epoch's diagnosed steps (ltlab.optim.base: `diagnostics`)
+            keys = dict.fromkeys(k for d in self.epoch_diagnostics for k in d)
+            row["diag"] = {k: statistics.fmean(d[k] for d in self.epoch_diagnostics if k in d) for k in keys}
+            row["diag"]["steps"] = len(self.epoch_diagnostics)
         # finite weights can still be diverged (|w| ~ 1e30 gives non-finite logits): never save such a state
         self.check_finite(row["train_ce_at_w"], what="the loss at the weights")
         new_best = False
@@ -312,7 +321,7 @@ class Trainer:
                 self.best_val, self.best_epoch = val["overall"], self.epoch + 1
         self.epoch += 1
         self.step_in_epoch = 0
-        self.epoch_losses = []
+        self.epoch_losses, self.epoch_diagnostics = [], []
         state = checkpoint.checkpoint_state(self)
         if new_best:
             self.save_checkpoint("best", state)
