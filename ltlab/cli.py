@@ -107,12 +107,12 @@ def _references(spec: str | None) -> list[str]:
     return kinds
 
 
-def _check_runs_args(a: argparse.Namespace) -> None:
+def _check_runs_args(a: argparse.Namespace, probe: bool = True) -> None:
     from .errors import ConfigError
 
     if a.workers < 1:
         raise ConfigError(f"--workers {a.workers}: need at least 1")
-    if a.probe_images < 1:
+    if probe and a.probe_images < 1:
         raise ConfigError(f"--probe-images {a.probe_images}: need at least 1 image")
 
 
@@ -127,6 +127,43 @@ def _check_optimizers(names: list[str]) -> None:
             optimizer_info(n)
         except ConfigError as e:
             raise ConfigError(f"--optimizers: {e}") from None
+
+
+def cmd_tune(a: argparse.Namespace) -> int:
+    import shlex
+
+    from .experiments.study import load_study, tune
+
+    _check_runs_args(a, probe=False)
+    study = load_study(a.study)
+    t0 = time.time()
+    tune(study, a.out, workers=a.workers, progress=not a.no_progress,
+         command="python -m ltlab " + " ".join(shlex.quote(x) for x in a.argv))
+    print((Path(a.out) / "tune" / "tune.md").read_text())
+    print(f"wall time {time.time() - t0:.0f} s; selected configurations: {Path(a.out) / 'tune' / 'tuned.yaml'}")
+    return 0
+
+
+def cmd_study(a: argparse.Namespace) -> int:
+    import shlex
+
+    from .experiments.study import evaluate, load_study, tune
+    from .results.study import write_study_report
+
+    _check_runs_args(a, probe=False)
+    study = load_study(a.study)
+    command = "python -m ltlab " + " ".join(shlex.quote(x) for x in a.argv)
+    t0 = time.time()
+    tune(study, a.out, workers=a.workers, progress=not a.no_progress, command=command)
+    t1 = time.time()
+    evaluate(study, Path(a.out) / "tune" / "tuned.yaml", a.out, workers=a.workers, progress=not a.no_progress)
+    t2 = time.time()
+    report = write_study_report(study, a.out, command=command,
+                                timing={"tune": t1 - t0, "evaluate": t2 - t1})
+    print(report)
+    print(f"\nwall time {time.time() - t0:.0f} s (tuning {t1 - t0:.0f} s, evaluation and probes {t2 - t1:.0f} s); "
+          f"report: {Path(a.out) / 'study.md'}")
+    return 0
 
 
 def cmd_report(a: argparse.Namespace) -> int:
@@ -222,6 +259,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runs_args(w, seeds=3, out="runs/sweep")
     w.add_argument("--overwrite", action="store_true", help="train every run of the grid again")
     w.set_defaults(func=cmd_sweep)
+
+    for name, fn, text in (("tune", cmd_tune, "select every method's options on validation (a study file's grids)"),
+                           ("study", cmd_study, "the fair study: tune on validation, evaluate on fresh seeds, probe, "
+                                                "report (resumable)")):
+        s = sub.add_parser(name, help=text)
+        s.add_argument("study", help="study file (YAML), e.g. studies/synthetic.yaml")
+        s.add_argument("--out", default="runs/study", help="where the runs and the report go (default runs/study)")
+        s.add_argument("--workers", type=int, default=1, help="runs trained at once, in separate processes")
+        s.add_argument("--no-progress", action="store_true", help="no progress bar")
+        s.set_defaults(func=fn)
 
     rp = sub.add_parser("report", help="report.md from a directory of runs: mean ± std, paired CIs, verdicts")
     rp.add_argument("runs_dir")

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,7 +16,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from ..config import DataConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from . import synthetic
 from .longtail import class_splits, longtail_counts, subsample_per_class
 from .transforms import TensorAugment, cifar_transform, imagenet_transform
@@ -137,6 +138,24 @@ _BUILDERS: dict[str, Callable[[DataConfig], DatasetBundle]] = {
 
 def list_datasets() -> list[str]:
     return sorted(_BUILDERS)
+
+
+class WithheldSplit:
+    """A split that must not be read (the test split of a tuning run): any access to its images, labels or
+    length raises DataError. Only its evaluation `transform` (a function, not data) stays readable."""
+
+    def __init__(self, name: str, why: str, transform: Any = None):
+        self._name, self._why, self.transform = name, why, transform
+
+    def _refuse(self, *_: Any, **__: Any) -> Any:
+        raise DataError(f"the {self._name} split is withheld from this run ({self._why})")
+
+    __len__ = __getitem__ = __iter__ = _refuse
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("_"):
+            raise AttributeError(attr)
+        self._refuse()
 
 
 def build_dataset(cfg: DataConfig) -> DatasetBundle:

@@ -227,3 +227,98 @@ def effect_lines(points, ylabel: str = "difference to the base", caption: str = 
         if caption:
             add_caption(fig, caption)
     return fig
+
+
+def tuning_curves(table: Mapping[str, Sequence[Mapping]], score: str, seeds: Sequence[int]):
+    """Validation score against lr, one panel per method, one line per value of the method's own options
+    (mean over tuning seeds), every seed a dot; the selected configuration ringed. `table` = tune.json's grid."""
+    import matplotlib.pyplot as plt
+
+    methods = list(table)
+    with style():
+        fig, axes = plt.subplots(1, len(methods), figsize=(2.6 * len(methods) + 0.6, 2.8), squeeze=False, sharey=True)
+        for ax, method in zip(axes[0], methods):
+            rows = table[method]
+            best = max(rows, key=lambda r: r["mean"])
+            series: dict[str, list] = {}
+            for r in rows:
+                rest = ", ".join(f"{k.rsplit('.', 1)[-1]} {v}" for k, v in r["values"].items() if k != "optimizer.lr")
+                series.setdefault(rest, []).append(r)
+            shades = np.linspace(1.0, 0.45, max(len(series), 1))
+            for (name, rs), shade in zip(series.items(), shades):
+                lrs = [r["values"]["optimizer.lr"] for r in rs]
+                c = np.asarray(matplotlib_rgb(color(method))) * shade
+                ax.plot(lrs, [r["mean"] for r in rs], "-o", ms=3.5, color=c, label=name or None)
+                for lr, r in zip(lrs, rs):
+                    ax.scatter([lr] * len(r["scores"]), r["scores"], s=7, color=c, alpha=0.45, lw=0)
+            ax.scatter([best["values"]["optimizer.lr"]], [best["mean"]], s=90, facecolors="none", edgecolors="k",
+                       lw=1.0, zorder=5)
+            ax.set_xscale("log")
+            lrs_all = sorted({r["values"]["optimizer.lr"] for r in rows})
+            ax.set_xticks(lrs_all, [f"{v:g}" for v in lrs_all])
+            ax.minorticks_off()
+            ax.set_xlabel("lr")
+            ax.set_title(method)
+            if any(series):
+                ax.legend(loc="lower center")
+        axes[0][0].set_ylabel(f"validation {score} (%)")
+        fig.tight_layout()
+        add_caption(fig, f"Line: mean over the tuning seeds ({', '.join(map(str, seeds))}); dots: one seed each; "
+                         "ring: the selected configuration (highest mean). Test data never read.")
+    return fig
+
+
+def matplotlib_rgb(c: str) -> tuple[float, float, float]:
+    from matplotlib.colors import to_rgb
+
+    return to_rgb(c)
+
+
+def seed_dots(rows: Sequence[Mapping], labels: Sequence[str], groups: Sequence[str] = ("overall", "many", "medium", "few"),
+              caption: str = ""):
+    """One panel per class group: every run a dot (jittered), the mean a bar, per label; reference rows grey."""
+    import matplotlib.pyplot as plt
+
+    from ..train.compare import is_reference
+
+    with style():
+        fig, axes = plt.subplots(1, len(groups), figsize=(2.3 * len(groups) + 0.4, 2.9), squeeze=False)
+        rng = np.random.default_rng(0)
+        for ax, g in zip(axes[0], groups):
+            for i, name in enumerate(labels):
+                vals = [r[g] for r in rows if r["label"] == name and r.get(g) is not None]
+                if not vals:
+                    continue
+                c = "#999999" if is_reference(name) else color(name)
+                ax.scatter(i + rng.uniform(-0.18, 0.18, len(vals)), vals, s=9, color=c, alpha=0.75, lw=0)
+                ax.hlines(np.mean(vals), i - 0.3, i + 0.3, color=c, lw=2)
+            ax.set_xticks(range(len(labels)), labels, rotation=40, ha="right")
+            ax.set_title(g)
+            ax.grid(axis="x", visible=False)
+        axes[0][0].set_ylabel("test accuracy (%)")
+        fig.tight_layout()
+        if caption:
+            add_caption(fig, caption)
+    return fig
+
+
+def flatness_vs_tail(rows: Sequence[Mapping], labels: Sequence[str], rho: float, lo: float, hi: float):
+    """Few-class lambda_max (log x) against few-class test accuracy, one dot per run, coloured by method."""
+    import matplotlib.pyplot as plt
+
+    with style():
+        fig, ax = plt.subplots(figsize=(4.6, 3.2))
+        for name in labels:
+            rs = [r for r in rows if r["label"] == name]
+            if rs:
+                ax.scatter([r["lambda_max_few"] for r in rs], [r["few"] for r in rs], s=16, color=color(name),
+                           label=name, alpha=0.85, lw=0)
+        ax.set_xscale("log")
+        ax.set_xlabel("few-class λ_max (plain CE, training images)")
+        ax.set_ylabel("few-class test accuracy (%)")
+        ax.set_title(f"Spearman ρ = {rho:+.2f} [{lo:+.2f}, {hi:+.2f}], n = {len(rows)}")
+        ax.legend(loc="best")
+        fig.tight_layout()
+        add_caption(fig, "One dot per evaluation run (last epoch). The paper's mechanism predicts dots falling "
+                         "to the right (sharper tail, worse tail).")
+    return fig

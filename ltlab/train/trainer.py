@@ -79,6 +79,14 @@ class Trainer:
         if self.world > 1 and self.device.type == "cuda":
             self.device = torch.device("cuda", self.rank % torch.cuda.device_count())
         self.data = build_dataset(cfg.data)
+        if not cfg.eval.test:  # a tuning run: any read of the test split raises (selection never sees it)
+            import copy
+
+            from ..data import WithheldSplit
+
+            self.data = copy.copy(self.data)
+            self.data.test = WithheldSplit("test", "eval.test=false: this run selects on validation only",
+                                           getattr(self.data.test, "transform", None))
         self.model = build_model(cfg.model, self.data.num_classes).to(self.device)
         if init_from is not None:
             self.model.load_state_dict(load_checkpoint_file(init_from)["model"], strict=False)

@@ -1,0 +1,207 @@
+"""The fair study: per-method blocks, step diagnostics, validation-only tuning, evaluation and its report."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from ltlab.cli import main
+from ltlab.config import load_config, method_blocks, method_configs
+from ltlab.errors import ConfigError, DataError
+
+TINY = {"base": "synthetic", "epochs": 1, "batch_size": 16, "save_every": 0, "log": ["jsonl"],
+        "data": {"num_classes": 5, "n_max": 40, "imbalance_ratio": 5, "val_per_class": 4, "test_per_class": 4},
+        "eval": {"train_images": 16, "diagnostics_every": 2}}
+T = ["epochs=2", "data.num_classes=5", "data.n_max=40", "data.imbalance_ratio=5", "data.val_per_class=4",
+     "data.test_per_class=4", "eval.train_images=16", "batch_size=16", "save_every=0", "log=jsonl"]
+
+
+def write(path: Path, data) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+# -- per-method blocks ---------------------------------------------------------------------------------------
+def test_method_blocks_apply_in_order(tmp_path):
+    p = write(tmp_path / "p.yaml", {**TINY, "methods": {"sgd": {"optimizer": {"lr": 0.3}},
+                                                       "sam": {"optimizer": {"lr": 0.1, "method": {"rho": 0.02}}}}})
+    assert load_config(str(p)).optimizer.lr == 0.3  # the preset's own method (sgd) takes its block
+    sam = load_config(str(p), ["optimizer.name=sam"])
+    assert (sam.optimizer.lr, sam.optimizer.method["rho"]) == (0.1, 0.02)
+    assert load_config(str(p), ["optimizer.name=sam", "optimizer.lr=0.5"]).optimizer.lr == 0.5  # command line wins
+    gnm = load_config(str(p), ["optimizer.name=gnm"])  # no block: the preset's lr and the class defaults
+    assert gnm.optimizer.lr == 0.2 and gnm.optimizer.method["rho"] == 0.005
+    cfgs = method_configs(str(p), ["sgd", "sam", "gnm"], ["epochs=3"])
+    assert [c.optimizer.lr for c in cfgs.values()] == [0.3, 0.1, 0.2] and {c.epochs for c in cfgs.values()} == {3}
+
+
+@pytest.mark.parametrize("methods, words", [
+    ({"sma": {"optimizer": {"lr": 0.1}}}, ["methods.sma", "did you mean 'sam'"]),
+    ({"sam": {"optimizer": {"method": {"rhoo": 0.1}}}}, ["methods.sam", "rhoo", "rho"]),
+    ({"sam": {"data": {"seed": 3}}}, ["methods.sam.data", "shared"]),
+    ({"sam": {"optimizer": {"name": "gnm"}}}, ["methods.sam.optimizer.name"]),
+    ({"sam": 0.1}, ["methods.sam must be a mapping"]),
+])
+def test_bad_method_block_names_method_and_option(tmp_path, capsys, methods, words):
+    p = write(tmp_path / "p.yaml", {**TINY, "methods": methods})
+    with pytest.raises(ConfigError) as e:
+        method_blocks(str(p))
+    for w in words:
+        assert w in str(e.value)
+    assert main(["compare", "--config", str(p), "--optimizers", "sgd,sam", "--out", str(tmp_path / "o")]) == 2
+    assert words[0] in capsys.readouterr().err
+
+
+def test_compare_applies_each_methods_block(tmp_path):
+    p = write(tmp_path / "p.yaml", {**TINY, "methods": {"sam": {"optimizer": {"lr": 0.07, "method": {"rho": 0.03}}}}})
+    assert main(["compare", "--config", str(p), "--optimizers", "sgd,sam", "--out", str(tmp_path / "o"),
+                 "--no-progress", "--no-figures"]) == 0
+    saved = yaml.safe_load((tmp_path / "o" / "sam-s0" / "config.yaml").read_text())
+    assert saved["optimizer"]["lr"] == 0.07 and saved["optimizer"]["method"]["rho"] == 0.03
+    assert yaml.safe_load((tmp_path / "o" / "sgd-s0" / "config.yaml").read_text())["optimizer"]["lr"] == 0.2
+
+
+# -- step diagnostics ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["sgd", "sam", "gnm", "rsam", "imbsam"])
+def test_diagnostics_leave_the_trajectory_unchanged(tmp_path, name):
+    from ltlab.train import fit
+
+    states = {}
+    for k in (0, 3):
+        out = tmp_path / f"{name}{k}"
+        fit(load_config("synthetic", T + [f"optimizer.name={name}", f"eval.diagnostics_every={k}"]), out=out,
+            progress=False)
+        states[k] = torch.load(out / "checkpoints" / "last.pt", weights_only=False)["model"]
+    assert all(torch.equal(states[0][n], states[3][n]) for n in states[0])
+    rows = [json.loads(x) for x in (tmp_path / f"{name}3" / "metrics.jsonl").read_text().splitlines()]
+    d = rows[-1]["diag"]
+    assert d["steps"] >= 1 and d["grad_norm"] > 0
+    assert "diag" not in json.loads((tmp_path / f"{name}0" / "metrics.jsonl").read_text().splitlines()[-1])
+    if name == "sgd":
+        assert d["rel_perturbation"] == 0 and d["loss_rise"] == 0
+    else:
+        assert d["rel_perturbation"] > 0
+    if name in ("sam", "rsam"):  # an adversarial step raises the loss
+        assert d["loss_rise"] > 0
+
+
+def test_diagnostics_match_a_hand_computation():
+    """SAM: ||g(w)||, rho / ||w|| and L(w + e) - L(w) on a quadratic, computed by hand."""
+    from ltlab.optim import SAM
+
+    w = torch.nn.Parameter(torch.tensor([3.0, 4.0]))
+    opt = SAM([w], torch.optim.SGD, rho=0.5, lr=0.1)
+
+    def closure():
+        opt.zero_grad()
+        loss = (w ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure, diagnose=True)
+    d = opt.last_diagnostics
+    g = torch.tensor([6.0, 8.0])
+    e = 0.5 * g / g.norm()
+    assert d["grad_norm"] == pytest.approx(10.0)
+    assert d["rel_perturbation"] == pytest.approx(0.5 / 5.0)
+    assert d["loss_rise"] == pytest.approx(float(((torch.tensor([3.0, 4.0]) + e) ** 2).sum() - 25.0), rel=1e-5)
+
+
+# -- tuning never reads the test split -----------------------------------------------------------------------
+def test_withheld_split_raises():
+    from ltlab.data import WithheldSplit
+
+    s = WithheldSplit("test", "tuning", transform="tf")
+    assert s.transform == "tf"
+    for read in (lambda: len(s), lambda: s[0], lambda: list(s), lambda: s.targets):
+        with pytest.raises(DataError, match="withheld"):
+            read()
+
+
+def study_file(tmp_path, **change):
+    preset = write(tmp_path / "preset.yaml", TINY)
+    data = {"preset": str(preset), "methods": ["sgd", "sam", "gnm"], "tuning_seeds": [0, 1], "lr": [0.05, 0.2],
+            "base_lr": [0.02, 0.05, 0.1, 0.2], "options": {"sam": {"rho": [0.01, 0.05]}, "gnm": {"rho": [0.005, 0.05]}},
+            "evaluation": {"seeds": [7, 8, 9, 10, 11], "probe_images": 8}}
+    data.update(change)
+    return write(tmp_path / "study.yaml", data)
+
+
+def test_tune_selects_on_validation_only(tmp_path, monkeypatch):
+    """Tuning completes with every test split withheld (any read raises), picks the best mean validation score,
+    and a rerun trains nothing."""
+    import ltlab.train.evaluation as evaluation
+    from ltlab.experiments.study import load_study, tune
+
+    def no_test(*a, **k):
+        raise AssertionError("the test split was evaluated during tuning")
+
+    monkeypatch.setattr(evaluation, "test_report", no_test)
+    study = load_study(study_file(tmp_path))
+    result = tune(study, tmp_path / "out", progress=False)
+    for m, rows in result["grid"].items():
+        assert len(rows) == 4
+        assert result["selected"][m] == max(rows, key=lambda r: r["mean"])["values"]
+        for r in rows:
+            assert r["mean"] == pytest.approx(sum(r["scores"]) / 2)
+    for p in (tmp_path / "out" / "tune").glob("*/*/summary.json"):
+        s = json.loads(p.read_text())
+        assert s["test"] is None and "overall" not in s and "per_class" not in s
+    tuned = load_config(str(tmp_path / "out" / "tune" / "tuned.yaml"), ["optimizer.name=sam"])
+    sel = result["selected"]["sam"]
+    assert tuned.optimizer.lr == sel["optimizer.lr"] and tuned.optimizer.method["rho"] == sel["optimizer.method.rho"]
+    assert (tmp_path / "out" / "tune" / "tune.png").exists()
+    stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("tune/*/*/summary.json")}
+    tune(study, tmp_path / "out", progress=False)
+    assert stamp == {p: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("tune/*/*/summary.json")}
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"base_lr": [0.1, 0.2]}, ["grids differ in size", "sgd 2", "sam 4"]),
+    ({"options": {"sam": {"rhoo": [0.1, 0.2]}, "gnm": {"rho": [0.005, 0.05]}}}, ["sam", "rhoo"]),
+    ({"options": {"sma": {"rho": [0.1, 0.2]}}}, ["options.sma", "not in methods"]),
+    ({"evaluation": {"seeds": [1, 7]}}, ["share [1]", "fresh"]),
+    ({"lr": [0.1, 0.1]}, ["repeats a value"]),
+    ({"score": "top1"}, ["score='top1'"]),
+    ({"methods": ["sgd", "sma"]}, ["sma"]),
+    ({"evaluation": {"reference": ["linear"]}}, ["evaluation.reference"]),
+])
+def test_bad_study_files(tmp_path, capsys, change, words):
+    p = study_file(tmp_path, **change)
+    assert main(["tune", str(p), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    for w in words:
+        assert w in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_study_end_to_end(tmp_path):
+    """make study in small: tune, evaluate on fresh seeds (each its own task sample), probes, report."""
+    p = study_file(tmp_path, methods=["sgd", "sam"], options={"sam": {"rho": [0.01, 0.05]}})
+    out = tmp_path / "out"
+    assert main(["study", str(p), "--out", str(out), "--no-progress"]) == 0
+    text = (out / "study.md").read_text()
+    for words in ("## Tuning (validation)", "Holm", "equal-compute − sgd", "sgd − linear-probe", "Failure rate",
+                  "Spearman ρ", "Minima?", "smallest effect", "‖e‖ / ‖w‖"):
+        assert words in text
+    assert (out / "figures" / "study_flatness_vs_tail.png").exists() and (out / "figures" / "study_seeds.png").exists()
+    drawn = {yaml.safe_load((d / "config.yaml").read_text())["data"]["seed"] for d in (out / "eval").glob("sam-s*")}
+    assert drawn == {7, 8, 9, 10, 11}  # each evaluation seed its own task sample
+    eq = yaml.safe_load((out / "eval" / "equal-compute-s7" / "config.yaml").read_text())
+    assert eq["epochs"] == 2 and eq["optimizer"]["name"] == "sgd"
+    stamp = {q: q.stat().st_mtime_ns for q in out.glob("**/summary.json")}
+    assert main(["study", str(p), "--out", str(out), "--no-progress"]) == 0  # trains nothing
+    assert stamp == {q: q.stat().st_mtime_ns for q in out.glob("**/summary.json")}
+
+
+def test_runs_of_one_seed_on_different_draws_are_refused(tmp_path):
+    from ltlab.train import fit
+    from ltlab.train.compare import finished_runs
+
+    fit(load_config("synthetic", T + ["epochs=1"]), out=tmp_path / "sgd-s0", progress=False)
+    fit(load_config("synthetic", T + ["epochs=1", "optimizer.name=gnm", "data.seed=4"]), out=tmp_path / "gnm-s0",
+        progress=False)
+    with pytest.raises(DataError, match="different task samples"):
+        finished_runs(tmp_path)
