@@ -12,7 +12,7 @@ STAMP := $(VENV)/.ltlab-installed-$(subst $(comma),-,$(EXTRAS))
 # another in one of them (the xdist_group in tests/conftest.py) while the other takes the tests; 1 thread each
 TEST_WORKERS ?= 2
 
-.PHONY: setup demo probes family test test-full test-fast test-regime test-long lab figures report bench tensorboard clean
+.PHONY: setup demo probes family study test test-full test-fast test-regime test-long lab figures report bench tensorboard clean
 
 # uv (from PyPI) installs in parallel, with the sources pip is configured with (.ci/uv_flags.py): 43-60 s here
 # against pip's 217 s; pip is the fallback. torch/torchvision pinned to the pair that installs from local files
@@ -46,6 +46,13 @@ probes: $(STAMP)
 family: $(STAMP)
 	$(BIN)/python -m ltlab compare --optimizers sgd,sam,rsam,gnm,imbsam,ccsam,focalsam --reference linear --seeds 3 --workers 2 \
 		--probe --overwrite --out runs/family
+
+# the fair study (studies/synthetic.yaml): every method tuned on validation with the same budget (4 configurations
+# x 3 tuning seeds; test split withheld), then evaluated at its selected setting on 12 fresh seeds that each draw
+# their own task sample, beside the linear probe and the equal-compute base; probes on every prompted run; the
+# report runs/study/study.md with its figures. Resumable: a rerun trains only what is missing.
+study: $(STAMP)
+	$(BIN)/python -m ltlab study studies/synthetic.yaml --out runs/study --workers 2
 
 # make test: every module and every notebook (nbmake, headless, smoke mode: small grids, few epochs), a few minutes.
 # What is long moves to make test-long / make test-full, each with a fast version left here: the real-browser

@@ -415,7 +415,7 @@ def make_closure(optimizer: Optimizer, model: torch.nn.Module, loss_fn: Callable
     ``closure(sync=False)`` runs the forward passes under DDP's ``no_sync`` (this rank's gradient alone:
     the optimizer's ``ascent="local"``).
     """
-    forward = forward or model
+    forward = model if forward is None else forward  # a compiled module has no truth value
     autocast = autocast or nullcontext
     batch_loss = batch_loss or loss_fn
     local = getattr(forward, "no_sync", None)
