@@ -12,11 +12,12 @@ import argparse
 from pathlib import Path
 
 from ltlab.config import load_config
-from ltlab.figures import setup_figure, setup_rows
+from ltlab.reports.figures import setup_figure, setup_rows
 from ltlab.stats import paired_difference, with_holm
-from ltlab.tables import multiplicity_sentence
+from ltlab.results.tables import multiplicity_sentence
 from ltlab.train import fit
-from ltlab.train.compare import ACCURACY, PRIMARY, finished_with
+from ltlab.results import ACCURACY, PRIMARY
+from ltlab.experiments.compare import finished_with
 
 BASE = load_config("synthetic").optimizer.base
 SETUPS = {

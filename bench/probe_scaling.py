@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def probe_job(run: str, images: int, batch_size: int, iters: int, threads: int) -> dict:
     """Load the run, stream `images` validation images, lambda_max with `iters` products; RSS and timings."""
     from ltlab.probes import top_eigenvalues
-    from ltlab.probing import probe_set
+    from ltlab.results.probing import probe_set
     from ltlab.train.runs import load_run
     from ltlab.utils import dist_rank_world
 
@@ -57,7 +57,7 @@ def surface_layouts(run: str, images: int, batch_size: int, steps: int) -> dict:
 
     from ltlab.probes import random_direction, surface_2d
     from ltlab.probes.hvp import probe_mode, select_params
-    from ltlab.probing import probe_set
+    from ltlab.results.probing import probe_set
     from ltlab.train.runs import load_run
 
     r = load_run(run)
@@ -122,7 +122,7 @@ def in_fresh_process(args: list[str], env: dict | None = None, torchrun: int = 0
 
 def hvp_in_gradients(run: str, images: int, repeats: int = 5) -> tuple[float, float, float]:
     from ltlab.probes.hvp import hessian_operator
-    from ltlab.probing import probe_batch
+    from ltlab.results.probing import probe_batch
     from ltlab.train.runs import load_run
 
     r = load_run(run)

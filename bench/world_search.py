@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ltlab.config import load_config
 from ltlab.stats import mean_std, paired_difference
-from ltlab.train.compare import compare
+from ltlab.experiments.compare import compare
 
 
 def quarter_drop(run: Path, epochs: int) -> float:

@@ -46,8 +46,8 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 def cmd_compare(a: argparse.Namespace) -> int:
     from .config import load_config
-    from .report import write_report
-    from .train.compare import compare
+    from .reports.comparison import write_report
+    from .experiments.compare import compare
 
     cfg = load_config(a.config or "synthetic", a.overrides)
     from .optim import PAPER_COMPARISON
@@ -65,7 +65,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
     rows = compare(cfg, names, a.seeds, a.out, progress=not a.no_progress, overwrite=a.overwrite,
                    workers=a.workers, reuse=a.reuse, reference=references, configs=configs)
     if a.probe:
-        from .probing import add_flatness_columns
+        from .results.probing import add_flatness_columns
 
         add_flatness_columns(rows, a.probe_images, progress=not a.no_progress, workers=a.workers)
     import shlex
@@ -81,7 +81,7 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     import shlex
 
     from .config import load_config
-    from .sweep import run_sweep
+    from .experiments.sweep import run_sweep
 
     cfg = load_config(a.config or "synthetic", a.overrides)
     names = [n.strip() for n in (a.optimizers or f"{cfg.optimizer.base},sam,gnm").split(",") if n.strip()]
@@ -98,7 +98,7 @@ def cmd_sweep(a: argparse.Namespace) -> int:
 
 def _references(spec: str | None) -> list[str]:
     from .errors import ConfigError
-    from .train.compare import REFERENCES
+    from .results import REFERENCES
 
     kinds = [k.strip() for k in (spec or "").split(",") if k.strip()]
     for k in kinds:
@@ -148,7 +148,7 @@ def cmd_study(a: argparse.Namespace) -> int:
     import shlex
 
     from .experiments.study import evaluate, load_study, tune
-    from .results.study import write_study_report
+    from .reports.study import write_study_report
 
     _check_runs_args(a, probe=False)
     study = load_study(a.study)
@@ -167,7 +167,7 @@ def cmd_study(a: argparse.Namespace) -> int:
 
 
 def cmd_report(a: argparse.Namespace) -> int:
-    from .report import write_report
+    from .reports.comparison import write_report
 
     report = write_report(a.runs_dir, out=a.out, base=a.base, figures=not a.no_figures, method=a.interval)
     print(report.markdown)
@@ -190,7 +190,7 @@ def cmd_pretrain(a: argparse.Namespace) -> int:
 
 
 def cmd_probe(a: argparse.Namespace) -> int:
-    from .probing import probe_run
+    from .results.probing import probe_run
 
     from .errors import ConfigError
 
@@ -216,7 +216,7 @@ def cmd_probe(a: argparse.Namespace) -> int:
 
 
 def cmd_figures(a: argparse.Namespace) -> int:
-    from .figures import all_figures
+    from .reports.figures import all_figures
 
     for p in all_figures(a.runs, a.out, setups_dir=a.setups):
         print(f"figure: {p}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
-import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from . import values
 from .errors import ConfigError
 
 PRESET_DIR = Path(__file__).parent / "configs"
@@ -200,54 +200,8 @@ def _unknown(key: str) -> ConfigError:
 
 
 def coerce(key: str, value: Any, tp: Any) -> Any:
-    """`value` read as type `tp` (int, float, bool, str, X | None, list[str]); the error names the key."""
-    if typing.get_origin(tp) is list:  # a YAML list, or "a,b" on the command line
-        items = value.split(",") if isinstance(value, str) else value
-        if not isinstance(items, (list, tuple)):
-            raise ConfigError(f"{key}={value!r}: expected a list, e.g. {key}=a,b")
-        out = [coerce(key, v.strip() if isinstance(v, str) else v, typing.get_args(tp)[0]) for v in items]
-        allowed = _CHOICES.get(key)
-        bad = [v for v in out if allowed and v not in allowed]
-        if bad:
-            raise ConfigError(f"{key}: {bad[0]!r} is not one of {', '.join(allowed)}")
-        return out
-    args = typing.get_args(tp)
-    if value is None:
-        if type(None) in args:
-            return None
-        raise ConfigError(f"{key}=null is not allowed; give a {getattr(tp, '__name__', tp)}")
-    base = next((a for a in args if a is not type(None)), tp) if args else tp
-    if base is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}={value!r}: expected true or false")
-    if base is int:
-        if isinstance(value, str):
-            try:
-                value = int(value) if value.strip().lstrip("+-").isdigit() else float(value)
-            except ValueError:
-                raise ConfigError(f"{key}={value!r}: expected an integer") from None
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{key}={value}: expected an integer")
-        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
-            raise ConfigError(f"{key}={value!r}: expected an integer")
-        return int(value)
-    if base is float:
-        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string: accept what float() accepts
-            try:
-                value = float(value)
-            except ValueError:
-                raise ConfigError(f"{key}={value!r}: expected a number, e.g. 0.001 or 1e-3") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}={value!r}: expected a number")
-        if not math.isfinite(value):
-            raise ConfigError(f"{key}={value}: must be a finite number")
-        return float(value)
-    if base is str:
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ConfigError(f"{key}={value!r}: expected a string")
-        return str(value)
-    return value
+    """`value` read as type `tp` for config key `key` (its choices checked; `ltlab.values.coerce`)."""
+    return values.coerce(key, value, tp, _CHOICES.get(key))
 
 
 def _apply(obj: Any, data: dict[str, Any], prefix: str = "") -> None:

@@ -89,7 +89,7 @@ def test_same_runs_finds_identical_retraining_and_a_changed_tensor(tmp_path):
                                     "data.many=10", "data.few=5", "model.prompt_length=2"])
     for d in ("a", "b"):
         fit(cfg, out=tmp_path / d / "sgd-s0", progress=False)
-    from ltlab.probing import flatness_scalars
+    from ltlab.results.probing import flatness_scalars
 
     flatness_scalars(tmp_path / "a/sgd-s0", 8)  # probe/... scalars in a's tb/ only (make probes after make demo)
     out = run(BENCH / "same_runs.py", tmp_path / "a", tmp_path / "b", cwd=tmp_path)

@@ -11,8 +11,9 @@ from ltlab.config import load_config
 from ltlab.errors import ConfigError, DataError
 from ltlab.stats import binomial_stderr, group_stderr, mean_std, paired_difference, t_quantile, verdict
 from ltlab.train import Trainer, fit, load_run
-from ltlab.tables import format_table
-from ltlab.train.compare import aggregate, compare, paired_table
+from ltlab.results.tables import format_table
+from ltlab.results import aggregate, paired_table
+from ltlab.experiments.compare import compare
 
 TINY = ["epochs=3", "batch_size=16", "data.num_classes=6", "data.n_max=30", "data.imbalance_ratio=10",
         "data.val_per_class=3", "data.test_per_class=4", "data.many=20", "data.few=6", "model.prompt_length=2",
@@ -264,7 +265,7 @@ def test_report_refuses_empty_missing_and_mixed_directories(tmp_path, capsys):
 
 
 def test_single_seed_report_prints_no_verdict(tmp_path):
-    from ltlab.report import write_report
+    from ltlab.reports.comparison import write_report
 
     compare(tiny_cfg("epochs=1"), ["adamw", "gnm"], seeds=1, out=tmp_path, progress=False)
     text = write_report(tmp_path, figures=False).markdown
@@ -284,7 +285,7 @@ def test_reuse_keeps_matching_runs_and_replaces_stale_ones(tmp_path):
 
 def test_notebook_runs_reads_a_foreign_directory_and_trains_only_into_its_own(tmp_path):
     from ltlab.errors import ConfigError
-    from ltlab.train.compare import notebook_runs
+    from ltlab.notebook import notebook_runs
 
     foreign = tmp_path / "foreign"
     compare(tiny_cfg("epochs=1"), ["adamw", "gnm"], seeds=1, out=foreign, progress=False)
@@ -304,7 +305,7 @@ def test_notebook_runs_reads_a_foreign_directory_and_trains_only_into_its_own(tm
 
 def test_training_path_lies_on_its_own_pca_plane(tmp_path):
     """save_every=1 records the path; the plane's centre is the last epoch and the path ends at (0, 0)."""
-    from ltlab.probing import load_probe_inputs, training_path
+    from ltlab.results.probing import load_probe_inputs, training_path
     from ltlab.train import fit, load_run
 
     fit(tiny_cfg("epochs=4", "save_every=1"), out=tmp_path / "run", progress=False)
@@ -345,7 +346,7 @@ def test_p_value_and_holm_against_hand_computation():
 
 def test_linear_probe_reference_shares_everything_but_the_prompts(tmp_path):
     from ltlab.config import to_dict
-    from ltlab.report import write_report
+    from ltlab.reports.comparison import write_report
 
     cfg = tiny_cfg("epochs=1")
     bn = cfg.optimizer.base  # the base method: VPT with the preset's base optimizer
@@ -372,8 +373,8 @@ def test_linear_probe_reference_shares_everything_but_the_prompts(tmp_path):
 
 
 def test_report_leaves_the_probe_out_of_flatness_and_says_why(tmp_path):
-    from ltlab.report import write_report
-    from ltlab.train.compare import FLATNESS
+    from ltlab.reports.comparison import write_report
+    from ltlab.results import FLATNESS
 
     compare(tiny_cfg("epochs=1"), ["sgd", "sam"], seeds=2, out=tmp_path, progress=False, reference="linear")
     for p in tmp_path.glob("*-s*/"):
@@ -412,8 +413,8 @@ def _as_old_run(run_dir, **old):
 
 
 def test_runs_written_before_optimizer_method_still_load(tmp_path, capsys):
-    from ltlab.report import write_report
-    from ltlab.train.compare import finished_with
+    from ltlab.reports.comparison import write_report
+    from ltlab.experiments.compare import finished_with
 
     rows = compare(tiny_cfg("epochs=1", "optimizer.name=gnm", "optimizer.method.rho=0.05"), ["sgd", "gnm"],
                    seeds=1, out=tmp_path, progress=False)

@@ -31,7 +31,7 @@ def test_compiled_run_equals_eager(tmp_path, name):
 
 
 def test_compiled_run_resumes_exactly_and_is_probed_eagerly(tmp_path, monkeypatch):
-    from ltlab.probing import flatness_scalars
+    from ltlab.results.probing import flatness_scalars
 
     cfg = load_config("synthetic", DET + ["optimizer.name=sam", "compile=true", "epochs=3"])
     fit(cfg, out=tmp_path / "full", progress=False)
@@ -54,7 +54,7 @@ def test_compiled_run_resumes_exactly_and_is_probed_eagerly(tmp_path, monkeypatc
 
 
 def test_no_inductor_falls_back_to_eager_with_a_note(tmp_path, monkeypatch, capsys):
-    import ltlab.train.trainer as trainer
+    import ltlab.train.compiled as trainer
 
     monkeypatch.setitem(trainer._INDUCTOR, "why", "InvalidCxxCompiler: No working C++ compiler found")
     t = Trainer(load_config("synthetic", DET + ["compile=true"]), out=tmp_path / "r", progress=False)

@@ -65,7 +65,7 @@ def test_two_phase_run_through_cli(tmp_path):
     assert not torch.equal(p1["head.weight"], p2["head.weight"])
     # a finished LPT run of the same config is recognised (its directory holds phase 2's config), so compare
     # --reuse and bench/lpt_vs_vpt.py keep it instead of training it again
-    from ltlab.train.compare import finished_with
+    from ltlab.experiments.compare import finished_with
 
     cfg = load_config("lpt_synthetic", args[6:])
     assert finished_with(tmp_path / "lpt", cfg)

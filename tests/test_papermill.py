@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from ltlab.config import load_config
-from ltlab.train.compare import compare
+from ltlab.experiments.compare import compare
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["epochs=2", "batch_size=16", "data.num_classes=6", "data.n_max=30", "data.imbalance_ratio=10",

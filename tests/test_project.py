@@ -10,55 +10,49 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "ltlab"
 
-# data -> model -> objective -> optimizer -> trainer -> probes -> plots -> notebooks (+ glue at the top)
-LAYER = {"errors": 0, "utils": 0, "config": 0, "data": 1, "models": 2, "losses": 3, "optim": 4, "playground": 5,
-         "train": 5, "probes": 6, "plots": 7, "widgets": 8, "figures": 8, "probing": 8, "report": 8, "sweep": 8, "tables": 8, "stats": 0, "cli": 9, "__main__": 9, "__init__": 9}
-# probes may use models and losses, never train; plots take plain results only (and the method registry's colours)
-FORBIDDEN = {"probes": {"train", "optim"}, "plots": {"models", "train", "probes", "data", "losses"}}
-# the one upward edge: config validates optimizer.method by the method's class (lazily imported), so the
-# options and their defaults exist once, in the class's signature
-ALLOWED_UP = {("config", "optim")}
-
-
-def module_of(path: Path) -> str:
-    rel = path.relative_to(PKG)
-    return rel.parts[0].removesuffix(".py")
-
-
-def imported_ltlab_modules(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
-    pkg_parts = path.relative_to(ROOT).with_suffix("").parts[:-1]
-    out = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = list(pkg_parts[: len(pkg_parts) - node.level + 1])
-                target = base + (node.module.split(".") if node.module else [])
-                if len(target) > 1:
-                    out.add(target[1])
-                else:
-                    out.update(a.name for a in node.names)
-            elif node.module and node.module.startswith("ltlab."):
-                out.add(node.module.split(".")[1])
-        elif isinstance(node, ast.Import):
-            for a in node.names:
-                if a.name.startswith("ltlab."):
-                    out.add(a.name.split(".")[1])
-    return out
-
-
 def test_layering_is_one_way():
-    problems = []
-    for path in PKG.rglob("*.py"):
-        me = module_of(path)
-        if me == "__init__" and path.parent == PKG:
-            continue
-        for dep in imported_ltlab_modules(path):
-            if dep not in LAYER or dep == me:
-                continue
-            if (LAYER[dep] > LAYER[me] and (me, dep) not in ALLOWED_UP) or dep in FORBIDDEN.get(me, set()):
-                problems.append(f"{path.relative_to(ROOT)} imports ltlab.{dep}")
-    assert not problems, problems
+    """The contracts of pyproject.toml's [tool.importlinter] hold: no import from a lower layer to a higher one
+    (train/ imports nothing of results/, reports/, experiments/), plots and probes stay clear of the trainer."""
+    out = subprocess.run([str(Path(sys.executable).parent / "lint-imports"), "--no-cache"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "broken" in out.stdout and " 0 broken" in out.stdout
+
+
+def test_no_import_circle():
+    """No module of ltlab imports itself through others (imports inside functions count too)."""
+    import grimp
+
+    graph = grimp.build_graph("ltlab")
+    adj = {m: set(graph.find_modules_directly_imported_by(m)) for m in graph.modules}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles = []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in adj[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                circles.append(sorted(comp))
+
+    for v in sorted(adj):
+        if v not in index:
+            visit(v)
+    assert not circles, circles
 
 
 def _deps_pyproject() -> set[str]:

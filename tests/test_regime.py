@@ -7,7 +7,7 @@ that silently reverses the regime fails here.
 import pytest
 
 from ltlab.config import load_config
-from ltlab.train.compare import compare
+from ltlab.experiments.compare import compare
 
 pytestmark = pytest.mark.regime
 

@@ -198,7 +198,7 @@ def test_study_end_to_end(tmp_path):
 
 def test_runs_of_one_seed_on_different_draws_are_refused(tmp_path):
     from ltlab.train import fit
-    from ltlab.train.compare import finished_runs
+    from ltlab.results import finished_runs
 
     fit(load_config("synthetic", T + ["epochs=1"]), out=tmp_path / "sgd-s0", progress=False)
     fit(load_config("synthetic", T + ["epochs=1", "optimizer.name=gnm", "data.seed=4"]), out=tmp_path / "gnm-s0",

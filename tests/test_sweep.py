@@ -6,7 +6,7 @@ import pytest
 from ltlab.cli import main
 from ltlab.config import load_config
 from ltlab.errors import ConfigError
-from ltlab.sweep import parse_grid, plan
+from ltlab.experiments.sweep import parse_grid, plan
 
 QUICK = ["epochs=1", "data.num_classes=6", "data.n_max=20", "data.imbalance_ratio=5", "data.val_per_class=3",
          "data.test_per_class=4", "data.many=15", "data.few=5"]

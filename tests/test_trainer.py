@@ -134,7 +134,7 @@ def test_cli_compare_writes_table_csv_and_figures(tmp_path, capsys, workers):
         assert f"lambda_max_{g}" in rows[0]
     scalars = json.loads((tmp_path / "cmp/sgd-s0/probes/scalars.json").read_text())
     assert scalars["group_images"] >= 1 and scalars["lambda_max_few"] > 0
-    from ltlab.probing import flatness_scalars  # the same numbers when probed again in this process
+    from ltlab.results.probing import flatness_scalars  # the same numbers when probed again in this process
     assert scalars["images_requested"] == 16 and scalars["images"] == 16
     again = flatness_scalars(tmp_path / "cmp/sgd-s0", 16, reuse=False)
     assert again["lambda_max"] == pytest.approx(scalars["lambda_max"], rel=1e-4)

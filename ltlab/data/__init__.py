@@ -158,6 +158,16 @@ class WithheldSplit:
         self._refuse()
 
 
+def withhold_test(bundle: DatasetBundle, why: str) -> DatasetBundle:
+    """A shallow copy of `bundle` whose test split raises on any read (`WithheldSplit`); the cached bundle is
+    left as it was."""
+    import copy
+
+    out = copy.copy(bundle)
+    out.test = WithheldSplit("test", why, getattr(bundle.test, "transform", None))
+    return out
+
+
 def build_dataset(cfg: DataConfig) -> DatasetBundle:
     """Build the train / val / test bundle named by `cfg.name` (see `list_datasets()`)."""
     if cfg.name not in _BUILDERS:

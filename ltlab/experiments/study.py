@@ -12,7 +12,7 @@ Tuning runs (OUT/tune/<method>/<config>-s<seed>) train with `eval.test=false`: t
 split (any read raises), so selection reads validation only. OUT/tune/tuned.yaml is the selected
 configuration of every method as a preset with one block per method (`methods:`), with the grid, every score
 and the command beside it in OUT/tune/tune.json and OUT/tune/tune.md, and the figure OUT/tune/tune.png.
-Evaluation runs go to OUT/eval (a paired comparison; `ltlab.results.study` writes its report).
+Evaluation runs go to OUT/eval (a paired comparison; `ltlab.reports.study` writes its report).
 Everything is resumable: a rerun trains only what is missing.
 """
 from __future__ import annotations
@@ -28,7 +28,8 @@ import yaml
 
 from ..config import ExperimentConfig, load_config, method_configs
 from ..errors import ConfigError
-from ..train.compare import ACCURACY, REFERENCES, compare, run_jobs, run_name
+from ..results import ACCURACY, REFERENCES, run_name
+from ..experiments.compare import compare, run_jobs
 
 TUNE_OVERRIDES = ("eval.test=false", "save_every=0")  # tuning runs: validation only, no trajectory checkpoints
 
@@ -253,7 +254,7 @@ def evaluate(study: Study, tuned: str | Path, out: str | Path, workers: int = 1,
     base = configs[study.base]
     rows = compare(base, study.methods, seeds=study.seeds, out=Path(out) / "eval", progress=progress, workers=workers,
                    reuse=True, reference=study.references, configs=configs, redraw_data=study.redraw_data)
-    from ..probing import add_flatness_columns
+    from ..results.probing import add_flatness_columns
 
     add_flatness_columns(rows, study.probe_images, progress=progress, workers=workers)
     return rows

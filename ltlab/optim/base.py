@@ -356,6 +356,13 @@ class PerturbedOptimizer(Optimizer):
                 self.generator(torch.device(key)).set_state(st.cpu() if hasattr(st, "cpu") else st)
 
 
+def mean_diagnostics(steps: list[dict[str, float]]) -> dict[str, float]:
+    """The mean of each step diagnostic over the diagnosed steps given (an epoch's), and their number."""
+    keys = dict.fromkeys(k for d in steps for k in d)
+    out = {k: sum(d[k] for d in steps if k in d) / sum(k in d for d in steps) for k in keys}
+    return {**out, "steps": len(steps)}
+
+
 class Plain(PerturbedOptimizer):
     """A plain base optimizer (SGD, AdamW) behind the same interface: no perturbation, no options, one
     closure call. ``step(closure)`` evaluates it, clips (``max_grad_norm``) and steps; ``step()`` without

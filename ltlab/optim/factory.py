@@ -101,7 +101,7 @@ def method_options(name: str, given: dict[str, Any] | None = None, key: str = "o
     """Every option of method `name` with its value: `given` over the class's defaults, read by the
     class's annotations and checked by building the class once on a dummy parameter. An unknown option
     or a value the class refuses is a ConfigError that names `key` and the valid options."""
-    from ..config import coerce
+    from ..values import coerce
 
     info = optimizer_info(name)
     defaults, types = info.options(), info.cls.option_types()

@@ -279,7 +279,7 @@ def seed_dots(rows: Sequence[Mapping], labels: Sequence[str], groups: Sequence[s
     """One panel per class group: every run a dot (jittered), the mean a bar, per label; reference rows grey."""
     import matplotlib.pyplot as plt
 
-    from ..train.compare import is_reference
+    from ..results import is_reference
 
     with style():
         fig, axes = plt.subplots(1, len(groups), figsize=(2.3 * len(groups) + 0.4, 2.9), squeeze=False)

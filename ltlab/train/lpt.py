@@ -9,6 +9,7 @@ from typing import Any
 from ..config import ExperimentConfig
 from ..errors import ConfigError
 from .runs import RunDir
+from .trainer import Trainer, fit_run
 
 
 def lpt_phases(cfg: ExperimentConfig) -> tuple[ExperimentConfig, ExperimentConfig]:
@@ -25,8 +26,6 @@ def fit_lpt(cfg: ExperimentConfig, out: Path, resume: bool = False, progress: bo
             overwrite: bool = False) -> dict[str, Any]:
     """out/phase1 (shared prompt + head, the pool off), then out itself (phase 2: group prompts, keys and
     head, shared prompt frozen, dual sampling), started from phase 1's `eval.select` checkpoint."""
-    from .trainer import Trainer, fit
-
     p1, p2 = lpt_phases(cfg)
     run, phase1_dir = RunDir(out), out / "phase1"
     if resume:
@@ -35,7 +34,7 @@ def fit_lpt(cfg: ExperimentConfig, out: Path, resume: bool = False, progress: bo
     else:
         run.prepare(overwrite=overwrite)  # a rerun never reuses an old phase 1
     if not (phase1_dir / "summary.json").exists():
-        fit(p1, phase1_dir, resume=resume and (phase1_dir / "checkpoints" / "last.pt").exists(), progress=progress)
+        fit_run(p1, phase1_dir, resume=resume and (phase1_dir / "checkpoints" / "last.pt").exists(), progress=progress)
     chosen = json.loads((phase1_dir / "summary.json").read_text()).get("checkpoint", "last")
     trainer = Trainer(p2, out, progress=progress, init_from=phase1_dir / "checkpoints" / f"{chosen}.pt")
     if resume and (run.ckpt_dir / "last.pt").exists():

@@ -9,9 +9,6 @@ Interrupts: Ctrl-C (SIGINT) and SIGTERM ask the loop to stop at the next step bo
 the epoch's evaluation); the state saved there resumes to exactly the uninterrupted run. After the
 last epoch's evaluation only the test evaluation is left, so a stop asked for then lets the run finish.
 A second Ctrl-C stops at once and keeps the last checkpoint already on disk.
-
->>> from ltlab.config import load_config
->>> summary = fit(load_config("synthetic", ["epochs=1"]), out="runs/doc")   # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -30,14 +27,16 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..config import ExperimentConfig, run_label, to_dict
-from ..data import build_dataset
+from ..data import build_dataset, withhold_test
 from ..data.samplers import SeededBatch, SeededDataset, dual_batches, restore_cpu_rng, seeded_collate
 from ..errors import ConfigError, LtlabError
 from ..losses import loss_from_config
 from ..models import build_model
 from ..optim import create_optimizer, make_closure
+from ..optim.base import mean_diagnostics
 from ..utils import dist_rank_world, resolve_device, seed_everything
 from . import checkpoint, evaluation, summary, tracking
+from .compiled import compiled
 from .runs import RunDir, load_checkpoint_file
 from .stopping import StopRequests, Stopped
 
@@ -80,13 +79,7 @@ class Trainer:
             self.device = torch.device("cuda", self.rank % torch.cuda.device_count())
         self.data = build_dataset(cfg.data)
         if not cfg.eval.test:  # a tuning run: any read of the test split raises (selection never sees it)
-            import copy
-
-            from ..data import WithheldSplit
-
-            self.data = copy.copy(self.data)
-            self.data.test = WithheldSplit("test", "eval.test=false: this run selects on validation only",
-                                           getattr(self.data.test, "transform", None))
+            self.data = withhold_test(self.data, "eval.test=false: this run selects on validation only")
         self.model = build_model(cfg.model, self.data.num_classes).to(self.device)
         if init_from is not None:
             self.model.load_state_dict(load_checkpoint_file(init_from)["model"], strict=False)
@@ -315,9 +308,7 @@ class Trainer:
             "sec_per_step": statistics.fmean(self.step_times[-self.steps_per_epoch:] or [float("nan")]),
         }
         if self.epoch_diagnostics:  # means over the epoch's diagnosed steps (ltlab.optim.base: `diagnostics`)
-            keys = dict.fromkeys(k for d in self.epoch_diagnostics for k in d)
-            row["diag"] = {k: statistics.fmean(d[k] for d in self.epoch_diagnostics if k in d) for k in keys}
-            row["diag"]["steps"] = len(self.epoch_diagnostics)
+            row["diag"] = mean_diagnostics(self.epoch_diagnostics)
         # finite weights can still be diverged (|w| ~ 1e30 gives non-finite logits): never save such a state
         self.check_finite(row["train_ce_at_w"], what="the loss at the weights")
         new_best = False
@@ -342,50 +333,16 @@ class Trainer:
             cb(self, row)
 
 
-_INDUCTOR: dict[str, str | None] = {}
-
-
-def inductor_problem() -> str | None:
-    """Why torch.compile cannot build here (e.g. no C++ compiler for Inductor's CPU kernels), or None; found
-    once per process by compiling a one-line function."""
-    if "why" not in _INDUCTOR:
-        try:
-            torch.compile(lambda v: v * 2 + 1)(torch.ones(3))
-            _INDUCTOR["why"] = None
-        except Exception as e:  # noqa: BLE001 -- any failure to build means: train eagerly
-            _INDUCTOR["why"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-    return _INDUCTOR["why"]
-
-
-def compiled(module: torch.nn.Module):
-    """torch.compile(module) for the training forward passes (evaluation and probes use the eager module:
-    Hessian probes need double backward); the eager module, with a one-line note, where Inductor cannot build."""
-    why = inductor_problem()
-    if why:
-        print(f"note: compile=true, but torch.compile cannot build here ({why[:160]}); training eagerly",
-              file=sys.stderr)
-        return module
-    return torch.compile(module)
-
-
 def default_out(cfg: ExperimentConfig) -> Path:
     lpt = "lpt-" if cfg.method == "lpt" else ""
     return Path(f"runs/{cfg.data.name}-{lpt}{run_label(cfg)}-s{cfg.seed}")
 
 
-def fit(cfg: ExperimentConfig, out: str | Path | None = None, resume: bool = False, progress: bool = True,
-        overwrite: bool = False, **kwargs) -> dict[str, Any]:
-    """Train one run; returns summary.json's dict.
-
-    A directory that already holds a run is refused unless `resume=True` (continue from
-    out/checkpoints/last.pt, exactly) or `overwrite=True` (delete that run and start over).
-    method="lpt" runs both LPT phases (`ltlab.train.lpt.fit_lpt`).
-    """
+def fit_run(cfg: ExperimentConfig, out: str | Path | None = None, resume: bool = False, progress: bool = True,
+            overwrite: bool = False, **kwargs) -> dict[str, Any]:
+    """Train one single-phase run (VPT, or one phase of LPT) into `out`; returns summary.json's dict.
+    `ltlab.train.fit` is the entry point: it also runs LPT's two phases (ltlab.train.lpt)."""
     out = Path(out) if out is not None else default_out(cfg)
-    if cfg.method == "lpt" and not kwargs.get("init_from"):
-        from .lpt import fit_lpt
-
-        return fit_lpt(cfg, out, resume, progress, overwrite)
     RunDir(out).prepare(resume=resume, overwrite=overwrite)
     trainer = Trainer(cfg, out, progress=progress, **kwargs)
     if resume:

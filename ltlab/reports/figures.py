@@ -6,12 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import plots
-from .errors import DataError
-from .stats import mean_std
-from .tables import rule_sentence
-from .train.compare import aggregate, finished_runs, runs_by_method, summary_row
-from .train.runs import Run
+from .. import plots
+from ..errors import DataError
+from ..stats import mean_std
+from ..results.tables import rule_sentence
+from ..results import aggregate, finished_runs, runs_by_method, summary_row
+from ..results.probing import load_probes
+from ..train.runs import Run
 
 def per_class_means(runs: list[Run]) -> dict[str, np.ndarray]:
     """{optimizer: per-class test accuracy of the headline, averaged over its seeds}."""
@@ -89,10 +90,25 @@ def all_figures(runs_dir: str | Path = "runs/demo", out: str | Path = "figures",
                 setups_dir: str | Path | None = "runs/lpt_vs_vpt") -> list[Path]:
     """Every figure that can be made from the runs found under `runs_dir` (and their saved probe results),
     plus LPT vs VPT from `setups_dir` when that directory holds finished runs."""
-    from .probing import probe_figures
 
     paths = compare_figures(runs_dir, out)
     paths += probe_figures(runs_dir, out, tag=figure_tag(finished_runs(runs_dir)[0]))
     if setups_dir is not None and any(Path(setups_dir).glob("*-s*/summary.json")):
         paths += setup_figure(setups_dir, out)
+    return paths
+
+
+def probe_figures(runs_dir: str | Path, out: str | Path, tag: str) -> list[Path]:
+    """Figures from saved probe results (no recomputation); `tag` is the task's name."""
+    import matplotlib.pyplot as plt
+
+    paths: list[Path] = []
+    makers = [("surface2d", plots.surfaces_2d, "landscape2d"), ("surface1d", plots.surfaces_1d, "landscape1d"),
+              ("density", plots.spectra, "spectrum"), ("ratio", plots.eigen_ratio, "eigratio"),
+              ("per-class", plots.per_class_values, "perclass_lambda")]
+    for name, fn, fig_name in makers:
+        results = load_probes(runs_dir, name)
+        if results:
+            paths += plots.save(fn(results), f"{fig_name}_{tag}", out)
+            plt.close("all")
     return paths

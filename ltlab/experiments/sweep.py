@@ -26,8 +26,8 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from .config import ExperimentConfig, apply_overrides, with_optimizer
-from .errors import ConfigError
+from ..config import ExperimentConfig, apply_overrides, with_optimizer
+from ..errors import ConfigError
 
 
 @dataclasses.dataclass
@@ -114,8 +114,9 @@ def run_sweep(cfg: ExperimentConfig, optimizers: list[str], grid: list[str], see
               command: str = "") -> dict[str, Any]:
     """Train (what is missing of) the grid, probe it on request (probe = the number of probe images, 256 in the
     CLI; None: no probes), write each cell's report and OUT/sweep.md."""
-    from .report import write_report
-    from .train.compare import run_jobs, run_name
+    from ..reports import write_report
+    from .compare import run_jobs
+    from ..results import run_name
 
     if seeds < 1:
         raise ConfigError(f"--seeds {seeds}: need at least one seed")
@@ -128,7 +129,7 @@ def run_sweep(cfg: ExperimentConfig, optimizers: list[str], grid: list[str], see
                 jobs.append((run_cfg, str(cell.path / run_name(v.label, run_cfg.seed))))
     rows = run_jobs(jobs, progress=progress, overwrite=overwrite, workers=workers, keep=True)
     if probe:
-        from .probing import add_flatness_columns
+        from ..results.probing import add_flatness_columns
 
         add_flatness_columns(rows, probe, progress=progress, workers=workers)
     for cell in cells:
@@ -140,10 +141,10 @@ def run_sweep(cfg: ExperimentConfig, optimizers: list[str], grid: list[str], see
 
 def write_summary(cells: list[Cell], rows: list[dict[str, Any]], out: str | Path, command: str = "") -> dict[str, Any]:
     """OUT/sweep.md (one row per grid cell, paired to its cell's base; overall Holm over all) and the figure."""
-    from .plots import effect_lines, save
-    from .stats import NO_VERDICT, with_holm
-    from .tables import multiplicity_sentence, rule_sentence
-    from .train.compare import ACCURACY, FLATNESS, PRIMARY, aggregate, paired_table
+    from ..plots import effect_lines, save
+    from ..stats import NO_VERDICT, with_holm
+    from ..results.tables import multiplicity_sentence, rule_sentence
+    from ..results import ACCURACY, FLATNESS, PRIMARY, aggregate, paired_table
 
     probed = [c for c in FLATNESS[:4] if any(r.get(c) is not None for r in rows)]
     metrics = ("overall", "many", "few", *probed)

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from .figures import compare_figures
-from .optim import OPTIMIZERS
-from .stats import NO_VERDICT, mean_std
-from .tables import format_table, rule_sentence, write_csv
-from .train.compare import (ACCURACY, FLATNESS, PRIMARY, aggregate, finished_runs, is_reference, method_order,
-                            paired_table, reference_difference, summary_row)
+from ..optim import OPTIMIZERS
+from ..stats import NO_VERDICT, mean_std
+from ..results.tables import format_table, rule_sentence, write_csv
+from ..results import (ACCURACY, FLATNESS, PRIMARY, aggregate, finished_runs, is_reference, method_order, paired_table,
+                       reference_difference, summary_row)
 
 
 def pick_base(optimizers: list[str], preferred: str | None = None) -> str:

@@ -14,9 +14,8 @@ from typing import Any
 import numpy as np
 
 from ..stats import NO_VERDICT, PairedDiff, chance_resolved, mean_std, paired_difference
-from ..tables import format_table, rule_sentence
-from ..train.compare import (ACCURACY, PRIMARY, REFERENCES, aggregate, finished_runs, is_reference, paired_table,
-                             summary_row)
+from ..results.tables import format_table, rule_sentence
+from ..results import ACCURACY, PRIMARY, REFERENCES, aggregate, finished_runs, paired_table, summary_row
 from ..train.runs import read_jsonl
 
 LAMBDA_MIN_EPS = 0.01  # a point counts as a minimum when lambda_min >= -LAMBDA_MIN_EPS * lambda_max
@@ -106,7 +105,7 @@ def write_study_report(study, out: str | Path, command: str = "", timing: dict[s
     """Write OUT/study.md and its figures (OUT/figures); returns the markdown."""
     from ..plots import save
     from ..plots.headtail import flatness_vs_tail, seed_dots
-    from ..report import write_report
+    from ..reports.comparison import write_report
 
     out = Path(out)
     tune = json.loads((out / "tune" / "tune.json").read_text())

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .probes import (ProbeResult, gaussian_sharpness, hessian_ratio_along, hessian_trace, per_class, spectral_density,
+from ..probes import (ProbeResult, gaussian_sharpness, hessian_ratio_along, hessian_trace, per_class, spectral_density,
                      pca_directions, surface_1d, surface_2d, top_eigenvalues, trajectory_pca, worst_case_sharpness)
-from .train.compare import FLATNESS, is_reference, method_order
-from .train.tracking import log_probe
+from .vocabulary import FLATNESS, is_reference, method_order
+from ..train.tracking import log_probe
 
 PROBES = ("eig", "trace", "density", "surface1d", "surface2d", "sharpness", "worst", "ratio", "per-class")
 GAUSSIAN_SIGMA = 0.01  # per-element std of the average-case probe (GNM's noise is ~0.0017 per element)
@@ -55,7 +55,7 @@ def probe_set(dataset: Any, num_images: int | None, batch_size: int, seed: int =
     """
     from torch.utils.data import DataLoader, Subset
 
-    from .probes.hvp import distributed, shard
+    from ..probes.hvp import distributed, shard
 
     if num_images is None:
         idx = list(range(len(dataset)))
@@ -79,8 +79,8 @@ def load_probe_inputs(run_dir: str | Path, num_images: int = 256, seed: int = 0,
 
     which=None probes the checkpoint the run's headline reports; loss is "ce" or "train".
     """
-    from .errors import ConfigError
-    from .train.runs import load_run
+    from ..errors import ConfigError
+    from ..train.runs import load_run
 
     if loss not in ("ce", "train"):
         raise ConfigError(f"loss={loss!r}: use 'ce' (plain cross-entropy) or 'train' (the run's own loss)")
@@ -141,9 +141,9 @@ def probe_run(run_dir: str | Path, what: Sequence[str], num_images: int | None =
     on every pass (memory does not grow with the number of images). Under torchrun every rank probes
     its share and only rank 0 writes; each saved result records `world_size`.
     """
-    from .errors import ConfigError
-    from .train.runs import load_run
-    from .utils import dist_rank_world
+    from ..errors import ConfigError
+    from ..train.runs import load_run
+    from ..utils import dist_rank_world
 
     bad = [w for w in what if w not in PROBES]
     if bad:
@@ -266,24 +266,6 @@ def load_probes(runs_dir: str | Path, name: str) -> dict[str, ProbeResult]:
     return {k: out[k] for k in method_order(out)}  # the registry's order (base optimizers first)
 
 
-def probe_figures(runs_dir: str | Path, out: str | Path, tag: str) -> list[Path]:
-    """Figures from saved probe results (no recomputation); `tag` is the task's name."""
-    import matplotlib.pyplot as plt
-
-    from . import plots
-
-    paths: list[Path] = []
-    makers = [("surface2d", plots.surfaces_2d, "landscape2d"), ("surface1d", plots.surfaces_1d, "landscape1d"),
-              ("density", plots.spectra, "spectrum"), ("ratio", plots.eigen_ratio, "eigratio"),
-              ("per-class", plots.per_class_values, "perclass_lambda")]
-    for name, fn, fig_name in makers:
-        results = load_probes(runs_dir, name)
-        if results:
-            paths += plots.save(fn(results), f"{fig_name}_{tag}", out)
-            plt.close("all")
-    return paths
-
-
 def group_batches(dataset: Any, splits: dict[str, list[int]], per_group: int = 128, seed: int = 0
                   ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """One fixed batch per class group (many / medium / few) plus "all", for group-wise landscapes."""
@@ -307,7 +289,7 @@ def training_path(run_dir: str | Path, model: nn.Module, loss_fn, batch, steps: 
 
     Returns (Surface2D on that plane, (coords (epochs, 2), explained variance (2,))); the plane spans
     `margin` x the farthest epoch. Needs ``save_every=1`` (the embedded preset sets it)."""
-    from .train import load_run
+    from ..train import load_run
 
     run = load_run(run_dir)
     final = run.checkpoint("last")["model"]

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .stats import PairedDiff, chance_resolved
-from .train.compare import ACCURACY, FLATNESS, PRIMARY
+from ..stats import PairedDiff, chance_resolved
+from .vocabulary import ACCURACY, FLATNESS, PRIMARY
 
 
 def interval_count(paired: dict[str, dict[str, PairedDiff]], columns: Sequence[str]) -> tuple[int, int]:
