@@ -14,7 +14,7 @@ import time
 import torch
 
 from ltlab.models import PromptedViT
-from ltlab.optim import create_optimizer
+from ltlab.optim import PAPER_COMPARISON, create_optimizer
 
 
 def backbone(tiny: bool):
@@ -69,7 +69,7 @@ def main() -> None:
         a.tiny, a.batch, a.steps = True, min(a.batch, 32), min(a.steps, 5)
     print(f"{'tiny ViT 32 px' if a.tiny else 'ViT-B/16 224 px'}, VPT-deep 10 tokens, batch {a.batch}, "
           f"{torch.cuda.get_device_name(0) if device.type == 'cuda' else 'CPU'}; median of {a.steps} steps\n")
-    rows = {(n, p): measure(n, p, a, device) for p in ("fp32", "bf16") for n in ("sgd", "sam", "rsam", "gnm")}
+    rows = {(n, p): measure(n, p, a, device) for p in ("fp32", "bf16") for n in ("sgd", *PAPER_COMPARISON)}
     print("| optimizer | precision | s/step | images/s | x sgd (same precision) | peak GiB |")
     print("|---|---|---|---|---|---|")
     for (n, p), (t, m) in rows.items():

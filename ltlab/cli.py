@@ -84,7 +84,10 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     from .experiments.sweep import run_sweep
 
     cfg = load_config(a.config or "synthetic", a.overrides)
-    names = [n.strip() for n in (a.optimizers or f"{cfg.optimizer.base},sam,gnm").split(",") if n.strip()]
+    from .optim import PAPER_COMPARISON
+
+    spec = a.optimizers or ",".join((cfg.optimizer.base, *PAPER_COMPARISON))
+    names = [n.strip() for n in spec.split(",") if n.strip()]
     _check_runs_args(a)
     _check_optimizers(names)
     t0 = time.time()
@@ -252,7 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("sweep", help="a grid of paired comparisons (a method's own options and shared keys)")
     _add_config_args(w)
-    w.add_argument("--optimizers", default=None, help="comma-separated methods (default: the config's base, sam, gnm)")
+    w.add_argument("--optimizers", default=None,
+                   help="comma-separated methods (default: the config's base and ltlab.optim.PAPER_COMPARISON)")
     w.add_argument("--grid", nargs="+", default=[], metavar="[METHOD:]KEY=V1,V2",
                    help="swept keys: METHOD:optimizer.method.rho=0.05,0.5 for one method's own option, KEY=V1,V2 "
                         "(e.g. data.imbalance_ratio=10,50) for every run; overrides go before --grid")

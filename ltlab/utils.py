@@ -48,3 +48,56 @@ def dist_rank_world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def _own_process_group() -> None:  # a pool worker's initializer: a terminal's Ctrl-C reaches the parent only
+    import os
+
+    os.setpgrp()
+
+
+STOP_GRACE_SECONDS = 120  # how long interrupted workers get to save their runs' state before they are terminated
+
+
+class WorkerPool:
+    """A spawn ProcessPoolExecutor whose workers stop with the parent: on Ctrl-C (or any error) in the parent the
+    queued jobs are cancelled, each running worker gets one SIGINT (it saves its run's state at the next step
+    boundary, as a training run does on Ctrl-C), is waited for, and terminated after STOP_GRACE_SECONDS; a second
+    Ctrl-C terminates them at once. Workers sit in their own process group, so a terminal's Ctrl-C reaches them
+    only through the parent (once)."""
+
+    def __init__(self, workers: int):
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_own_process_group)
+
+    def __enter__(self):
+        return self.pool
+
+    def __exit__(self, kind, error, tb) -> None:
+        if kind is None:
+            self.pool.shutdown(wait=True)
+            return
+        import os
+        import signal
+        import sys
+
+        procs = [p for p in list(getattr(self.pool, "_processes", {}).values()) if p.is_alive()]
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        try:
+            for p in procs:
+                if p.is_alive():
+                    os.kill(p.pid, signal.SIGINT)
+            if procs:
+                print(f"stopping {len(procs)} worker(s): each saves its run's state (Ctrl-C again to kill them)",
+                      file=sys.stderr)
+            for p in procs:
+                p.join(STOP_GRACE_SECONDS)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            for p in procs:
+                if p.is_alive():
+                    p.terminate()
+                    p.join(5)

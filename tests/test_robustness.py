@@ -437,3 +437,32 @@ def test_data_loader_workers_change_nothing_and_resume_is_exact_with_any_count(t
         fit(tiny_cfg(*extra, f"optimizer.name={opt}", f"data.num_workers={after}"), out=out, progress=False,
             resume=True)
         _same_run(tmp_path / ("w0" if opt == "sgd" else "sam"), out)
+
+
+@pytest.mark.full
+def test_ctrl_c_on_a_parallel_compare_ends_every_worker_and_a_rerun_trains_only_what_is_missing(tmp_path):
+    """Ctrl-C (SIGINT to the parent only, as `timeout -s INT` sends it) during `compare --workers 2`: the parent
+    exits 130 within the grace period, no worker survives it, finished runs are kept, and --reuse trains the rest."""
+    import time
+
+    psutil = pytest.importorskip("psutil")
+    out = tmp_path / "X"
+    ti = ["epochs=6", "data.num_classes=5", "data.n_max=120", "data.imbalance_ratio=5", "data.val_per_class=4",
+          "data.test_per_class=4", "eval.train_images=16", "batch_size=16", "save_every=0", "log=jsonl"]
+    cmd = [sys.executable, "-m", "ltlab", "compare", *ti, "--optimizers", "sgd,sam,gnm,rsam", "--seeds", "1",
+           "--workers", "2", "--out", str(out), "--no-progress", "--no-figures"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(out.glob("*/summary.json")):
+        time.sleep(0.5)
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    assert list(out.glob("*/summary.json")) and workers
+    finished = {p: p.stat().st_mtime_ns for p in out.glob("*/summary.json")}
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=180) == 130
+    time.sleep(1)
+    alive = [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, alive
+    assert subprocess.run(cmd + ["--reuse"], capture_output=True, text=True).returncode == 0
+    assert len(list(out.glob("*/summary.json"))) == 4
+    assert all(p.stat().st_mtime_ns == t for p, t in finished.items())  # kept, not trained again

@@ -148,14 +148,15 @@ def finished_with(path: str | Path, cfg: ExperimentConfig) -> bool:
 
 
 def _parallel(jobs, overwrite: bool, progress: bool, workers: int) -> dict[str, dict[str, Any]]:
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
 
     from tqdm.auto import tqdm
 
+    from ..utils import WorkerPool
+
     threads = max(1, (os.cpu_count() or 1) // workers)
     out = {}
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+    with WorkerPool(workers) as pool:  # Ctrl-C: queued runs cancelled, running ones stop and save, workers end
         # the two-pass methods first, so the pool does not end on one long run
         jobs = sorted(jobs, key=lambda j: -optimizer_info(j[0].optimizer.name).closures_per_step)
         futures = {pool.submit(_one_run, c, p, overwrite, False, threads): p for c, p in jobs}

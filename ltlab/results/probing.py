@@ -235,11 +235,11 @@ def add_flatness_columns(rows: list[dict[str, Any]], num_images: int = 256, prog
     cores), as `compare` trains them; the numbers agree up to floating-point summation order. save=False writes
     nothing into the runs (a directory that is not the caller's own). Reference rows
     (the linear probe) are not probed: their Hessian is over the head alone, not comparable to prompts + head."""
-    import multiprocessing as mp
     import os
-    from concurrent.futures import ProcessPoolExecutor
 
     from tqdm.auto import tqdm
+
+    from ..utils import WorkerPool
 
     rows_todo = [r for r in rows if not is_reference(r["label"])]
     todo = [str(r["run"]) for r in rows_todo]
@@ -248,7 +248,7 @@ def add_flatness_columns(rows: list[dict[str, Any]], num_images: int = 256, prog
                    for r in tqdm(todo, desc="probes", unit="run", disable=not progress)]
     else:
         threads = max(1, (os.cpu_count() or 1) // workers)
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        with WorkerPool(workers) as pool:
             futures = [pool.submit(_scalars_job, r, num_images, reuse, threads, save) for r in todo]
             results = [f.result() for f in tqdm(futures, desc=f"probes ({workers} at a time)", unit="run",
                                                 disable=not progress)]
