@@ -53,3 +53,40 @@ def test_sweep_trains_the_grid_reports_it_and_resumes_without_training(tmp_path,
     assert main(["sweep", *QUICK, "epochs=2", *args[1 + len(QUICK):]]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert {p: os.stat(p).st_mtime_ns for p in out.glob("*/summary.json")} == stamps
+
+
+# -- sweeps that would silently do something else refuse, naming the fix (issue 33) --------------------------
+@pytest.mark.parametrize("grid, words", [
+    (["sgd:optimizer.lr=0.01,0.5"], ["sgd is the base", "ltlab tune"]),
+    (["seed=0,1"], ["seed cannot be swept", "--seeds"]),
+    (["sam:optimizer.method.rho=0.1,0.1"], ["repeated"]),
+    (["sam:optimizer.name=gnm,asam"], ["optimizer.name cannot be swept"]),
+    (["sam:optimizer.method.rho=0.1", "sam:optimizer.method.rho=0.2"], ["given twice"]),
+])
+def test_sweep_grids_that_would_mislead_are_refused(tmp_path, capsys, grid, words):
+    from ltlab.cli import main
+
+    assert main(["sweep", *QUICK, "--seeds", "1", "--optimizers", "sgd,sam", "--out", str(tmp_path / "o"),
+                 "--grid", *grid]) == 2
+    err = capsys.readouterr().err
+    assert all(w in err for w in words), err
+    assert not (tmp_path / "o").exists()
+
+
+def test_sweep_of_the_base_alone_is_refused(tmp_path, capsys):
+    from ltlab.cli import main
+
+    assert main(["sweep", *QUICK, "--seeds", "1", "--optimizers", "sgd", "--out", str(tmp_path / "o")]) == 2
+    assert "besides it" in capsys.readouterr().err
+
+
+def test_a_changed_grid_does_not_leave_old_variants_in_a_cell(tmp_path, capsys):
+    from ltlab.cli import main
+
+    base = ["sweep", *QUICK, "save_every=0", "log=jsonl", "--seeds", "1", "--optimizers", "sgd,sam", "--out", str(tmp_path / "o"), "--no-progress"]
+    assert main(base + ["--grid", "sam:optimizer.method.rho=0.1,0.2"]) == 0
+    assert main(base + ["--grid", "sam:optimizer.method.rho=0.2"]) == 2
+    assert "not in this grid" in capsys.readouterr().err
+    assert main(base + ["--grid", "sam:optimizer.method.rho=0.2", "--overwrite"]) == 0
+    report = (tmp_path / "o" / "report.md").read_text()
+    assert "sam_rho0.2" in report and "sam_rho0.1" not in report

@@ -47,7 +47,7 @@ class Cell:
     variants: list[Variant]
 
 
-def parse_grid(tokens: list[str], optimizers: list[str]) -> tuple[list[tuple[str, list[str]]],
+def parse_grid(tokens: list[str], optimizers: list[str], base: str = "") -> tuple[list[tuple[str, list[str]]],
                                                                    dict[str, list[tuple[str, list[str]]]]]:
     """['sam:optimizer.method.rho=0.05,0.5', 'data.imbalance_ratio=10,50'] -> (shared, {method: own})."""
     shared: list[tuple[str, list[str]]] = []
@@ -60,6 +60,21 @@ def parse_grid(tokens: list[str], optimizers: list[str]) -> tuple[list[tuple[str
         values = [v.strip() for v in raw.split(",") if v.strip()]
         if not values:
             raise ConfigError(f"--grid {tok!r}: no values after '='")
+        if len(set(values)) != len(values):
+            raise ConfigError(f"--grid {tok!r}: a value is repeated; give each value once (a repeat would train the "
+                              "same runs twice and count them twice in Holm)")
+        if key in ("seed", "label") or key.endswith(".name") and key.startswith("optimizer"):
+            fix = {"seed": "use --seeds N (every variant runs on the same seeds)",
+                   "label": "labels are made from the swept values"}.get(key, "name the methods in --optimizers")
+            raise ConfigError(f"--grid {tok!r}: {key} cannot be swept; {fix}")
+        if method and method == base and key.startswith("optimizer."):
+            raise ConfigError(f"--grid {tok!r}: {method} is the base every variant of a cell is paired with, so it "
+                              f"has no variants; sweep {key} for every method (leave out '{method}:'), or choose the "
+                              "base's own options on validation with `python -m ltlab tune`")
+        seen = [k for k, _ in (own.get(method, []) if method else shared)]
+        if key in seen:
+            raise ConfigError(f"--grid: {method + ':' if method else ''}{key} is given twice; list all its values in "
+                              "one entry, e.g. key=v1,v2")
         if method:
             if method not in optimizers:
                 raise ConfigError(f"--grid {tok!r}: {method} is not in --optimizers ({','.join(optimizers)})")
@@ -82,8 +97,11 @@ def _short(key: str) -> str:
 def plan(cfg: ExperimentConfig, optimizers: list[str], grid: list[str], out: str | Path) -> list[Cell]:
     """The cells of the grid, each with its base variant and method variants (configs validated up front)."""
     optimizers = list(dict.fromkeys(optimizers))
-    shared, own = parse_grid(grid, optimizers)
     base_name = cfg.optimizer.base
+    if not [m for m in optimizers if m != base_name]:
+        raise ConfigError(f"--optimizers {','.join(optimizers)}: a sweep pairs methods with the base {base_name}; "
+                          f"name at least one method besides it, e.g. --optimizers {base_name},sam")
+    shared, own = parse_grid(grid, optimizers, base_name)
     cells = []
     for combo in itertools.product(*[[(k, v) for v in vs] for k, vs in shared]):
         name = "_".join(f"{_short(k)}{v}" for k, v in combo)
@@ -127,6 +145,7 @@ def run_sweep(cfg: ExperimentConfig, optimizers: list[str], grid: list[str], see
             for k in range(seeds):
                 run_cfg = dataclasses.replace(v.cfg, seed=cfg.seed + k)
                 jobs.append((run_cfg, str(cell.path / run_name(v.label, run_cfg.seed))))
+    _stale_runs(cells, {path for _, path in jobs}, overwrite)
     rows = run_jobs(jobs, progress=progress, overwrite=overwrite, workers=workers, keep=True)
     if probe:
         from ..results.probing import add_flatness_columns
@@ -137,6 +156,20 @@ def run_sweep(cfg: ExperimentConfig, optimizers: list[str], grid: list[str], see
                      title=f"ltlab sweep cell: {cell.name or 'all runs'}")
     summary = write_summary(cells, rows, out, command)
     return summary
+
+
+def _stale_runs(cells: list[Cell], planned: set[str], overwrite: bool) -> None:
+    """Finished runs in a cell that the grid no longer names (the grid changed) would enter the cell's report:
+    refused with the fix, or removed with --overwrite."""
+    import shutil
+
+    stale = [p.parent for c in cells for p in sorted(c.path.glob("*/summary.json")) if str(p.parent) not in planned]
+    if stale and not overwrite:
+        raise ConfigError(f"{len(stale)} finished run(s) in the sweep's cells are not in this grid (it changed), e.g. "
+                          f"{stale[0]}; they would enter the cell's report. Pass --overwrite to remove them, or "
+                          "choose another --out")
+    for p in stale:
+        shutil.rmtree(p)
 
 
 def write_summary(cells: list[Cell], rows: list[dict[str, Any]], out: str | Path, command: str = "") -> dict[str, Any]:
