@@ -12,7 +12,7 @@ STAMP := $(VENV)/.ltlab-installed-$(subst $(comma),-,$(EXTRAS))
 # another in one of them (the xdist_group in tests/conftest.py) while the other takes the tests; 1 thread each
 TEST_WORKERS ?= 2
 
-.PHONY: setup demo probes family study test test-full test-fast test-regime test-long lab figures report bench tensorboard clean
+.PHONY: setup demo probes family study docs test test-full test-fast test-regime test-long lab figures report bench tensorboard clean
 
 # uv (from PyPI) installs in parallel, with the sources pip is configured with (.ci/uv_flags.py): 43-60 s here
 # against pip's 217 s; pip is the fallback. torch/torchvision pinned to the pair that installs from local files
@@ -79,6 +79,12 @@ test-full: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not notebook and not regime and not full"
+
+# the documentation site (site/index.html): the README as its first page, docs/*.md after it; --strict fails on a
+# broken page or link
+docs: $(STAMP)
+	$(BIN)/python .ci/docs_index.py
+	$(BIN)/mkdocs build --strict --quiet
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/

@@ -1,4 +1,7 @@
-"""`python -m ltlab {train,compare,sweep,report,pretrain,probe,figures}`: parse, build, call. Bad input -> exit 2."""
+"""ltlab's command line: train, compare, sweep, tune, study, report, probe, figures, pretrain.
+
+Every subcommand takes dotted config overrides (key=value) where it trains; bad input prints what is wrong and
+how to fix it, and exits with code 2."""
 from __future__ import annotations
 
 import argparse
@@ -17,9 +20,13 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 def _add_runs_args(p: argparse.ArgumentParser, seeds: int, out: str) -> None:
     """What compare and sweep share: seeds, output, workers and the flatness probes of every run."""
-    p.add_argument("--seeds", type=int, default=seeds)
-    p.add_argument("--out", default=out)
-    p.add_argument("--workers", type=int, default=1, help="runs trained (and probed) at once, in separate processes")
+    p.add_argument("--seeds", type=int, default=seeds, metavar="N",
+                   help=f"number of paired seeds: seed, seed + 1, ..., seed + N - 1 (default {seeds}; the first is the "
+                        "config's seed=, 0 unless overridden)")
+    p.add_argument("--out", default=out, help=f"directory of the runs and the report (default {out})")
+    p.add_argument("--workers", type=int, default=1,
+                   help="runs trained (and probed) at once, each in its own process (not data-loader workers: those "
+                        "are data.num_workers)")
     p.add_argument("--probe", action="store_true",
                    help="add lambda_max, lambda_min, trace and Gaussian sharpness of every run (paired like accuracy)")
     p.add_argument("--probe-images", type=int, default=256, metavar="N",
@@ -226,8 +233,18 @@ def cmd_figures(a: argparse.Namespace) -> int:
     return 0
 
 
+def _probe_names() -> list[str]:
+    from .results.probing import PROBES
+
+    return list(PROBES)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m ltlab", description=__doc__)
+    prog = "ltlab" if Path(sys.argv[0]).name == "ltlab" else "python -m ltlab"
+    p = argparse.ArgumentParser(prog=prog, description=__doc__)
+    from . import __version__
+
+    p.add_argument("--version", action="version", version=f"ltlab {__version__}")
     p.add_argument("--list-presets", action="store_true", help="print the packaged config presets")
     sub = p.add_subparsers(dest="command")
 
@@ -290,12 +307,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--texture-weight", type=float, default=1.0,
                    help="weight of the dense texture objective on the mean patch token (the bundled backbone: 1; "
-                        "0 = the [CLS] objective only, the backbone before issue 21)")
+                        "0 = the [CLS] objective only)")
     r.set_defaults(func=cmd_pretrain)
 
     q = sub.add_parser("probe", help="flatness probes of a trained run (results under RUN_DIR/probes)")
     q.add_argument("run_dir")
-    q.add_argument("--what", default="eig,trace,sharpness")
+    q.add_argument("--what", default="eig,trace,sharpness", metavar="LIST",
+                   help="comma-separated probes (default eig,trace,sharpness) from: " + ", ".join(_probe_names()))
     q.add_argument("--images", default="256",
                    help="images of the split the probes use (a seeded subset), or 'all' for the whole split")
     q.add_argument("--batch-size", type=int, default=256,

@@ -124,3 +124,15 @@ def test_no_method_name_in_the_code_under_train():
 
 def test_trainer_is_a_loop():
     assert len((PKG / "train" / "trainer.py").read_text().splitlines()) <= 350
+
+
+def test_documentation_site_builds(tmp_path):
+    """make docs: the README as the first page, docs/*.md after it; mkdocs --strict fails on a broken page or link."""
+    out = subprocess.run([sys.executable, str(ROOT / ".ci" / "docs_index.py")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    mkdocs = Path(sys.executable).parent / "mkdocs"
+    out = subprocess.run([str(mkdocs), "build", "--strict", "--quiet", "--site-dir", str(tmp_path / "site")], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    index = (tmp_path / "site" / "index.html").read_text()
+    assert "make demo" in index and "make test" in index

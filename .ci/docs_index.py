@@ -1,0 +1,10 @@
+"""docs/index.md for the documentation site: the README, its docs/ links made relative to docs/ (make docs)."""
+import re
+from pathlib import Path
+
+root = Path(__file__).resolve().parents[1]
+text = (root / "README.md").read_text()
+text = re.sub(r"\]\(docs/", "](", text)  # README links docs/x.md; the site lives in docs/
+# a link to a repository file (not a page of the site): its text alone, the path stays readable in the text
+text = re.sub(r"\[([^\]]+)\]\((?!https?:|#|figures/|[a-z_]+\.md)[^)]+\)", r"\1", text)
+(root / "docs" / "index.md").write_text(text)
