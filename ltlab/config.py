@@ -66,14 +66,21 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    name: str = "ce"  # ce | ldam | gcl | logit_adjusted | balanced_softmax
+    name: str = "ce"  # ce | ldam | gcl | agcl | logit_adjusted | balanced_softmax
     drw_epoch: int | None = None  # class-balanced weights from this (0-based) epoch on; None = off
     beta: float = 0.9999  # effective-number beta for the class-balanced weights
     m: float = 0.1  # GCL target margin (in cosine units)
     max_m: float = 0.5  # LDAM largest margin
     noise_mul: float = 1.0  # GCL Gaussian-cloud scale
     tau: float = 1.0  # logit adjustment temperature
-    gamma: float = 0.0  # focal term on top of GCL (LPT: asymmetric GCL)
+    gamma: float = 0.0  # focal term on top of GCL (ltlab's earlier LPT variant)
+    # agcl (LPT's asymmetric GCL): focusing of the target / other classes, label smoothing; the instance-balanced
+    # batch of LPT's dual sampling has its own focusing (the authors' criterion_ibs)
+    gamma_pos: float = 0.0
+    gamma_neg: float = 4.0
+    smoothing: float = 0.1
+    ibs_gamma_pos: float = 0.5
+    ibs_gamma_neg: float = 8.0
 
 
 @dataclass
@@ -133,8 +140,12 @@ class ExperimentConfig:
     compile: bool = False
     method: str = "vpt"  # vpt | lpt (two phases from one command)
     lpt_phase1_epochs: int = 10  # LPT: epochs of phase 1 (shared prompt); `epochs` is phase 2
-    dual_sampling: bool = False  # LPT phase 2: instance-balanced + class-balanced halves per batch
-    dual_weight_end: float = 0.0  # class-balanced loss weight decays linearly from 1 to this
+    # LPT phase 2 (DongSky/LPT train_dual_dualloss.py): each step a class-balanced batch and an instance-balanced
+    # batch of batch_size each; loss = L_cb - k * sim_cb + w(e) * (L_ibs - k * sim_ibs), w(e) = dual_ibs_weight *
+    # (epochs - e) / epochs at 0-based epoch e, k = lpt_key_weight (the key-query similarity term)
+    dual_sampling: bool = False
+    dual_ibs_weight: float = 0.5
+    lpt_key_weight: float = 0.5
     # where the epoch rows go besides metrics.jsonl: tensorboard (RUN_DIR/tb), mlflow (pip install ltlab[mlflow];
     # RUNS_DIR/mlruns). On the command line: log=jsonl,tensorboard,mlflow
     log: list[str] = field(default_factory=lambda: ["jsonl", "tensorboard"])
@@ -152,7 +163,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "model.mode": ("deep", "shallow"),
     "model.head": ("cosine", "linear"),
     "model.pool": ("cls", "cls+prompts"),
-    "loss.name": ("ce", "ldam", "gcl", "logit_adjusted", "balanced_softmax"),
+    "loss.name": ("ce", "ldam", "gcl", "agcl", "logit_adjusted", "balanced_softmax"),
     "optimizer.base": ("sgd", "adamw"),
     "optimizer.schedule": ("cosine", "constant"),
     "optimizer.ascent": ("sync", "local"),
@@ -165,7 +176,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 _LOWER: dict[str, tuple[float, bool]] = {
     "epochs": (1, True), "batch_size": (1, True), "accum_steps": (1, True), "eval_every": (1, True), "save_every": (0, True),
     "eval.train_images": (1, True), "eval.diagnostics_every": (0, True), "lpt_phase1_epochs": (1, True),
-    "dual_weight_end": (0, True),
+    "dual_ibs_weight": (0, True), "lpt_key_weight": (0, True), "loss.smoothing": (0, True),
     "data.num_classes": (1, True), "data.n_max": (1, True), "data.imbalance_ratio": (1, True),
     "data.val_per_class": (1, True), "data.test_per_class": (1, True), "data.image_size": (8, True),
     "data.num_workers": (0, True),
@@ -176,7 +187,9 @@ _LOWER: dict[str, tuple[float, bool]] = {
     "optimizer.lr": (0, False), "optimizer.prompt_lr": (0, False), "optimizer.momentum": (0, True), "optimizer.weight_decay": (0, True),
     "optimizer.warmup_epochs": (0, True), "optimizer.clip_grad_norm": (0, False),
 }
-_UPPER: dict[str, float] = {"model.dropout": 1.0, "loss.beta": 1.0, "optimizer.momentum": 1.0}
+_UPPER: dict[str, float] = {"model.dropout": 1.0, "loss.beta": 1.0, "optimizer.momentum": 1.0, "loss.smoothing": 1.0}
+# keys of earlier versions that no longer exist; a saved config holding one still loads (the key is ignored)
+DROPPED_KEYS = ("dual_weight_end",)
 
 
 def _all_keys(cls: type = ExperimentConfig, prefix: str = "") -> list[str]:
@@ -212,6 +225,8 @@ def _apply(obj: Any, data: dict[str, Any], prefix: str = "") -> None:
         key = prefix + str(k)
         if isinstance(obj, OptimizerConfig) and k in LEGACY_OPTIMIZER_KEYS:
             legacy[k] = v
+            continue
+        if not prefix and k in DROPPED_KEYS:
             continue
         if k not in names:
             raise _unknown(key)

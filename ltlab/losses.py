@@ -117,6 +117,45 @@ class GCL(LongTailLoss):
         return self.ce(z, target)
 
 
+class AGCL(LongTailLoss):
+    """LPT's asymmetric GCL (Dong et al., ICLR 2023; DongSky/LPT `cb_loss.AGCL` + `loss.ASLSingleLabel` at 6a4c7e0).
+
+    GCL's cloud and margin on the cosines (noise d ~ N(0, 1/3) clamped to [-1, 1], drawn as the authors draw it,
+    in training mode), then the asymmetric single-label loss on s * z with label smoothing:
+        w_j = p_j ** gamma_neg (j != y),  w_y = (1 - p_y) ** gamma_pos     (gradient flows through w)
+        loss = - sum_j t_j * w_j * log p_j,   t = (1 - smoothing) * onehot(y) + smoothing / C
+    LPT phase 2 uses two: (gamma_pos 0, gamma_neg 4) on the class-balanced batch and (0.5, 8) on the
+    instance-balanced one (loss.ibs_gamma_pos / loss.ibs_gamma_neg).
+    """
+
+    def __init__(self, counts, drw_epoch=None, beta=0.9999, m: float = 0.1, noise_mul: float = 0.5,
+                 scale: float = 20.0, gamma_pos: float = 0.0, gamma_neg: float = 4.0, smoothing: float = 0.1):
+        super().__init__(counts, drw_epoch, beta)
+        logn = torch.as_tensor(counts, dtype=torch.float64).log()  # float64: exact in a float64 run too
+        self.register_buffer("cloud", logn.max() - logn)
+        self.m, self.noise_mul, self.scale = m, noise_mul, scale
+        self.gamma_pos, self.gamma_neg, self.smoothing = gamma_pos, gamma_neg, smoothing
+
+    def sample_losses(self, logits, target):
+        z = logits
+        if self.training and self.noise_mul > 0 and float(self.cloud.max()) > 0:
+            # drawn and scaled as the authors do: the noise in the default dtype, divided by the 0-dim max (which
+            # keeps that dtype), then times the per-class cloud
+            d = torch.distributions.Normal(0.0, 1 / 3).sample(z.shape).clamp(-1, 1).to(z.device)
+            z = z - self.scale * (self.noise_mul * d.abs() / self.cloud.max() * self.cloud).to(z.dtype)
+        onehot = F.one_hot(target, z.shape[1]).to(z.dtype)
+        z = z - self.scale * self.m * onehot
+        log_p = F.log_softmax(z, dim=-1)
+        p = log_p.exp()
+        w = torch.pow(1 - p * onehot - (1 - p) * (1 - onehot), self.gamma_pos * onehot + self.gamma_neg * (1 - onehot))
+        t = onehot * (1 - self.smoothing) + self.smoothing / z.shape[1]
+        per = -(t * log_p * w).sum(-1)
+        if self.weighted:
+            wc = self.cb_weights.to(z.dtype)[target]
+            return per * wc, wc.sum()
+        return per, torch.tensor(float(len(target)), dtype=z.dtype, device=z.device)
+
+
 class LogitAdjusted(LongTailLoss):
     """Logit-adjusted loss (Menon et al. 2021): CE(f + tau * log pi), pi = class priors."""
 
@@ -149,6 +188,7 @@ LOSSES: dict[str, LossInfo] = {
         LossInfo("ce", CrossEntropy, "cross-entropy"),
         LossInfo("ldam", LDAM, "Cao et al., NeurIPS 2019"),
         LossInfo("gcl", GCL, "Li et al., CVPR 2022"),
+        LossInfo("agcl", AGCL, "Dong et al., ICLR 2023 (LPT)"),
         LossInfo("logit_adjusted", LogitAdjusted, "Menon et al., ICLR 2021"),
         LossInfo("balanced_softmax", BalancedSoftmax, "Ren et al., NeurIPS 2020"),
     ]
@@ -181,9 +221,12 @@ def build_loss(name: str, counts: Sequence[int], drw_epoch: int | None = None, b
 __all__ = ["build_loss", "list_losses", "LOSSES", "class_balanced_weights"]
 
 
-def loss_from_config(cfg, class_counts: Sequence[int]) -> LongTailLoss:
+def loss_from_config(cfg, class_counts: Sequence[int], part: str = "") -> LongTailLoss:
     """The loss an experiment config names (margins in the cosine head's scale): the one place the trainer
-    and a reloaded run (`Run.build`) build it."""
+    and a reloaded run (`Run.build`) build it. part="ibs": the loss of LPT's instance-balanced batch (its own
+    asymmetric focusing, loss.ibs_gamma_pos / loss.ibs_gamma_neg)."""
     lc = cfg.loss
+    gp, gn = (lc.ibs_gamma_pos, lc.ibs_gamma_neg) if part == "ibs" else (lc.gamma_pos, lc.gamma_neg)
     return build_loss(lc.name, class_counts, lc.drw_epoch, lc.beta, m=lc.m, max_m=lc.max_m, noise_mul=lc.noise_mul,
-                      tau=lc.tau, gamma=lc.gamma, scale=cfg.model.head_scale)
+                      tau=lc.tau, gamma=lc.gamma, scale=cfg.model.head_scale, gamma_pos=gp, gamma_neg=gn,
+                      smoothing=lc.smoothing)

@@ -1,4 +1,4 @@
-"""Batch samplers: instance-balanced, class-balanced, LPT's dual sampling (both in one batch), and seeded batches
+"""Batch samplers: class-balanced indices (LPT's dual sampling, ltlab.train.objective), and seeded batches
 (a training stream that is the same for any number of data-loader workers)."""
 from __future__ import annotations
 
@@ -18,19 +18,6 @@ def class_balanced_indices(targets: Sequence[int], n: int, generator: torch.Gene
     cls = torch.randint(0, len(classes), (n,), generator=generator).numpy()
     pick = torch.rand(n, generator=generator).numpy()
     return [int(by_class[c][int(p * len(by_class[c]))]) for c, p in zip(cls, pick)]
-
-
-def dual_batches(targets: Sequence[int], batch_size: int, generator: torch.Generator) -> list[list[int]]:
-    """One epoch of LPT dual sampling: each batch = an instance-balanced half + a class-balanced half.
-
-    The first len(batch) // 2 indices are instance-balanced (a random permutation), the rest
-    class-balanced; the trainer splits the batch there and weights the two losses.
-    """
-    perm = torch.randperm(len(targets), generator=generator)
-    out = []
-    for ib in perm.split(batch_size):
-        out.append(ib.tolist() + class_balanced_indices(targets, len(ib), generator))
-    return out
 
 
 # -- a data stream that does not depend on the data-loader workers ---------------------------------------------

@@ -128,7 +128,7 @@ class PromptedViT(nn.Module):
             query = tokens[:, 0]
         sim = F.normalize(query, dim=-1) @ F.normalize(self.group_keys, dim=-1).T  # (B, pool)
         top_sim, idx = sim.topk(self.top_k, dim=1)
-        return self.group_prompts[idx].mean(1), top_sim.mean()
+        return self.group_prompts[idx].mean(1), top_sim.sum(1)  # per sample: the authors' reduced_sim is its mean
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         group = None

@@ -437,34 +437,39 @@ def make_closure(optimizer: Optimizer, model: torch.nn.Module, loss_fn: Callable
                 if getattr(optimizer, "needs_features", False):  # the optimizer re-runs the classifier on these
                     with autocast():
                         feats = model.classifier_input(x)
-                    feats = feats.float()
+                    feats = _at_least_float32(feats)
                     losses, norm = loss_fn.sample_losses(model.head(feats), y)
                     return SampleLosses(losses, y, norm, features=feats, head=model.head,
                                         loss_of=lambda z, t: loss_fn.sample_losses(z, t)[0])
                 with autocast():  # the model itself, not a DDP wrapper: the optimizer averages its own backward passes
-                    logits = model(x).float()
+                    logits = _at_least_float32(model(x))
                 losses, norm = loss_fn.sample_losses(logits, y)
                 return SampleLosses(losses, y, norm)
             if accum_steps <= 1:
                 with autocast():
-                    logits = forward(x).float()
+                    logits = _at_least_float32(forward(x))
                 loss = batch_loss(logits, y)
                 backward(loss)
                 return loss
-            norm = loss_fn.normaliser(y)
+            norm = loss_fn.normaliser(y, torch.float64)  # cast to the logits' dtype below
             parts = [(xs, ys) for xs, ys in zip(x.tensor_split(accum_steps), y.tensor_split(accum_steps)) if len(ys)]
-            total = torch.zeros((), device=y.device)
+            total = torch.zeros((), device=y.device, dtype=torch.float64)
             for i, (xs, ys) in enumerate(parts):
                 last = i == len(parts) - 1
                 with (local() if local is not None and sync and not last else nullcontext()):
                     with autocast():
-                        logits = forward(xs).float()
+                        logits = _at_least_float32(forward(xs))
                     loss = loss_fn.sample_losses(logits, ys)[0].sum() / norm.to(logits.dtype)
                     backward(loss)
                 total = total + loss.detach()
             return total
 
     return closure
+
+
+def _at_least_float32(t: torch.Tensor) -> torch.Tensor:
+    """Half-precision outputs of autocast in float32 for the loss; float32 and float64 as they are."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
 def clip_gradients(optimizer: Optimizer, max_norm: float | None, grad_scaler: Any = None) -> None:

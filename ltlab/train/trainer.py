@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from ..config import ExperimentConfig, run_label, to_dict
 from ..data import build_dataset, withhold_test
-from ..data.samplers import SeededBatch, SeededDataset, dual_batches, restore_cpu_rng, seeded_collate
+from ..data.samplers import SeededBatch, SeededDataset, restore_cpu_rng, seeded_collate
 from ..errors import ConfigError, LtlabError
 from ..losses import loss_from_config
 from ..models import build_model
@@ -37,6 +37,7 @@ from ..optim.base import mean_diagnostics
 from ..utils import dist_rank_world, resolve_device, seed_everything
 from . import checkpoint, evaluation, summary, tracking
 from .compiled import compiled
+from .objective import make_objective
 from .runs import RunDir, load_checkpoint_file
 from .stopping import StopRequests, Stopped
 
@@ -84,6 +85,7 @@ class Trainer:
         if init_from is not None:
             self.model.load_state_dict(load_checkpoint_file(init_from)["model"], strict=False)
         self.loss_fn = loss_from_config(cfg, self.data.class_counts).to(self.device)
+        self.objective = make_objective(cfg, self.model, self.loss_fn, self.data.class_counts)
         oc = cfg.optimizer
         self.optimizer = create_optimizer(
             oc.name, [(n, p) for n, p in self.model.named_parameters() if p.requires_grad], base=oc.base, lr=oc.lr,
@@ -126,22 +128,13 @@ class Trainer:
 
     # -- data ----------------------------------------------------------------------------------
     def epoch_batches(self, epoch: int) -> list[list[int]]:
-        """The epoch's shuffled batches, a pure function of (seed, epoch): resumable mid-epoch."""
+        """The epoch's batches (the objective's sampling), a pure function of (seed, epoch): resumable mid-epoch."""
         g = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch)
-        if self.cfg.dual_sampling:
-            batches = dual_batches(self.train_targets, self.cfg.batch_size * self.world, g)
-        else:
-            perm = torch.randperm(len(self.data.train), generator=g)
-            batches = [b.tolist() for b in perm.split(self.cfg.batch_size * self.world)]
+        batches = self.objective.batches(self.train_targets, self.cfg.batch_size * self.world, g)
         if self.world == 1:
             return batches
         # DDP: every rank takes its contiguous share of each global batch (global = batch_size x world)
         return [b[self.rank * len(b) // self.world:(self.rank + 1) * len(b) // self.world] for b in batches]
-
-    def dual_weight(self) -> float:
-        """LPT: weight of the class-balanced half, decaying linearly over training."""
-        t = self.global_step / max(1, self.total_steps)
-        return 1.0 - (1.0 - self.cfg.dual_weight_end) * t
 
     def loader(self, dataset, batches=None, batch_size: int = 256) -> DataLoader:
         """Evaluation batches in order, or the training `SeededBatch`es; workers clamped to the CPUs present."""
@@ -159,17 +152,9 @@ class Trainer:
 
     # -- one step ------------------------------------------------------------------------------
     def batch_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The scalar training loss of a batch's logits: LPT's dual-sampling halves and key-query term
-        where they apply (the model's, not an optimizer's)."""
-        if self.cfg.dual_sampling:  # first half instance-balanced, second half class-balanced
-            h = len(y) // 2
-            loss = self.loss_fn(logits[:h], y[:h]) + self.dual_weight() * self.loss_fn(logits[h:], y[h:])
-        else:
-            loss = self.loss_fn(logits, y)
-        sim = getattr(self.model, "last_key_similarity", None)
-        if self.model.pool_size > 0 and sim is not None:  # LPT: pull matched keys towards the queries
-            loss = loss - 0.5 * sim
-        return loss
+        """The scalar training loss of a batch's logits (`ltlab.train.objective`: LPT's two batches and
+        key-query term where they apply; the model's, not an optimizer's)."""
+        return self.objective.loss(logits, y, self.epoch)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
         closure = make_closure(self.optimizer, self.model, self.loss_fn, x, y, forward=self.forward,
