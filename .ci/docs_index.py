@@ -5,6 +5,11 @@ from pathlib import Path
 root = Path(__file__).resolve().parents[1]
 text = (root / "README.md").read_text()
 text = re.sub(r"\]\(docs/", "](", text)  # README links docs/x.md; the site lives in docs/
+text = text.replace("](studies/synthetic/study.md)", "](study.md)").replace("](studies/synthetic/", "](study/")
 # a link to a repository file (not a page of the site): its text alone, the path stays readable in the text
-text = re.sub(r"\[([^\]]+)\]\((?!https?:|#|figures/|[a-z_]+\.md)[^)]+\)", r"\1", text)
+text = re.sub(r"(?<!!)\[([^\]]+)\]\((?!https?:|#|figures/|study/|[a-z_]+\.md)[^)]+\)", r"\1", text)
 (root / "docs" / "index.md").write_text(text)
+# the study's report (studies/synthetic, linked into docs/ as docs/study): its figures are relative to it
+study = (root / "studies" / "synthetic" / "study.md").read_text()
+study = re.sub(r"\]\((tune|figures)/", r"](study/\1/", study)
+(root / "docs" / "study.md").write_text(study)

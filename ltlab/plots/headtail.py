@@ -314,11 +314,16 @@ def flatness_vs_tail(rows: Sequence[Mapping], labels: Sequence[str], rho: float,
                 ax.scatter([r["lambda_max_few"] for r in rs], [r["few"] for r in rs], s=16, color=color(name),
                            label=name, alpha=0.85, lw=0)
         ax.set_xscale("log")
+        from matplotlib.ticker import FormatStrFormatter, LogLocator
+
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(FormatStrFormatter(""))
         ax.set_xlabel("few-class λ_max (plain CE, training images)")
         ax.set_ylabel("few-class test accuracy (%)")
         ax.set_title(f"Spearman ρ = {rho:+.2f} [{lo:+.2f}, {hi:+.2f}], n = {len(rows)}")
         ax.legend(loc="best")
         fig.tight_layout()
-        add_caption(fig, "One dot per evaluation run (last epoch). The paper's mechanism predicts dots falling "
-                         "to the right (sharper tail, worse tail).")
+        add_caption(fig, "One dot per evaluation run (last epoch). The paper's mechanism predicts a falling trend: "
+                         "the sharper the tail's loss (right), the lower its accuracy.")
     return fig
