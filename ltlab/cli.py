@@ -11,6 +11,9 @@ import time
 from pathlib import Path
 
 
+from .probes.budget import BUDGET  # noqa: E402  (a dataclass of numbers: cheap)
+
+
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None,
                    help="preset name (see --list-presets) or YAML path (default: synthetic; with --resume: the run's own)")
@@ -29,8 +32,8 @@ def _add_runs_args(p: argparse.ArgumentParser, seeds: int, out: str) -> None:
                         "are data.num_workers)")
     p.add_argument("--probe", action="store_true",
                    help="add lambda_max, lambda_min, trace and Gaussian sharpness of every run (paired like accuracy)")
-    p.add_argument("--probe-images", type=int, default=256, metavar="N",
-                   help="training images (evaluation transforms, seeded subset) the probes use (default 256)")
+    p.add_argument("--probe-images", type=int, default=BUDGET.images, metavar="N",
+                   help=f"training images (evaluation transforms, seeded subset) the probes use (default {BUDGET.images})")
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -317,14 +320,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("run_dir")
     q.add_argument("--what", default="eig,trace,sharpness", metavar="LIST",
                    help="comma-separated probes (default eig,trace,sharpness) from: " + ", ".join(_probe_names()))
-    q.add_argument("--images", default="256",
+    q.add_argument("--images", default=str(BUDGET.images),
                    help="images of the split the probes use (a seeded subset), or 'all' for the whole split")
-    q.add_argument("--batch-size", type=int, default=256,
+    q.add_argument("--batch-size", type=int, default=BUDGET.batch_size,
                    help="images per batch; more images than this are streamed batch by batch on every pass, so "
                         "memory does not grow with --images (under torchrun, each rank streams its share)")
     q.add_argument("--split", choices=("train", "val", "test"), default="train",
                    help="which split to probe (train: the training images with evaluation transforms)")
-    q.add_argument("--steps", type=int, default=21, help="grid points per axis for surfaces")
+    q.add_argument("--steps", type=int, default=BUDGET.surface_steps, help="grid points per axis for surfaces")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--loss", choices=("ce", "train"), default="ce",
                    help="probe plain CE (default) or the loss the run was trained with (deterministic form)")

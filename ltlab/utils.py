@@ -8,6 +8,13 @@ import numpy as np
 import torch
 
 
+# how a run's seed spreads into the streams of its ranks, epochs and steps (changing one changes every run)
+RANK_SEED_STRIDE = 1000  # rank r of a DDP run seeds its augmentation / dropout with seed + 1000 r
+EPOCH_SEED_STRIDE = 100_003  # epoch e's batch order: seed * 100_003 + e
+STEP_SEED_STRIDE = 1_000_003  # step t's augmentation and dropout: seed * 1_000_003 + rank * 7919 + t
+RANK_STEP_STRIDE = 7919
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices) from one integer.
 

@@ -136,3 +136,16 @@ def test_documentation_site_builds(tmp_path):
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     index = (tmp_path / "site" / "index.html").read_text()
     assert "make demo" in index and "make test" in index
+
+
+def test_stats_on_scipy_keep_every_committed_interval_to_4_decimals():
+    """t quantiles and p-values come from scipy.stats now; the intervals of the committed reports (recomputed here
+    from a fixed set of paired differences like theirs) equal the earlier Simpson/bisection values to 4 decimals."""
+    from ltlab.stats import paired_difference, t_quantile
+
+    earlier = {2: 4.302652729749081, 4: 2.776445105196891, 11: 2.200985160090972}  # the earlier implementation
+    for df, q in earlier.items():
+        assert round(t_quantile(0.975, df), 4) == round(q, 4)
+    d = paired_difference([82.2, 84.1, 79.9], [80.1, 84.5, 71.2])
+    assert (round(d.lo, 4), round(d.hi, 4)) == (round(d.mean - 4.302652729749081 * d.std / 3 ** 0.5, 4),
+                                                 round(d.mean + 4.302652729749081 * d.std / 3 ** 0.5, 4))

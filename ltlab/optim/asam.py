@@ -31,14 +31,13 @@ class ASAM(SAM):
 
     def __init__(self, params, base_optimizer=torch.optim.SGD, rho: float = 0.5, eta: float = 0.01, seed=None,
                  adaptive_on: str = "all", weight_params: Iterable[torch.Tensor] | None = None, **base_kwargs):
-        check_nonnegative("rho", rho)
         check_nonnegative("eta", eta)
         if adaptive_on not in ADAPTIVE_ON:
             raise ValueError(f"adaptive_on={adaptive_on!r}: use 'all' (every tensor) or 'weights' (Kwon et al.'s "
                              "code: only tensors named *weight*)")
         if adaptive_on == "weights" and weight_params is None:
             raise ValueError("adaptive_on='weights' needs weight_params: the tensors whose name contains 'weight'")
-        super(SAM, self).__init__(params, base_optimizer, dict(rho=rho, eta=eta), seed, **base_kwargs)
+        super().__init__(params, base_optimizer, rho=rho, seed=seed, defaults=dict(eta=eta), **base_kwargs)
         self.adaptive_on = adaptive_on
         self._weights = {id(p) for p in weight_params} if weight_params is not None else set()
 

@@ -34,8 +34,7 @@ class ClassWeightedSAM(SAM):
                         "would leave un-averaged across processes; use optimizer.ascent=sync"}
 
     def __init__(self, params, base_optimizer=torch.optim.SGD, rho: float = 0.05, seed=None, **base_kwargs):
-        check_nonnegative("rho", rho)
-        super(SAM, self).__init__(params, base_optimizer, dict(rho=rho), seed, **base_kwargs)
+        super().__init__(params, base_optimizer, rho=rho, seed=seed, **base_kwargs)
         self._plain_grads: dict[torch.Tensor, torch.Tensor] = {}
 
     def sample_weights(self, targets: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from .base import check_nonnegative, check_positive
+from .base import check_positive
 from .sam import SAM
 
 
@@ -45,7 +45,6 @@ class RSAM(SAM):
     def __init__(self, params, base_optimizer=torch.optim.SGD, rho: float = 0.05, sigma: float = 0.01,
                  seed=None, mix: str = "gradient", sigma_end: float | None = None, sigma_schedule: str = "linear",
                  rho_phase1_frac: float = 0.0, **base_kwargs):
-        check_nonnegative("rho", rho)
         check_positive("sigma", sigma)
         if mix not in MIXES:
             raise ValueError(f"mix={mix!r}: use 'gradient' (the paper) or 'official' (2 g~ + d, the authors' code)")
@@ -56,7 +55,7 @@ class RSAM(SAM):
                              "CosineInc)")
         if not 0 <= rho_phase1_frac <= 1:
             raise ValueError(f"rho_phase1_frac={rho_phase1_frac}: must be in [0, 1] (official 10000 / 93834 = 0.1066)")
-        super(SAM, self).__init__(params, base_optimizer, dict(rho=rho, sigma=sigma), seed, **base_kwargs)
+        super().__init__(params, base_optimizer, rho=rho, seed=seed, defaults=dict(sigma=sigma), **base_kwargs)
         if rho_phase1_frac and self.rho_schedule != "lr":
             raise ValueError("rho_phase1_frac needs rho_schedule='lr' (it is the first phase of the lr-following rho)")
         self.mix, self.sigma_end = mix, sigma_end

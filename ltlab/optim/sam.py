@@ -22,9 +22,11 @@ class SAM(PerturbedOptimizer):
     closures_per_step = 2
     ascent_at_w = True
 
-    def __init__(self, params, base_optimizer=torch.optim.SGD, rho: float = 0.05, seed=None, **base_kwargs):
+    def __init__(self, params, base_optimizer=torch.optim.SGD, rho: float = 0.05, seed=None,
+                 defaults: dict | None = None, **base_kwargs):
+        """`defaults`: a subclass's own per-group hyper-parameters beside rho (ASAM's eta, RSAM's sigma)."""
         check_nonnegative("rho", rho)
-        super().__init__(params, base_optimizer, dict(rho=rho), seed, **base_kwargs)
+        super().__init__(params, base_optimizer, {"rho": rho, **(defaults or {})}, seed, **base_kwargs)
 
     def perturbation(self, closure):
         loss = closure()

@@ -22,10 +22,11 @@ from torch import nn
 from ..probes import (ProbeResult, gaussian_sharpness, hessian_ratio_along, hessian_trace, per_class, spectral_density,
                      pca_directions, surface_1d, surface_2d, top_eigenvalues, trajectory_pca, worst_case_sharpness)
 from .vocabulary import FLATNESS, is_reference, method_order
+from ..probes.budget import BUDGET
 from ..train.tracking import log_probe
 
 PROBES = ("eig", "trace", "density", "surface1d", "surface2d", "sharpness", "worst", "ratio", "per-class")
-GAUSSIAN_SIGMA = 0.01  # per-element std of the average-case probe (GNM's noise is ~0.0017 per element)
+GAUSSIAN_SIGMA = BUDGET.gaussian_sigma  # per-element std of the average-case probe (ltlab.probes.budget)
 WORST_RHO = 0.05
 
 
@@ -97,13 +98,13 @@ def run_probe(name: str, model, loss_fn, batch, data=None, train_eval=None, step
               progress: bool = True) -> tuple[ProbeResult, str]:
     """One named probe -> (result, one-line description)."""
     if name == "eig":
-        r = top_eigenvalues(model, loss_fn, batch, k=5, which="both", seed=seed)
+        r = top_eigenvalues(model, loss_fn, batch, k=BUDGET.eigenvalues, which="both", seed=seed)
         top, bottom = r.eigenvalues[:5], r.eigenvalues[5:]
         return r, (f"top-5 eigenvalues {np.round(top, 4).tolist()}, lambda_min {bottom.min():.4g} "
                    f"({'an end point, not a minimum' if bottom.min() < 0 else 'no negative curvature found'}; "
                    f"{r.hvps} HVPs, {r.seconds:.1f} s{'' if r.converged else ', NOT converged'})")
     if name == "trace":
-        r = hessian_trace(model, loss_fn, batch, num_hvps=99, seed=seed)
+        r = hessian_trace(model, loss_fn, batch, num_hvps=BUDGET.trace_hvps, seed=seed)
         return r, f"trace {r.estimate:.4g} ± {r.stderr:.2g} (hutch++, {r.hvps} HVPs)"
     if name == "density":
         r = spectral_density(model, loss_fn, batch, runs=3, steps=40, seed=seed)
@@ -115,7 +116,7 @@ def run_probe(name: str, model, loss_fn, batch, data=None, train_eval=None, step
         r = surface_2d(model, loss_fn, batch, steps=steps, seed=seed, progress=progress)
         return r, f"2D surface {steps}x{steps}: loss {r.loss.min():.3f}..{r.loss.max():.3f} ({r.seconds:.1f} s)"
     if name == "sharpness":
-        r = gaussian_sharpness(model, loss_fn, batch, sigma=GAUSSIAN_SIGMA, samples=20, seed=seed)
+        r = gaussian_sharpness(model, loss_fn, batch, sigma=GAUSSIAN_SIGMA, samples=BUDGET.gaussian_samples, seed=seed)
         return r, f"Gaussian sharpness (sigma {GAUSSIAN_SIGMA}) {r.estimate:.4g} ± {r.stderr:.2g}"
     if name == "worst":
         r = worst_case_sharpness(model, loss_fn, batch, rho=WORST_RHO, steps=10, seed=seed)
@@ -125,7 +126,7 @@ def run_probe(name: str, model, loss_fn, batch, data=None, train_eval=None, step
         return r, f"lambda_min/lambda_max along a slice: {np.round(r.ratio, 3).tolist()}"
     if name == "per-class":
         r = per_class(top_eigenvalues, model, loss_fn, train_eval, class_counts=data.class_counts,
-                      splits=data.splits, max_per_class=32, equal=True, seed=seed, tol=1e-2)
+                      splits=data.splits, max_per_class=BUDGET.per_class_images, equal=True, seed=seed, tol=1e-2)
         gm = r.group_means()
         return r, ("per-class lambda_max ({n} images per class): many {many:.3g}, medium {medium:.3g}, "
                    "few {few:.3g}".format(n=r.images_per_class, **gm))
@@ -197,8 +198,8 @@ def flatness_scalars(run_dir: str | Path, num_images: int = 256, seed: int = 0, 
             return old
     model, loss_fn, batch, data, train_eval = load_probe_inputs(run_dir, num_images, seed)
     eig = top_eigenvalues(model, loss_fn, batch, k=1, which="both", seed=seed)
-    tr = hessian_trace(model, loss_fn, batch, num_hvps=60, seed=seed)
-    sh = gaussian_sharpness(model, loss_fn, batch, sigma=GAUSSIAN_SIGMA, samples=20, seed=seed)
+    tr = hessian_trace(model, loss_fn, batch, num_hvps=BUDGET.scalar_trace_hvps, seed=seed)
+    sh = gaussian_sharpness(model, loss_fn, batch, sigma=GAUSSIAN_SIGMA, samples=BUDGET.gaussian_samples, seed=seed)
     probes = Path(run_dir) / "probes"
     if save:
         eig.save(probes / "eig1.npz")

@@ -34,7 +34,8 @@ from ..losses import loss_from_config
 from ..models import build_model
 from ..optim import create_optimizer, make_closure
 from ..optim.base import mean_diagnostics
-from ..utils import dist_rank_world, resolve_device, seed_everything
+from ..utils import (EPOCH_SEED_STRIDE, RANK_SEED_STRIDE, RANK_STEP_STRIDE, STEP_SEED_STRIDE, dist_rank_world,
+                     resolve_device, seed_everything)
 from . import checkpoint, evaluation, summary, tracking
 from .compiled import compiled
 from .objective import make_objective
@@ -116,7 +117,7 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.forward = DistributedDataParallel(self.model, device_ids=ids,
                                                    find_unused_parameters=self.model.pool_size > 0)
-            seed_everything(cfg.seed + 1000 * self.rank)  # different augmentation / dropout per rank
+            seed_everything(cfg.seed + RANK_SEED_STRIDE * self.rank)  # different augmentation / dropout per rank
         if cfg.compile:
             self.forward = compiled(self.forward)
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
@@ -129,7 +130,7 @@ class Trainer:
     # -- data ----------------------------------------------------------------------------------
     def epoch_batches(self, epoch: int) -> list[list[int]]:
         """The epoch's batches (the objective's sampling), a pure function of (seed, epoch): resumable mid-epoch."""
-        g = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch)
+        g = torch.Generator().manual_seed(self.cfg.seed * EPOCH_SEED_STRIDE + epoch)
         batches = self.objective.batches(self.train_targets, self.cfg.batch_size * self.world, g)
         if self.world == 1:
             return batches
@@ -229,7 +230,7 @@ class Trainer:
         self.loss_fn.train()
         # every method draws step t's augmentation and dropout from the same seed (paired runs), in whichever
         # process transforms the batch (data.num_workers changes nothing; see SeededDataset)
-        step_seed = lambda step: (cfg.seed * 1_000_003 + self.rank * 7919 + step) % 2**63  # noqa: E731
+        step_seed = lambda step: (cfg.seed * STEP_SEED_STRIDE + self.rank * RANK_STEP_STRIDE + step) % 2**63  # noqa: E731
         batches = [SeededBatch(b, step_seed(self.global_step + k))
                    for k, b in enumerate(self.epoch_batches(self.epoch)[self.step_in_epoch:])]
         batch_iter = iter(self.loader(SeededDataset(self.data.train), batches))
