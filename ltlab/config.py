@@ -204,7 +204,8 @@ def _all_keys(cls: type = ExperimentConfig, prefix: str = "") -> list[str]:
 
 
 def _unknown(key: str) -> ConfigError:
-    near = difflib.get_close_matches(key, _all_keys(), n=1, cutoff=0.5)
+    same_name = [k for k in _all_keys() if k.rsplit(".", 1)[-1] == key.rsplit(".", 1)[-1]]  # a key in the wrong section
+    near = same_name[:1] or difflib.get_close_matches(key, _all_keys(), n=1, cutoff=0.5)
     section = key.rsplit(".", 1)[0] + "." if "." in key else ""
     same = [k for k in _all_keys() if k.startswith(section) and k.count(".") == key.count(".")]
     hint = (f"; did you mean '{near[0]}'?" if near

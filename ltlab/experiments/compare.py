@@ -81,6 +81,12 @@ def comparison_jobs(cfg: ExperimentConfig, optimizers: Sequence[str], seeds: int
     configs = configs or {}
     variants = [configs.get(n) or (cfg if n == cfg.optimizer.name else with_optimizer(cfg, n))
                 for n in dict.fromkeys(optimizers)]
+    labels: dict[str, str] = {}
+    for n, v in zip(dict.fromkeys(optimizers), variants):
+        other = labels.setdefault(run_label(v), n)
+        if other != n:
+            raise ConfigError(f"--optimizers: {other} and {n} both get the label {run_label(v)!r}, so their run "
+                              "directories and table rows would collide; name each method once")
     base = configs.get(cfg.optimizer.base) or (cfg if cfg.optimizer.name == cfg.optimizer.base
                                                else with_optimizer(cfg, cfg.optimizer.base))
     for kind in ([reference] if isinstance(reference, str) else list(reference or ())):

@@ -86,11 +86,15 @@ def optimizer_info(name: str) -> OptimInfo:
                           + (f" (did you mean '{near[0]}'?)" if near else "")
                           + ", or name your own class as 'package.module:Class'")
     module, _, attr = name.partition(":")
+    if not all(p.isidentifier() for p in module.split(".")) or not attr.isidentifier():
+        raise ConfigError(f"optimizer {name!r}: an import path is package.module:Class (a module and a class name, "
+                          "e.g. mymethods:HalvedSAM)")
     try:
         cls = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as e:
-        raise ConfigError(f"optimizer {name!r}: cannot import it ({type(e).__name__}: {e}); the module must be "
-                          "importable (on sys.path or installed) and define the class") from None
+    except Exception as e:  # noqa: BLE001 -- a missing module, a syntax error, a module that raises on import
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise ConfigError(f"optimizer {name!r}: cannot import it ({type(e).__name__}: {first}); the module must be "
+                          "importable (on sys.path or installed), import without error and define the class") from None
     if not (isinstance(cls, type) and issubclass(cls, PerturbedOptimizer)):
         raise ConfigError(f"optimizer {name!r} is not a subclass of ltlab.optim.PerturbedOptimizer")
     doc = (cls.__doc__ or "").strip().splitlines()
@@ -115,6 +119,9 @@ def method_options(name: str, given: dict[str, Any] | None = None, key: str = "o
         create_optimizer(name, [("weight", torch.nn.Parameter(torch.zeros(2)))], class_counts=[2, 1], **out)
     except ValueError as e:
         raise ConfigError(f"{key} of {name}: {e}") from None
+    except Exception as e:  # noqa: BLE001 -- a method's own constructor failing on valid options is its bug
+        raise ConfigError(f"{key} of {name}: building {name} with these options raised {type(e).__name__}: {e}; "
+                          "check the class's __init__") from None
     return out
 
 

@@ -22,12 +22,15 @@ class ProbeResult:
         super().__init_subclass__(**kw)
         _REGISTRY[cls.__name__] = cls
 
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: str | Path, provenance: dict | None = None) -> Path:
+        """Write path(.npz); `provenance` (what was probed: images, checkpoint, epoch) is kept beside the result
+        (`ProbeResult.provenance_of(path)`)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         from ..utils import dist_rank_world
 
-        arrays, meta = {}, {"__class__": type(self).__name__, "__world_size__": max(self.world_size, dist_rank_world()[1])}
+        arrays, meta = {}, {"__class__": type(self).__name__, "__world_size__": max(self.world_size, dist_rank_world()[1]),
+                            "__provenance__": provenance or {}}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             if isinstance(v, np.ndarray):
@@ -38,12 +41,19 @@ class ProbeResult:
         return path if path.suffix == ".npz" else path.with_suffix(path.suffix + ".npz")
 
     @staticmethod
+    def provenance_of(path: str | Path) -> dict:
+        """What a saved result probed ({} for results saved before this was recorded)."""
+        with np.load(path, allow_pickle=False) as z:
+            return json.loads(str(z["__meta__"])).get("__provenance__", {})
+
+    @staticmethod
     def load(path: str | Path) -> "ProbeResult":
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["__meta__"]))
             arrays = {k: z[k] for k in z.files if k != "__meta__"}
         cls = _REGISTRY[meta.pop("__class__")]
         world = int(meta.pop("__world_size__", 1))
+        meta.pop("__provenance__", None)
         result = cls(**meta, **arrays)
         result.world_size = world
         return result

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .figures import compare_figures
+from ..errors import ConfigError
 from ..optim import OPTIMIZERS
 from ..stats import NO_VERDICT, mean_std
 from ..results.tables import format_table, rule_sentence, write_csv
@@ -92,8 +93,11 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, base: str 
     rows = [summary_row(r.summary, r.path) for r in runs]
     order = method_order(r["label"] for r in rows)
     cfg = runs[0].config
-    base = pick_base([o for o in order if not is_reference(o)] or order,
-                     base or (cfg.get("optimizer") or {}).get("base"))
+    methods_found = [o for o in order if not is_reference(o)] or order
+    if base is not None and base not in methods_found:
+        raise ConfigError(f"--base {base}: no runs of {base!r} in {runs_dir}; the methods there are "
+                          f"{', '.join(methods_found)}")
+    base = pick_base(methods_found, base or (cfg.get("optimizer") or {}).get("base"))
     rows.sort(key=lambda r: ((order.index(r["label"]) if r["label"] != base else -1), r["seed"]))
     agg = aggregate(rows)
     methods = [r for r in rows if not is_reference(r["label"])]

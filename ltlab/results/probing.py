@@ -161,15 +161,26 @@ def probe_run(run_dir: str | Path, what: Sequence[str], num_images: int | None =
     dev = torch.device(device if device != "auto" else (f"cuda:{torch.cuda.current_device()}"
                                                          if torch.cuda.is_available() else "cpu"))
     run = load_run(run_dir)
+    epochs = run.config.get("epochs")
+    epoch = run.metrics[-1]["epoch"] if run.metrics else 0
+    if not run.summary and rank == 0:  # an interrupted run: its probes describe a checkpoint a resume will replace
+        yield (f"warning: {run_dir} has not finished (its last checkpoint is from epoch {epoch} of {epochs}); "
+               "probing that checkpoint. `train --resume` deletes these probes, as they would not describe the "
+               "finished run")
     model, data, train_loss = run.build(run.headline_checkpoint, device=str(dev))
     view = eval_view(data.train, data.test.transform) if split == "train" else getattr(data, split)
+    if num_images is not None and num_images > len(view) and rank == 0:
+        yield f"note: --images {num_images}: the {split} split has {len(view)} images; probing all of them"
     loss_fn = nn.CrossEntropyLoss() if loss == "ce" else train_loss
     batch = probe_set(view, num_images, batch_size, seed, dev)
     suffix = ("" if loss == "ce" else "_train") + ("" if split == "train" else f"_{split}")
+    provenance = {"images": min(num_images, len(view)) if num_images is not None else len(view), "split": split,
+                  "checkpoint": run.headline_checkpoint, "epoch": epoch, "finished": bool(run.summary),
+                  "loss": loss, "seed": seed}
     for name in what:
         result, line = run_probe(name, model, loss_fn, batch, data, view, steps, seed, progress and rank == 0)
         if rank == 0:
-            path = result.save(Path(run_dir) / "probes" / f"{name}{suffix}.npz")
+            path = result.save(Path(run_dir) / "probes" / f"{name}{suffix}.npz", provenance)
             log_probe(run_dir, f"{name}{suffix}", result)
             yield f"{name}: {line} -> {path}"
 

@@ -104,6 +104,10 @@ class RunDir:
                 raise DataError(f"{self.ckpt_dir / 'last.pt'} not found: there is nothing to resume in {self.path}; "
                                 "start a new run without --resume")
             self.remove_stale_temps()
+            if (self.path / "probes").exists() and not (self.path / "summary.json").exists():
+                import shutil
+
+                shutil.rmtree(self.path / "probes")  # probes of an interrupted run describe its old checkpoint
             return
         if self.holds_run():
             if not overwrite:
@@ -262,4 +266,7 @@ def load_run(path: str | Path) -> Run:
                         "again with --overwrite") from None
     if not isinstance(config, dict):
         raise DataError(f"{path}/config.yaml does not hold a config mapping; train the run again with --overwrite")
+    if not isinstance(summary, dict):
+        raise DataError(f"{path}/summary.json does not hold a run's summary (a mapping); train the run again with "
+                        "--overwrite")
     return Run(path, config, metrics, summary)

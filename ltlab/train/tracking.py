@@ -58,9 +58,24 @@ class Tracker:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def open(self, rows: list[dict[str, Any]]) -> "Tracker":
-        """Start the backends afresh from the rows already in metrics.jsonl (none for a new run)."""
+        """Start the backends afresh from the rows already in metrics.jsonl (none for a new run). Every backend is
+        checked before anything is written, so a refused one leaves nothing behind."""
+        if "mlflow" in self.log:
+            try:
+                import mlflow  # noqa: F401
+            except ImportError:
+                from ..errors import ConfigError
+
+                raise ConfigError("log: mlflow needs the optional extra: pip install 'ltlab[mlflow]' (or drop mlflow "
+                                  "from log)") from None
         if "tensorboard" in self.log:
-            shutil.rmtree(self.path / TB_DIR, ignore_errors=True)
+            tb = self.path / TB_DIR
+            if tb.exists() and not tb.is_dir():
+                from ..errors import DataError
+
+                raise DataError(f"{tb} is a file, but TensorBoard's event files go in a directory of that name; "
+                                "move or delete the file, or use log=jsonl")
+            shutil.rmtree(tb, ignore_errors=True)
             self._writer()
         if "mlflow" in self.log:
             self._open_mlflow()
