@@ -56,10 +56,11 @@ def test_no_import_circle():
 
 
 def _deps_pyproject() -> set[str]:
-    text = (ROOT / "pyproject.toml").read_text()
-    block = re.search(r"dependencies = \[(.*?)\]", text, re.S).group(1)
-    dev = re.search(r"dev = \[(.*?)\]", text, re.S).group(1)
-    return {re.split(r"[<>=\[ ]", d.strip().strip('"'))[0].lower() for d in (block + "," + dev).split(",") if d.strip()}
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    deps = project["dependencies"] + project["optional-dependencies"]["dev"]
+    return {re.split(r"[<>=\[ ]", d.strip())[0].lower() for d in deps}
 
 
 def test_environment_yml_matches_pyproject():
