@@ -122,7 +122,7 @@ class EvalConfig:
     test: bool = True  # false: the test split is never evaluated (tuning runs: selection reads validation only)
     # step diagnostics every N optimizer steps (0 = off): ||g|| at w, ||e|| / ||w||, and the loss rise
     # L(w + e) - L(w) the method penalises; means over the epoch's logged steps go into its metrics row ("diag")
-    diagnostics_every: int = 25
+    diagnostics_every: int = 50
 
 
 @dataclass

@@ -179,7 +179,7 @@ def write_study_report(study, out: str | Path, command: str = "", timing: dict[s
     L += _mechanism(rows, [base, *methods], figs, save, flatness_vs_tail)
     # diagnostics
     L += ["## Step diagnostics (what each method penalises)", "",
-          f"Every {runs[0].config.get('eval', {}).get('diagnostics_every', 25)} optimizer steps: ‖g‖ at w, the "
+          f"Every {runs[0].config.get('eval', {}).get('diagnostics_every', 50)} optimizer steps: ‖g‖ at w, the "
           "perturbation's size relative to the weights, and the loss rise L(w + e) − L(w) on the step's batch "
           "(same dropout draws for both); mean over epochs, then mean ± sd over the evaluation runs.", "",
           *diagnostics_table(runs, [base, *methods]), ""]
