@@ -10,6 +10,10 @@ from ltlab.config import load_config
 from ltlab.optim import OPTIMIZERS
 from ltlab.train import Trainer, fit
 
+# one xdist worker compiles them one after another: they share one Inductor cache, and concurrent compiles of the
+# same graphs in two processes gain nothing on 2 cores
+pytestmark = pytest.mark.xdist_group("compile")
+
 DET = ["epochs=2", "batch_size=128", "data.num_classes=5", "data.n_max=24", "data.imbalance_ratio=4",
        "data.val_per_class=2", "data.test_per_class=2", "eval.train_images=8", "model.prompt_length=2",
        "model.dropout=0", "data.augment=false", "save_every=0", "log=jsonl", "eval.diagnostics_every=1"]
