@@ -452,7 +452,10 @@ def test_ctrl_c_on_a_parallel_compare_ends_every_worker_and_a_rerun_trains_only_
           "data.test_per_class=4", "eval.train_images=16", "batch_size=16", "save_every=0", "log=jsonl"]
     cmd = [sys.executable, "-m", "ltlab", "compare", *ti, "--optimizers", "sgd,sam,gnm,rsam", "--seeds", "2",
            "--workers", "2", "--out", str(out), "--no-progress", "--no-figures"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # SIGINT as in a terminal: a shell that starts a job in the background (CI may) leaves SIGINT ignored in its
+    # children, and Python then never raises KeyboardInterrupt; the user's Ctrl-C case has the default disposition
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
     while time.time() < deadline and not list(out.glob("*/summary.json")):
         time.sleep(0.5)
