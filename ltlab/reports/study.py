@@ -16,7 +16,6 @@ import numpy as np
 from ..stats import NO_VERDICT, PairedDiff, chance_resolved, mean_std, paired_difference
 from ..results.tables import format_table, rule_sentence
 from ..results import ACCURACY, PRIMARY, REFERENCES, aggregate, finished_runs, paired_table, summary_row
-from ..train.runs import read_jsonl
 
 LAMBDA_MIN_EPS = 0.01  # a point counts as a minimum when lambda_min >= -LAMBDA_MIN_EPS * lambda_max
 POWER = 0.8
@@ -84,7 +83,7 @@ def diagnostics_table(runs, methods: list[str]) -> list[str]:
         for r in runs:
             if r.summary.get("label", r.summary["optimizer"]) != m:
                 continue
-            diags = [row["diag"] for row in read_jsonl(r.path / "metrics.jsonl") if "diag" in row]
+            diags = [row["diag"] for row in r.metrics if "diag" in row]  # metrics.jsonl, read with the run
             if not diags:
                 continue
             n += 1

@@ -68,10 +68,9 @@ class DualSampling(Objective):
 
 
 def make_objective(cfg: ExperimentConfig, model: torch.nn.Module, loss_fn: torch.nn.Module,
-                   class_counts: list[int]) -> Objective:
+                   class_counts: list[int], device: torch.device) -> Objective:
     if not cfg.dual_sampling:
         return Objective(cfg, model, loss_fn)
     from ..losses import loss_from_config
 
-    return DualSampling(cfg, model, loss_fn, loss_from_config(cfg, class_counts, part="ibs").to(
-        next(iter(loss_fn.buffers())).device))
+    return DualSampling(cfg, model, loss_fn, loss_from_config(cfg, class_counts, part="ibs").to(device))

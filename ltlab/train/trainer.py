@@ -86,7 +86,7 @@ class Trainer:
         if init_from is not None:
             self.model.load_state_dict(load_checkpoint_file(init_from)["model"], strict=False)
         self.loss_fn = loss_from_config(cfg, self.data.class_counts).to(self.device)
-        self.objective = make_objective(cfg, self.model, self.loss_fn, self.data.class_counts)
+        self.objective = make_objective(cfg, self.model, self.loss_fn, self.data.class_counts, self.device)
         oc = cfg.optimizer
         self.optimizer = create_optimizer(
             oc.name, [(n, p) for n, p in self.model.named_parameters() if p.requires_grad], base=oc.base, lr=oc.lr,
