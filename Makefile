@@ -33,21 +33,21 @@ setup: $(STAMP)
 # (the preset synthetic_tuned, made by make study's tuning step), on 3 fresh seeds (100-102: not the tuning seeds,
 # the preset's task sample), plus the linear-probe reference, two runs at a time; ends with the report tables.
 # Three seeds resolve only large effects: the project's result is make study's report (studies/synthetic/study.md).
-DEMO := --config synthetic_tuned --optimizers sgd,sam,rsam,gnm --reference linear --seeds 3 --workers 2 \
+DEMO := --config synthetic_tuned --optimizers sgd,sam,rsam,gnm --reference linear --seeds 3 -j 2 \
 	--out runs/demo seed=100
 demo: $(STAMP)
 	$(BIN)/python -m ltlab compare $(DEMO) --overwrite
 
 # lambda_max / lambda_min / trace / Gaussian sharpness / per-group lambda_max of the demo runs (saved in each
 # run's probes/, so notebooks 02-04 and `ltlab figures` re-plot them), paired like accuracy; 4-5 min.
-# --reuse keeps the demo's finished runs (a run of another config would be trained again, never mixed in).
+# --resume keeps the demo's finished runs (a run of another config would be trained again, never mixed in).
 probes: $(STAMP)
-	$(BIN)/python -m ltlab compare $(DEMO) --reuse --probe
+	$(BIN)/python -m ltlab compare $(DEMO) --resume --probe
 
 # the long-tailed flatness family under one protocol: base, SAM, RSAM, GNM, ImbSAM, CC-SAM, Focal-SAM,
 # 3 paired seeds each, with lambda_max / trace / Gaussian sharpness probes (about 35 minutes on 2 cores)
 family: $(STAMP)
-	$(BIN)/python -m ltlab compare --optimizers sgd,sam,rsam,gnm,imbsam,ccsam,focalsam --reference linear --seeds 3 --workers 2 \
+	$(BIN)/python -m ltlab compare --optimizers sgd,sam,rsam,gnm,imbsam,ccsam,focalsam --reference linear --seeds 3 -j 2 \
 		--probe --overwrite --out runs/family
 
 # the fair study (studies/synthetic.yaml): every method tuned on validation with the same budget (4 configurations
@@ -57,7 +57,7 @@ family: $(STAMP)
 # trains only what is missing. 60 min on 2 cores that shared the CPU with other work (tuning 1,242 s, evaluation and
 # probes 2,377 s); the README gives it in SGD-step units.
 study: $(STAMP)
-	$(BIN)/python -m ltlab study studies/synthetic.yaml --out runs/study --workers 2
+	$(BIN)/python -m ltlab study studies/synthetic.yaml --out runs/study -j 2 --resume
 	mkdir -p studies/synthetic/tune studies/synthetic/figures
 	cp runs/study/study.md studies/synthetic/ && cp runs/study/tune/tune.md runs/study/tune/tune.json \
 		runs/study/tune/tuned.yaml studies/synthetic/ && cp runs/study/tune/tune.png studies/synthetic/tune/ \

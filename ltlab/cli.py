@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import re
 import sys
 import time
 from pathlib import Path
@@ -21,19 +22,86 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+class _Renamed(argparse.Action):
+    """An old flag: refused by name (exit 2), with the one that replaced it."""
+
+    def __init__(self, option_strings, dest, new: str = "", why: str = "", **kw):
+        kw.setdefault("nargs", 0)
+        super().__init__(option_strings, dest=argparse.SUPPRESS, help=argparse.SUPPRESS, **kw)
+        self.new, self.why = new, why
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{option_string} was renamed {self.new}{self.why}")
+
+
+def _renamed(p: argparse.ArgumentParser, old: str, new: str, why: str = "", takes_value: bool = True) -> None:
+    p.add_argument(old, action=_Renamed, new=new, why=why, nargs="?" if takes_value else 0)
+
+
+def _seed_spec(text: str) -> int | list[int]:
+    """--seeds: a count N (the config's seed and the N - 1 after it) or a list of seeds and ranges, e.g. 0-2,5."""
+    text = text.strip()
+    if text.isdigit():
+        if int(text) < 1:
+            raise argparse.ArgumentTypeError(f"{text}: need at least one seed (a count, or a list such as 0-2,5)")
+        return int(text)
+    seeds: list[int] = []
+    for part in (x.strip() for x in text.split(",")):
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not m or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
+            raise argparse.ArgumentTypeError(f"{text!r}: give a count (3) or seeds and ranges such as 0-2,5")
+        lo, hi = int(m.group(1)), int(m.group(2) if m.group(2) is not None else m.group(1))
+        seeds += [s for s in range(lo, hi + 1) if s not in seeds]
+    return seeds
+
+
+def _add_jobs_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
+                   help="runs trained (and probed) at once, each in its own process with its share of the cores "
+                        "(data-loader workers are the config key data.num_workers)")
+    _renamed(p, "--workers", "-j/--jobs", " (runs trained at once; data-loader workers are data.num_workers)")
+
+
+def _add_rerun_args(p: argparse.ArgumentParser, what: str = "runs") -> None:
+    """The one re-run rule of every command that trains (train, compare, sweep, tune, study)."""
+    p.add_argument("--resume", action="store_true",
+                   help=f"OUT already holds {what}: keep those that finished with the same config and train the rest "
+                        "(an interrupted run continues from its last checkpoint or starts over; both give the same run)")
+    p.add_argument("--overwrite", action="store_true", help=f"OUT already holds {what}: train all of them again")
+
+
+def _add_images_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--images", type=int, default=BUDGET.images, metavar="N",
+                   help=f"with --probe: training images (evaluation transforms, seeded subset) the probes use "
+                        f"(default {BUDGET.images})")
+    _renamed(p, "--probe-images", "--images", " (as in ltlab probe)")
+
+
 def _add_runs_args(p: argparse.ArgumentParser, seeds: int, out: str) -> None:
-    """What compare and sweep share: seeds, output, workers and the flatness probes of every run."""
-    p.add_argument("--seeds", type=int, default=seeds, metavar="N",
-                   help=f"number of paired seeds: seed, seed + 1, ..., seed + N - 1 (default {seeds}; the first is the "
-                        "config's seed=, 0 unless overridden)")
+    """What compare and sweep share: seeds, output, jobs, re-runs and the flatness probes of every run."""
+    p.add_argument("--seeds", type=_seed_spec, default=seeds, metavar="N|LIST",
+                   help=f"paired seeds: a count N (the config's seed=, 0 unless overridden, and the N - 1 after it) or "
+                        f"a list of seeds and ranges, e.g. 0-2,5 (default {seeds})")
     p.add_argument("--out", default=out, help=f"directory of the runs and the report (default {out})")
-    p.add_argument("--workers", type=int, default=1,
-                   help="runs trained (and probed) at once, each in its own process (not data-loader workers: those "
-                        "are data.num_workers)")
+    _add_jobs_arg(p)
+    _add_rerun_args(p)
     p.add_argument("--probe", action="store_true",
                    help="add lambda_max, lambda_min, trace and Gaussian sharpness of every run (paired like accuracy)")
-    p.add_argument("--probe-images", type=int, default=BUDGET.images, metavar="N",
-                   help=f"training images (evaluation transforms, seeded subset) the probes use (default {BUDGET.images})")
+    _add_images_arg(p)
+
+
+def _refuse_existing(a: argparse.Namespace, out: str | Path) -> None:
+    """The re-run rule for commands that keep finished runs by themselves (sweep, tune, study): an OUT that holds
+    runs needs --resume or --overwrite."""
+    from .errors import ConfigError
+
+    if a.resume or a.overwrite:
+        return
+    found = next(iter(sorted(Path(out).rglob("summary.json"))), None) if Path(out).is_dir() else None
+    if found is not None:
+        raise ConfigError(f"{out} already holds runs (e.g. {found.parent}); pass --resume to keep the finished ones "
+                          "and train only what is missing, --overwrite to train everything again, or choose "
+                          "another --out")
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -48,6 +116,12 @@ def cmd_train(a: argparse.Namespace) -> int:
     t0 = time.time()
     s = fit(cfg, out=a.out, resume=a.resume, overwrite=a.overwrite, progress=not a.no_progress)
     rule = "last epoch" if s["select"] == "last" else "best-validation epoch"
+    if s.get("test", "absent") is None:  # eval.test=false: the test split was withheld
+        v = s["val"]
+        print(f"validation ({rule}, epoch {s['epoch']}; test split withheld): overall {v['overall']:.2f}  "
+              f"many {v['many']:.2f}  medium {v['medium']:.2f}  few {v['few']:.2f}  ({s['sec_per_step']:.3f} s/step, "
+              f"{time.time() - t0:.0f} s)")
+        return 0
     print(f"test ({rule}, epoch {s['epoch']}): overall {s['overall']:.2f} ± {s['stderr']['overall']:.2f} (s.e.)  "
           f"many {s['many']:.2f}  medium {s['medium']:.2f}  few {s['few']:.2f}  ECE {s['ece']:.2f}  "
           f"({s['sec_per_step']:.3f} s/step, {time.time() - t0:.0f} s)")
@@ -73,11 +147,11 @@ def cmd_compare(a: argparse.Namespace) -> int:
     references = _references(a.reference)
     t0 = time.time()
     rows = compare(cfg, names, a.seeds, a.out, progress=not a.no_progress, overwrite=a.overwrite,
-                   workers=a.workers, reuse=a.reuse, reference=references, configs=configs)
+                   workers=a.jobs, reuse=a.resume, reference=references, configs=configs)
     if a.probe:
         from .results.probing import add_flatness_columns
 
-        add_flatness_columns(rows, a.probe_images, progress=not a.no_progress, workers=a.workers)
+        add_flatness_columns(rows, a.images, progress=not a.no_progress, workers=a.jobs)
     import shlex
 
     command = "python -m ltlab " + " ".join(shlex.quote(x) for x in a.argv)
@@ -103,9 +177,10 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     names = [n.strip() for n in spec.split(",") if n.strip()]
     _check_runs_args(a)
     _check_optimizers(names)
+    _refuse_existing(a, a.out)
     t0 = time.time()
-    out = run_sweep(cfg, names, a.grid, a.seeds, a.out, workers=a.workers, overwrite=a.overwrite,
-                    probe=a.probe_images if a.probe else None,
+    out = run_sweep(cfg, names, a.grid, a.seeds, a.out, workers=a.jobs, overwrite=a.overwrite,
+                    probe=a.images if a.probe else None,
                     progress=not a.no_progress, command="python -m ltlab " + " ".join(shlex.quote(x) for x in a.argv))
     print(out["markdown"])
     print(f"\nwall time {time.time() - t0:.0f} s; {out['path']}, {out['figures'][-1]} and each cell's report.md")
@@ -126,10 +201,13 @@ def _references(spec: str | None) -> list[str]:
 def _check_runs_args(a: argparse.Namespace, probe: bool = True) -> None:
     from .errors import ConfigError
 
-    if a.workers < 1:
-        raise ConfigError(f"--workers {a.workers}: need at least 1")
-    if probe and a.probe_images < 1:
-        raise ConfigError(f"--probe-images {a.probe_images}: need at least 1 image")
+    if a.jobs < 1:
+        raise ConfigError(f"--jobs {a.jobs}: need at least 1 (runs trained at once)")
+    if probe and a.images < 1:
+        raise ConfigError(f"--images {a.images}: need at least 1 image")
+    if a.resume and a.overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other: keep finished runs (--resume) or train "
+                          "everything again (--overwrite)")
 
 
 def _check_optimizers(names: list[str]) -> None:
@@ -152,8 +230,9 @@ def cmd_tune(a: argparse.Namespace) -> int:
 
     _check_runs_args(a, probe=False)
     study = load_study(a.study)
+    _refuse_existing(a, Path(a.out) / "tune")
     t0 = time.time()
-    tune(study, a.out, workers=a.workers, progress=not a.no_progress,
+    tune(study, a.out, workers=a.jobs, progress=not a.no_progress, overwrite=a.overwrite,
          command="python -m ltlab " + " ".join(shlex.quote(x) for x in a.argv))
     print((Path(a.out) / "tune" / "tune.md").read_text())
     print(f"wall time {time.time() - t0:.0f} s; selected configurations: {Path(a.out) / 'tune' / 'tuned.yaml'}")
@@ -168,11 +247,13 @@ def cmd_study(a: argparse.Namespace) -> int:
 
     _check_runs_args(a, probe=False)
     study = load_study(a.study)
+    _refuse_existing(a, a.out)
     command = "python -m ltlab " + " ".join(shlex.quote(x) for x in a.argv)
     t0 = time.time()
-    tune(study, a.out, workers=a.workers, progress=not a.no_progress, command=command)
+    tune(study, a.out, workers=a.jobs, progress=not a.no_progress, command=command, overwrite=a.overwrite)
     t1 = time.time()
-    evaluate(study, Path(a.out) / "tune" / "tuned.yaml", a.out, workers=a.workers, progress=not a.no_progress)
+    evaluate(study, Path(a.out) / "tune" / "tuned.yaml", a.out, workers=a.jobs, progress=not a.no_progress,
+             overwrite=a.overwrite)
     t2 = time.time()
     report = write_study_report(study, a.out, command=command,
                                 timing={"tune": t1 - t0, "evaluate": t2 - t1})
@@ -234,7 +315,7 @@ def cmd_probe(a: argparse.Namespace) -> int:
 def cmd_figures(a: argparse.Namespace) -> int:
     from .reports.figures import all_figures
 
-    for p in all_figures(a.runs, a.out, setups_dir=a.setups):
+    for p in all_figures(a.runs_dir, a.out, setups_dir=a.setups):
         print(f"figure: {p}")
     return 0
 
@@ -256,9 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train one run")
     _add_config_args(t)
-    t.add_argument("--out", default=None, help="run directory")
-    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
-    t.add_argument("--overwrite", action="store_true", help="delete the run already in OUT and start over")
+    t.add_argument("--out", default=None, help="run directory (default: a new directory under runs/)")
+    t.add_argument("--resume", action="store_true",
+                   help="OUT holds this run: continue it from OUT/checkpoints/last.pt (a finished run is kept)")
+    t.add_argument("--overwrite", action="store_true", help="OUT holds a run: delete it and train again")
     t.set_defaults(func=cmd_train)
 
     c = sub.add_parser("compare", help="train several optimizers with the same seeds and data")
@@ -267,8 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated registry names or import paths package.module:Class (default: the "
                         "config's base optimizer, sam, rsam, gnm)")
     _add_runs_args(c, seeds=1, out="runs/compare")
-    c.add_argument("--overwrite", action="store_true", help="start over runs that already exist in OUT")
-    c.add_argument("--reuse", action="store_true", help="keep finished runs in OUT, train only the missing ones")
+    _renamed(c, "--reuse", "--resume", " (the re-run rule of every command)", takes_value=False)
     c.add_argument("--no-figures", action="store_true", help="report without figures (they go to OUT/figures)")
     c.add_argument("--reference", default=None, metavar="linear,compute",
                    help="also train reference rows on the same seeds: linear = the linear probe (the base run with "
@@ -284,7 +365,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="swept keys: METHOD:optimizer.method.rho=0.05,0.5 for one method's own option, KEY=V1,V2 "
                         "(e.g. data.imbalance_ratio=10,50) for every run; overrides go before --grid")
     _add_runs_args(w, seeds=3, out="runs/sweep")
-    w.add_argument("--overwrite", action="store_true", help="train every run of the grid again")
     w.set_defaults(func=cmd_sweep)
 
     for name, fn, text in (("tune", cmd_tune, "select every method's options on validation (a study file's grids)"),
@@ -293,31 +373,33 @@ def build_parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=text)
         s.add_argument("study", help="study file (YAML), e.g. studies/synthetic.yaml")
         s.add_argument("--out", default="runs/study", help="where the runs and the report go (default runs/study)")
-        s.add_argument("--workers", type=int, default=1, help="runs trained at once, in separate processes")
+        _add_jobs_arg(s)
+        _add_rerun_args(s)
         s.add_argument("--no-progress", action="store_true", help="no progress bar")
         s.set_defaults(func=fn)
 
     rp = sub.add_parser("report", help="report.md from a directory of runs: mean ± std, paired CIs, verdicts")
-    rp.add_argument("runs_dir")
+    rp.add_argument("runs_dir", metavar="RUNS", help="directory of finished runs (compare's --out)")
     rp.add_argument("--out", default=None, help="report path (default RUNS_DIR/report.md)")
     rp.add_argument("--base", default=None, help="optimizer to pair against (default: the config's base)")
-    rp.add_argument("--interval", choices=("t", "bootstrap"), default="t")
-    rp.add_argument("--no-figures", action="store_true")
+    rp.add_argument("--interval", choices=("t", "bootstrap"), default="t",
+                    help="paired 95%% interval: Student t (default) or a percentile bootstrap of the paired differences")
+    rp.add_argument("--no-figures", action="store_true", help="write the report without its figures")
     rp.set_defaults(func=cmd_report)
 
     r = sub.add_parser("pretrain", help="rebuild the bundled backbone on the synthetic source task")
     r.add_argument("--out", default=None, help="where the weights go (.pt; a .yaml record is written beside)")
     r.add_argument("--replace-bundled", action="store_true", help="overwrite the bundled ltlab-tiny weights")
-    r.add_argument("--epochs", type=int, default=8)
-    r.add_argument("--n-per-class", type=int, default=400)
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--epochs", type=int, default=8, help="epochs on the source task (default 8)")
+    r.add_argument("--n-per-class", type=int, default=400, help="source-task images per class (default 400)")
+    r.add_argument("--seed", type=int, default=0, help="seed of the source task and the weights (default 0)")
     r.add_argument("--texture-weight", type=float, default=1.0,
                    help="weight of the dense texture objective on the mean patch token (the bundled backbone: 1; "
                         "0 = the [CLS] objective only)")
     r.set_defaults(func=cmd_pretrain)
 
     q = sub.add_parser("probe", help="flatness probes of a trained run (results under RUN_DIR/probes)")
-    q.add_argument("run_dir")
+    q.add_argument("run_dir", metavar="RUN", help="one finished run's directory")
     q.add_argument("--what", default="eig,trace,sharpness", metavar="LIST",
                    help="comma-separated probes (default eig,trace,sharpness) from: " + ", ".join(_probe_names()))
     q.add_argument("--images", default=str(BUDGET.images),
@@ -328,15 +410,17 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--split", choices=("train", "val", "test"), default="train",
                    help="which split to probe (train: the training images with evaluation transforms)")
     q.add_argument("--steps", type=int, default=BUDGET.surface_steps, help="grid points per axis for surfaces")
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--seed", type=int, default=0, help="seed of the image subset and the random directions")
     q.add_argument("--loss", choices=("ce", "train"), default="ce",
                    help="probe plain CE (default) or the loss the run was trained with (deterministic form)")
-    q.add_argument("--no-progress", action="store_true")
+    q.add_argument("--no-progress", action="store_true", help="no progress bar")
     q.set_defaults(func=cmd_probe)
 
     f = sub.add_parser("figures", help="regenerate figures from run directories, without Jupyter")
-    f.add_argument("--runs", default="runs/demo")
-    f.add_argument("--out", default="figures")
+    f.add_argument("runs_dir", metavar="RUNS", nargs="?", default="runs/demo",
+                   help="directory of finished runs (default runs/demo)")
+    f.add_argument("--out", default="figures", help="where the figures go (default figures)")
+    _renamed(f, "--runs", "the positional RUNS", " (as in ltlab report RUNS): ltlab figures RUNS")
     f.add_argument("--setups", default="runs/lpt_vs_vpt",
                    help="VPT / LPT setup runs of bench/lpt_vs_vpt.py (figure lpt_vs_vpt_*; skipped when absent)")
     f.set_defaults(func=cmd_figures)
@@ -365,7 +449,10 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    a = parser.parse_args(argv)
+    try:
+        a = parser.parse_args(argv)
+    except SystemExit as e:  # argparse's own errors (exit 2, usage printed) and --help / --version (exit 0)
+        return int(e.code or 0)
     a.argv = argv
     if a.list_presets:
         from .config import list_presets

@@ -1,7 +1,7 @@
 """A method defined outside ltlab, in one file: SAM with its radius halved every `halve_every` epochs.
 
 tests/test_own_method.py names it by import path (``optimizer.name=own_method:HalvedSAM``) and runs it
-through train -> compare --workers 2 -> report -> figures, with no other file of ltlab touched.
+through train -> compare -j 2 -> report -> figures, with no other file of ltlab touched.
 """
 import torch
 

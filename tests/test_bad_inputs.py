@@ -57,7 +57,7 @@ def test_report_and_figures_on_a_summary_that_is_not_a_mapping(tmp_path, finishe
     (d / "sam-s0" / "summary.json").write_text("[]")
     assert main(["report", str(d), "--no-figures"]) == 2
     assert "summary.json does not hold" in capsys.readouterr().err
-    assert main(["figures", "--runs", str(d), "--out", str(tmp_path / "f")]) == 2
+    assert main(["figures", str(d), "--out", str(tmp_path / "f")]) == 2
 
 
 def test_report_base_that_does_not_exist(finished, capsys):

@@ -58,7 +58,7 @@ def test_probes_vs_peers_quick(tmp_path):
 def test_lpt_vs_vpt_quick(tmp_path):
     out = run(BENCH / "lpt_vs_vpt.py", "--quick", "--seeds", "1", "--out", tmp_path / "runs", "--figures",
               tmp_path / "fig", cwd=tmp_path)
-    assert "| lpt+gnm |" in out and (tmp_path / "fig" / "lpt_vs_vpt_quick.png").exists()
+    assert "| lpt+sgd − vpt+sgd |" in out and "▶" in out and (tmp_path / "fig" / "lpt_vs_vpt_quick.png").exists()
     assert "last epoch" in out
 
 

@@ -67,7 +67,7 @@ def test_two_phase_run_through_cli(tmp_path):
     assert torch.equal(p1["prompts"], p2["prompts"])  # the shared prompt stayed frozen in phase 2
     assert not torch.equal(p1["head.weight"], p2["head.weight"])
     # a finished LPT run of the same config is recognised (its directory holds phase 2's config), so compare
-    # --reuse and bench/lpt_vs_vpt.py keep it instead of training it again
+    # --resume and bench/lpt_vs_vpt.py keep it instead of training it again
     from ltlab.experiments.compare import finished_with
 
     cfg = load_config("lpt_synthetic", args[6:])

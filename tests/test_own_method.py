@@ -1,4 +1,4 @@
-"""A new method is one file: a toy method named by import path goes through train, compare --workers 2,
+"""A new method is one file: a toy method named by import path goes through train, compare -j 2,
 report and figures without an edit anywhere in ltlab (the method lives in tests/own_method.py)."""
 import json
 
@@ -30,7 +30,7 @@ def test_a_bad_option_exits_2_naming_the_valid_ones(tmp_path, capsys, bad, words
 @pytest.mark.slow
 def test_a_method_from_outside_goes_through_train_compare_report_figures(tmp_path, capsys):
     out = tmp_path / "cmp"
-    code = main(["compare", *TINY, "--optimizers", f"sgd,{NAME}", "--seeds", "2", "--workers", "2",
+    code = main(["compare", *TINY, "--optimizers", f"sgd,{NAME}", "--seeds", "2", "-j", "2",
                  "--out", str(out), "--no-progress"])
     printed = capsys.readouterr().out
     assert code == 0
@@ -44,5 +44,5 @@ def test_a_method_from_outside_goes_through_train_compare_report_figures(tmp_pat
     report = (out / "report.md").read_text()
     assert "**halvedsam** vs sgd (n = 2 paired seeds)" in report
     assert (out / "figures" / "perclass_synthetic.png").exists() and (out / "figures" / "headtail_synthetic.png").exists()
-    assert main(["figures", "--runs", str(out), "--out", str(tmp_path / "figs"), "--setups", str(tmp_path / "none")]) == 0
+    assert main(["figures", str(out), "--out", str(tmp_path / "figs"), "--setups", str(tmp_path / "none")]) == 0
     assert (tmp_path / "figs" / "cost_synthetic.png").exists()

@@ -358,7 +358,7 @@ def test_probe_on_a_run_without_checkpoints(tmp_path, capsys):
 def test_figures_on_nothing_says_so(tmp_path, capsys, make):
     if make == "empty":
         (tmp_path / "runs").mkdir()
-    assert main(["figures", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "fig")]) == 2
+    assert main(["figures", str(tmp_path / "runs"), "--out", str(tmp_path / "fig")]) == 2
     assert "no finished runs" in capsys.readouterr().err or make == "missing"
 
 
@@ -441,8 +441,8 @@ def test_data_loader_workers_change_nothing_and_resume_is_exact_with_any_count(t
 
 @pytest.mark.full
 def test_ctrl_c_on_a_parallel_compare_ends_every_worker_and_a_rerun_trains_only_what_is_missing(tmp_path):
-    """Ctrl-C (SIGINT to the parent only, as `timeout -s INT` sends it) during `compare --workers 2`: the parent
-    exits 130 within the grace period, no worker survives it, finished runs are kept, and --reuse trains the rest."""
+    """Ctrl-C (SIGINT to the parent only, as `timeout -s INT` sends it) during `compare -j 2`: the parent
+    exits 130 within the grace period, no worker survives it, finished runs are kept, and --resume trains the rest."""
     import time
 
     psutil = pytest.importorskip("psutil")
@@ -451,7 +451,7 @@ def test_ctrl_c_on_a_parallel_compare_ends_every_worker_and_a_rerun_trains_only_
     ti = ["epochs=12", "data.num_classes=5", "data.n_max=120", "data.imbalance_ratio=5", "data.val_per_class=4",
           "data.test_per_class=4", "eval.train_images=16", "batch_size=16", "save_every=0", "log=jsonl"]
     cmd = [sys.executable, "-m", "ltlab", "compare", *ti, "--optimizers", "sgd,sam,gnm,rsam", "--seeds", "2",
-           "--workers", "2", "--out", str(out), "--no-progress", "--no-figures"]
+           "-j", "2", "--out", str(out), "--no-progress", "--no-figures"]
     # SIGINT as in a terminal: a shell that starts a job in the background (CI may) leaves SIGINT ignored in its
     # children, and Python then never raises KeyboardInterrupt; the user's Ctrl-C case has the default disposition
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -467,6 +467,6 @@ def test_ctrl_c_on_a_parallel_compare_ends_every_worker_and_a_rerun_trains_only_
     time.sleep(1)
     alive = [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
     assert not alive, alive
-    assert subprocess.run(cmd + ["--reuse"], capture_output=True, text=True).returncode == 0
+    assert subprocess.run(cmd + ["--resume"], capture_output=True, text=True).returncode == 0
     assert len(list(out.glob("*/summary.json"))) == 8
     assert all(p.stat().st_mtime_ns == t for p, t in finished.items())  # kept, not trained again

@@ -192,7 +192,7 @@ def test_study_end_to_end(tmp_path):
     eq = yaml.safe_load((out / "eval" / "equal-compute-s7" / "config.yaml").read_text())
     assert eq["epochs"] == 2 and eq["optimizer"]["name"] == "sgd"
     stamp = {q: q.stat().st_mtime_ns for q in out.glob("**/summary.json")}
-    assert main(["study", str(p), "--out", str(out), "--no-progress"]) == 0  # trains nothing
+    assert main(["study", str(p), "--out", str(out), "--no-progress", "--resume"]) == 0  # trains nothing
     assert stamp == {q: q.stat().st_mtime_ns for q in out.glob("**/summary.json")}
 
 

@@ -45,12 +45,16 @@ def test_sweep_trains_the_grid_reports_it_and_resumes_without_training(tmp_path,
     assert sorted(p.name for p in out.glob("*-s*")) == ["gnm_rho0.005-s0", "gnm_rho0.005-s1", "gnm_rho0.05-s0",
                                                        "gnm_rho0.05-s1", "sgd-s0", "sgd-s1"]
     stamps = {p: os.stat(p).st_mtime_ns for p in out.glob("*/summary.json")}
-    assert main(args) == 0  # a rerun trains nothing
+    capsys.readouterr()
+    assert main(args) == 2  # the re-run rule: OUT holds runs, so say which of --resume / --overwrite
+    assert "--resume" in capsys.readouterr().err
+    assert main(args + ["--resume"]) == 0  # a rerun trains nothing
     assert {p: os.stat(p).st_mtime_ns for p in out.glob("*/summary.json")} == stamps
-    assert (out / "sweep.md").read_text().split("## Grid")[0].split("Made by")[1] == text.split("## Grid")[0].split("Made by")[1]
+    again = (out / "sweep.md").read_text().replace(" --resume`", "`")  # the same report; only the command differs
+    assert again.split("## Grid")[0].split("Made by")[1] == text.split("## Grid")[0].split("Made by")[1]
     # a finished run of another config in the way: refused (exit 2), nothing replaced, unless --overwrite
     capsys.readouterr()
-    assert main(["sweep", *QUICK, "epochs=2", *args[1 + len(QUICK):]]) == 2
+    assert main(["sweep", *QUICK, "epochs=2", *args[1 + len(QUICK):], "--resume"]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert {p: os.stat(p).st_mtime_ns for p in out.glob("*/summary.json")} == stamps
 
@@ -85,7 +89,7 @@ def test_a_changed_grid_does_not_leave_old_variants_in_a_cell(tmp_path, capsys):
 
     base = ["sweep", *QUICK, "save_every=0", "log=jsonl", "--seeds", "1", "--optimizers", "sgd,sam", "--out", str(tmp_path / "o"), "--no-progress"]
     assert main(base + ["--grid", "sam:optimizer.method.rho=0.1,0.2"]) == 0
-    assert main(base + ["--grid", "sam:optimizer.method.rho=0.2"]) == 2
+    assert main(base + ["--grid", "sam:optimizer.method.rho=0.2", "--resume"]) == 2
     assert "not in this grid" in capsys.readouterr().err
     assert main(base + ["--grid", "sam:optimizer.method.rho=0.2", "--overwrite"]) == 0
     report = (tmp_path / "o" / "report.md").read_text()

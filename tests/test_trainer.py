@@ -123,7 +123,7 @@ def test_cli_missing_data_exits_2(capsys, tmp_path):
 def test_cli_compare_writes_table_csv_and_figures(tmp_path, capsys, workers):
     # workers=2: two processes train, then two probe
     rc = main(["compare", "--optimizers", "sgd,gnm", "--out", str(tmp_path / "cmp"), "--no-progress", "--probe",
-               "--probe-images", "16", "--workers", str(workers), *TINY, "epochs=1"])
+               "--images", "16", "-j", str(workers), *TINY, "epochs=1"])
     assert rc == 0
     out = capsys.readouterr().out
     assert "| sgd |" in out and "| gnm |" in out and "lambda_max" in out and "lambda_min" in out

@@ -1,7 +1,7 @@
 """The fair study: every method tuned on validation with the same budget, then evaluated on fresh seeds.
 
-    python -m ltlab tune  studies/synthetic.yaml --out runs/study [--workers 2]   # selection (validation only)
-    python -m ltlab study studies/synthetic.yaml --out runs/study [--workers 2]   # tune, evaluate, probe, report
+    python -m ltlab tune  studies/synthetic.yaml --out runs/study [-j 2] [--resume]   # selection (validation only)
+    python -m ltlab study studies/synthetic.yaml --out runs/study [-j 2] [--resume]   # tune, evaluate, probe, report
 
 A study file (YAML) declares, before anything is trained: the preset, the methods (the first is the base),
 the selection score, the tuning seeds, the shared lr values, the base's lr values, each method's own option
@@ -176,11 +176,14 @@ def validation_score(run_dir: str | Path, score: str) -> float:
     return float(summary["val"][score])
 
 
-def tune(study: Study, out: str | Path, workers: int = 1, progress: bool = True, command: str = "") -> dict[str, Any]:
+def tune(study: Study, out: str | Path, workers: int = 1, progress: bool = True, command: str = "",
+         overwrite: bool = False) -> dict[str, Any]:
     """Train what is missing of every grid on the tuning seeds, select each method's best configuration by mean
-    validation score, and write OUT/tune/{tuned.yaml, tune.json, tune.md, tune.png}; returns tune.json's dict."""
+    validation score, and write OUT/tune/{tuned.yaml, tune.json, tune.md, tune.png}; returns tune.json's dict.
+    overwrite=True trains every run again."""
     jobs = tuning_jobs(study, out)
-    run_jobs([(cfg, path) for _, _, cfg, path in jobs], progress=progress, workers=workers, keep=True)
+    run_jobs([(cfg, path) for _, _, cfg, path in jobs], progress=progress, workers=workers, keep=True,
+             overwrite=overwrite)
     table: dict[str, list[dict[str, Any]]] = {m: [] for m in study.methods}
     for m in study.methods:
         for values in study.grid(m):
@@ -246,14 +249,14 @@ def tune_markdown(study: Study, table: dict[str, list[dict[str, Any]]], chosen: 
 
 # -- evaluation --------------------------------------------------------------------------------------------
 def evaluate(study: Study, tuned: str | Path, out: str | Path, workers: int = 1, progress: bool = True,
-             ) -> list[dict[str, Any]]:
+             overwrite: bool = False) -> list[dict[str, Any]]:
     """Every method at its selected configuration (the preset `tuned`) on the evaluation seeds, with the
     reference rows, into OUT/eval; then the probes of every prompted run. Finished runs of the same config are
-    kept (a rerun trains only what is missing)."""
+    kept (a rerun trains only what is missing); overwrite=True trains every run again."""
     configs = method_configs(str(tuned), study.methods)
     base = configs[study.base]
     rows = compare(base, study.methods, seeds=study.seeds, out=Path(out) / "eval", progress=progress, workers=workers,
-                   reuse=True, reference=study.references, configs=configs, redraw_data=study.redraw_data)
+                   reuse=not overwrite, overwrite=overwrite, reference=study.references, configs=configs, redraw_data=study.redraw_data)
     from ..results.probing import add_flatness_columns
 
     add_flatness_columns(rows, study.probe_images, progress=progress, workers=workers)

@@ -2,7 +2,7 @@
 
     python -m ltlab sweep --optimizers sgd,sam,gnm --seeds 3 \
         --grid sam:optimizer.method.rho=0.05,0.5 gnm:optimizer.method.rho=0.005,0.05 data.imbalance_ratio=10,50 \
-        --out runs/sweep [--probe] [--workers 2] [--overwrite]
+        --out runs/sweep [--probe] [-j 2] [--resume | --overwrite]
 
 A key with a method prefix (`sam:...`) is that method's own (it must be an `optimizer.` key, so the
 task stays the base run's); a key without one is shared by every run. Each combination of the shared
@@ -127,23 +127,24 @@ def plan(cfg: ExperimentConfig, optimizers: list[str], grid: list[str], out: str
     return cells
 
 
-def run_sweep(cfg: ExperimentConfig, optimizers: list[str], grid: list[str], seeds: int, out: str | Path,
+def run_sweep(cfg: ExperimentConfig, optimizers: list[str], grid: list[str], seeds: int | list[int], out: str | Path,
               workers: int = 1, probe: int | None = None, overwrite: bool = False, progress: bool = True,
               command: str = "") -> dict[str, Any]:
     """Train (what is missing of) the grid, probe it on request (probe = the number of probe images, 256 in the
-    CLI; None: no probes), write each cell's report and OUT/sweep.md."""
+    CLI; None: no probes), write each cell's report and OUT/sweep.md. seeds: a count from cfg.seed, or the seeds."""
     from ..reports import write_report
     from .compare import run_jobs
     from ..results import run_name
 
-    if seeds < 1:
+    if isinstance(seeds, int) and seeds < 1 or not isinstance(seeds, int) and not seeds:
         raise ConfigError(f"--seeds {seeds}: need at least one seed")
+    seeds = [cfg.seed + k for k in range(seeds)] if isinstance(seeds, int) else list(seeds)
     cells = plan(cfg, optimizers, grid, out)
     jobs = []
     for cell in cells:
         for v in (cell.base, *cell.variants):
-            for k in range(seeds):
-                run_cfg = dataclasses.replace(v.cfg, seed=cfg.seed + k)
+            for seed in seeds:
+                run_cfg = dataclasses.replace(v.cfg, seed=seed)
                 jobs.append((run_cfg, str(cell.path / run_name(v.label, run_cfg.seed))))
     _stale_runs(cells, {path for _, path in jobs}, overwrite)
     rows = run_jobs(jobs, progress=progress, overwrite=overwrite, workers=workers, keep=True)

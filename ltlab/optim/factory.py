@@ -4,7 +4,7 @@ The registry is the only list of methods: config validation, the CLI's ``--optim
 colours, the figures' order and the report read it. A method's options and their defaults are the
 keyword arguments of its class (``method_options``), never a second table. A method defined outside
 ltlab is named by its import path, ``"mypkg.mymethod:HalvedSAM"`` (any `PerturbedOptimizer` subclass),
-and works everywhere a registered name does, ``compare --workers N`` processes included.
+and works everywhere a registered name does, ``compare -j N`` processes included.
 """
 from __future__ import annotations
 
