@@ -3,9 +3,9 @@ PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 PINNED := torch==2.14.1 torchvision==0.29.1
-# optional extras of ltlab to install beside dev (.ci/run adds mlflow: make setup EXTRAS=dev,mlflow); one stamp per
-# set of extras, so a venv set up without an extra gets it when a later make asks for it
-EXTRAS ?= dev
+# extras of ltlab to install: dev (the test tools) and peers (pyhessian, GPL-3.0, the probes' cross-check); .ci/run
+# adds mlflow. One stamp per set of extras, so a venv set up without an extra gets it when a later make asks for it
+EXTRAS ?= dev,peers
 comma := ,
 STAMP := $(VENV)/.ltlab-installed-$(subst $(comma),-,$(EXTRAS))
 # make test's pytest processes (pytest-xdist): the notebooks, which share their smoke runs directory, run one after
@@ -14,11 +14,10 @@ TEST_WORKERS ?= 2
 
 .PHONY: setup demo probes family study docs test test-full test-fast test-regime test-long lab figures report bench tensorboard clean
 
-# uv (from PyPI) installs in parallel, with the sources pip is configured with (.ci/uv_flags.py): 43-60 s here
-# against pip's 217 s; pip is the fallback. torch/torchvision pinned to the pair that installs from local files
-# on the dev machines, unpinned if that pair is not there. Bytecode is compiled at install: where
-# PYTHONDONTWRITEBYTECODE is set, as on the dev machines, every import would compile from source otherwise
-# (a notebook kernel took 330 s instead of 30 under nbmake).
+# uv (from PyPI) installs in parallel, with the sources pip is configured with (.ci/uv_flags.py); pip is the
+# fallback. torch/torchvision are pinned to a tested pair where a package index offers it, unpinned otherwise.
+# Bytecode is compiled at install: where PYTHONDONTWRITEBYTECODE is set, every import would compile from source
+# otherwise (a notebook kernel took 330 s instead of 30 under nbmake).
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	($(BIN)/pip install -q uv && $(BIN)/uv pip install -q --python $(BIN)/python --compile-bytecode \

@@ -315,7 +315,11 @@ def cmd_probe(a: argparse.Namespace) -> int:
 def cmd_figures(a: argparse.Namespace) -> int:
     from .reports.figures import all_figures
 
-    for p in all_figures(a.runs_dir, a.out, setups_dir=a.setups):
+    runs = a.runs_dir
+    if runs is None:  # the study's evaluation runs (make study) when present, else the demo's
+        study = Path("runs/study/eval")
+        runs = str(study) if any(study.glob("*/summary.json")) else "runs/demo"
+    for p in all_figures(runs, a.out, setups_dir=a.setups):
         print(f"figure: {p}")
     return 0
 
@@ -417,8 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_probe)
 
     f = sub.add_parser("figures", help="regenerate figures from run directories, without Jupyter")
-    f.add_argument("runs_dir", metavar="RUNS", nargs="?", default="runs/demo",
-                   help="directory of finished runs (default runs/demo)")
+    f.add_argument("runs_dir", metavar="RUNS", nargs="?", default=None,
+                   help="directory of finished runs (default: runs/study/eval when make study made it, else runs/demo)")
     f.add_argument("--out", default="figures", help="where the figures go (default figures)")
     _renamed(f, "--runs", "the positional RUNS", " (as in ltlab report RUNS): ltlab figures RUNS")
     f.add_argument("--setups", default="runs/lpt_vs_vpt",

@@ -164,7 +164,6 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "model.head": ("cosine", "linear"),
     "model.pool": ("cls", "cls+prompts"),
     "loss.name": ("ce", "ldam", "gcl", "agcl", "logit_adjusted", "balanced_softmax"),
-    "optimizer.base": ("sgd", "adamw"),
     "optimizer.schedule": ("cosine", "constant"),
     "optimizer.ascent": ("sync", "local"),
     "precision": ("fp32", "bf16", "fp16"),
@@ -172,6 +171,17 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "eval.select": ("last", "best_val"),
     "log": ("jsonl", "tensorboard", "mlflow"),
 }
+
+
+def _choices(key: str) -> tuple[str, ...] | None:
+    """The allowed values of a key with a fixed set; optimizer.base: the registry's plain base optimizers."""
+    if key == "optimizer.base":
+        from .optim import OPTIMIZERS
+
+        return tuple(n for n, info in OPTIMIZERS.items() if info.base == n)
+    return _CHOICES.get(key)
+
+
 # key -> (lowest allowed, inclusive?)
 _LOWER: dict[str, tuple[float, bool]] = {
     "epochs": (1, True), "batch_size": (1, True), "accum_steps": (1, True), "eval_every": (1, True), "save_every": (0, True),
@@ -215,7 +225,7 @@ def _unknown(key: str) -> ConfigError:
 
 def coerce(key: str, value: Any, tp: Any) -> Any:
     """`value` read as type `tp` for config key `key` (its choices checked; `ltlab.values.coerce`)."""
-    return values.coerce(key, value, tp, _CHOICES.get(key))
+    return values.coerce(key, value, tp, _choices(key))
 
 
 def _apply(obj: Any, data: dict[str, Any], prefix: str = "") -> None:
@@ -276,10 +286,11 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         if isinstance(value, list):
             coerce(key, value, list[str])  # each item checked against the choices
             continue
-        if key in _CHOICES and value not in _CHOICES[key]:
-            near = difflib.get_close_matches(str(value), _CHOICES[key], n=1)
+        allowed = _choices(key)
+        if allowed is not None and value not in allowed:
+            near = difflib.get_close_matches(str(value), allowed, n=1)
             hint = f" (did you mean '{near[0]}'?)" if near else ""
-            raise ConfigError(f"{key}={value!r} is not allowed; choose one of {', '.join(_CHOICES[key])}{hint}")
+            raise ConfigError(f"{key}={value!r} is not allowed; choose one of {', '.join(allowed)}{hint}")
         if value is None or isinstance(value, (str, bool)):
             continue
         if key in _LOWER:
@@ -438,7 +449,7 @@ def _merge(dst: dict[str, Any], src: dict[str, Any]) -> None:
     """src over dst (a config over its base, overrides over a config). A method's options never carry over to
     another method: when src names another optimizer, dst's optimizer.method (and old flat method keys) go."""
     new, old = src.get("optimizer"), dst.get("optimizer")
-    if isinstance(new, dict) and isinstance(old, dict) and "name" in new and new["name"] != old.get("name", "sgd"):
+    if isinstance(new, dict) and isinstance(old, dict) and "name" in new and new["name"] != old.get("name", OptimizerConfig.name):
         for k in ("method", *LEGACY_OPTIMIZER_KEYS):
             old.pop(k, None)
     _deep_update(dst, src)
@@ -509,7 +520,7 @@ def load_config(name_or_path: str = "synthetic", overrides: typing.Iterable[str]
     named = (given.get("optimizer") or {}).get("name") if isinstance(given.get("optimizer"), dict) else None
     if named is not None:
         _merge(data, {"optimizer": {"name": named}})
-    name = str((data.get("optimizer") or {}).get("name", "sgd"))
+    name = str((data.get("optimizer") or {}).get("name", OptimizerConfig.name))
     if name in blocks:
         try:
             _merge(data, copy.deepcopy(blocks[name]))

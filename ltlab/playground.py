@@ -34,11 +34,15 @@ FLAT = (0.9, -0.5, 1.0, 1.0)  # wide and slightly shallower
 START = (-0.55, 0.95)  # next to the sharp basin
 GNM_SIGMA = 1 / 3  # GNM-PT's noise std before the clamp (the paper's value)
 
-# The lesson's settings, chosen with `sweep` (notebook 00 reruns it): lr 0.05, momentum 0.9, 400 steps
-# from START. At these radii SAM and GNM leave the sharp basin for the flat one in every seed swept,
-# while SGD stays in the sharp one; RSAM with small sigma behaves like SAM. Larger SAM radii stall.
-LESSON = {"lr": 0.05, "momentum": 0.9, "steps": 400,
-          "radius": {"sam": 0.3, "rsam": 0.3, "gnm": 0.5}, "rsam_sigma": 0.1}
+# The lesson's settings (its preset: the one place that names its methods), chosen with `sweep` (notebook 00
+# reruns it): lr 0.05, momentum 0.9, 400 steps from START. At these radii SAM and GNM leave the sharp basin for
+# the flat one in every seed swept, while the base (SGD) stays in the sharp one; RSAM with small sigma behaves
+# like SAM. Larger SAM radii stall. "neighbourhood" says how each method's neighbourhood is drawn: the ball and
+# its worst point, a cloud of random points, or a smoothing cloud and then the ball's ascent point.
+LESSON = {"lr": 0.05, "momentum": 0.9, "steps": 400, "base": "sgd",
+          "radius": {"sam": 0.3, "rsam": 0.3, "gnm": 0.5}, "sigma": {"rsam": 0.1, "gnm": GNM_SIGMA},
+          "neighbourhood": {"sam": "ball", "gnm": "cloud", "rsam": "smoothed ball"}}
+SLIDER_OPTIONS = ("rho", "sigma")  # lesson_runs' per-method overrides: <method>_rho, <method>_sigma
 
 
 def two_minima_loss(w: torch.Tensor) -> torch.Tensor:
@@ -112,6 +116,27 @@ def rsam_ascent(w, rho: float, sigma: float, n: int = 200, seed: int = 0) -> tup
     cloud = w + sigma * np.linalg.norm(w) * torch.randn(n, 2, generator=g, dtype=torch.float64).numpy()
     gbar = np.mean([gradient(c) for c in cloud], axis=0)
     return cloud, w + rho * gbar / (np.linalg.norm(gbar) + 1e-12)
+
+
+def lesson_neighbourhoods(w, **overrides) -> list[dict]:
+    """The panels of ``ltlab.plots.playground.neighbourhoods`` at w for every lesson method with a radius, drawn
+    as LESSON["neighbourhood"] says: "ball" (the rho-ball and its one-step worst point), "cloud" (the points
+    where a noise-averaging method may take its gradient), "smoothed ball" (the smoothing cloud, then the
+    ascent point of the smoothed gradient)."""
+    panels = []
+    for m, o in lesson_options(**overrides).items():
+        kind, rho, sigma = LESSON["neighbourhood"][m], o["rho"], o.get("sigma")
+        if kind == "ball":
+            panels.append({"name": m, "ball": rho, "point": sam_worst_point(w, rho),
+                           "title": f"{m.upper()}: ball of radius ρ = {rho:g},\ngradient at its worst point w + ρ g/‖g‖"})
+        elif kind == "cloud":
+            panels.append({"name": m, "cloud": gnm_cloud(w, rho, sigma),
+                           "title": f"{m.upper()}: gradient at ONE random point\nof the clamped Gaussian cloud (1 pass)"})
+        else:
+            cloud, point = rsam_ascent(w, rho, sigma)
+            panels.append({"name": m, "cloud": cloud, "point": point,
+                           "title": f"{m.upper()}: smooth with random noise,\nthen ascend as in a ball (2 passes)"})
+    return panels
 
 
 @lru_cache(maxsize=1)
@@ -189,32 +214,46 @@ def run_optimizer(name: str, start: tuple[float, float] = START, lr: float = 0.0
     return Trajectory(name, np.array(path), np.array(losses))
 
 
+def lesson_methods() -> list[str]:
+    """The lesson's methods: its base, then every method with a radius."""
+    return [LESSON["base"], *LESSON["radius"]]
+
+
+def lesson_options(**overrides) -> dict[str, dict[str, float]]:
+    """{method: {rho, sigma}} at the lesson's settings, with overrides <method>_rho / <method>_sigma."""
+    opts = {m: {"rho": LESSON["radius"][m], **({"sigma": LESSON["sigma"][m]} if m in LESSON["sigma"] else {})}
+            for m in LESSON["radius"]}
+    for key, value in overrides.items():
+        method, _, option = key.rpartition("_")
+        if method not in opts or option not in SLIDER_OPTIONS:
+            raise TypeError(f"{key}: not a lesson option; use <method>_rho or <method>_sigma with a method from "
+                            f"{', '.join(opts)}")
+        opts[method][option] = value
+    return opts
+
+
 def lesson_runs(seed: int = 0, **overrides) -> dict[str, Trajectory]:
-    """SGD, SAM, RSAM and GNM at the lesson's settings (``LESSON``); overrides: lr, momentum, steps,
-    sam_rho, rsam_rho, rsam_sigma, gnm_rho."""
-    s = {"lr": LESSON["lr"], "momentum": LESSON["momentum"], "steps": LESSON["steps"],
-         "sam_rho": LESSON["radius"]["sam"], "rsam_rho": LESSON["radius"]["rsam"],
-         "rsam_sigma": LESSON["rsam_sigma"], "gnm_rho": LESSON["radius"]["gnm"], **overrides}
-    common = dict(lr=s["lr"], momentum=s["momentum"], steps=s["steps"], seed=seed)
-    return {"sgd": run_optimizer("sgd", **common),
-            "sam": run_optimizer("sam", rho=s["sam_rho"], **common),
-            "rsam": run_optimizer("rsam", rho=s["rsam_rho"], sigma=s["rsam_sigma"], **common),
-            "gnm": run_optimizer("gnm", rho=s["gnm_rho"], sigma=GNM_SIGMA, **common)}
+    """Every lesson method (``lesson_methods``) at the lesson's settings (``LESSON``); overrides: lr, momentum,
+    steps, and <method>_rho / <method>_sigma (e.g. sam_rho=0.8)."""
+    common = {k: overrides.pop(k, LESSON[k]) for k in ("lr", "momentum", "steps")}
+    opts = lesson_options(**overrides)
+    return {m: run_optimizer(m, seed=seed, **common, **opts.get(m, {})) for m in lesson_methods()}
 
 
-def sweep(names=("sam", "rsam", "gnm"), radii=(0.1, 0.2, 0.3, 0.5, 0.8, 1.2), seeds=range(3),
+def sweep(names=None, radii=(0.1, 0.2, 0.3, 0.5, 0.8, 1.2), seeds=range(3),
           lr: float = LESSON["lr"], momentum: float = LESSON["momentum"], steps: int = LESSON["steps"],
-          rsam_sigma: float = LESSON["rsam_sigma"]) -> list[dict]:
+          sigma: dict[str, float] | None = None) -> list[dict]:
     """Outcome counts over radii and seeds: one row per (method, radius) with the share of runs that
-    ended in the sharp basin, the flat basin or stalled, and the mean final loss. SGD and SAM are
-    deterministic, so they run once (the first seed)."""
+    ended in the sharp basin, the flat basin or stalled, and the mean final loss. names: the lesson's methods
+    with a radius by default; sigma: {method: sigma}, the lesson's by default. Deterministic methods (no random
+    perturbation: the class's ``stochastic`` is False) run once (the first seed)."""
     rows = []
     seeds = list(seeds)
-    for name in names:
+    sigma = {**LESSON["sigma"], **(sigma or {})}
+    for name in names or list(LESSON["radius"]):
         for r in radii:
-            runs = [run_optimizer(name, lr=lr, momentum=momentum, steps=steps, seed=s, rho=r,
-                                  sigma=rsam_sigma if name == "rsam" else (GNM_SIGMA if name == "gnm" else None))
-                    for s in (seeds if name in ("rsam", "gnm") else seeds[:1])]
+            runs = [run_optimizer(name, lr=lr, momentum=momentum, steps=steps, seed=s, rho=r, sigma=sigma.get(name))
+                    for s in (seeds if OPTIMIZERS[name].cls.stochastic else seeds[:1])]
             ends = [t.outcome for t in runs]
             rows.append({"method": name, "radius": r, "runs": len(runs),
                          **{k: ends.count(k) / len(runs) for k in ("sharp basin", "flat basin", "stalled")},
@@ -222,7 +261,7 @@ def sweep(names=("sam", "rsam", "gnm"), radii=(0.1, 0.2, 0.3, 0.5, 0.8, 1.2), se
     return rows
 
 
-def step_cost(names=("sgd", "sam", "rsam", "gnm"), steps: int = 30, batch: int = 512, width: int = 256,
+def step_cost(names=None, steps: int = 30, batch: int = 512, width: int = 256,
               seed: int = 0) -> dict[str, float]:
     """Measured seconds per step of each optimizer on a small MLP (3 layers of `width`, one batch):
     the cost of the extra forward/backward pass, which the 2-parameter toy is too small to show.
@@ -233,6 +272,7 @@ def step_cost(names=("sgd", "sam", "rsam", "gnm"), steps: int = 30, batch: int =
     torch.manual_seed(seed)
     model = torch.nn.Sequential(torch.nn.Linear(64, width), torch.nn.ReLU(), torch.nn.Linear(width, width),
                                 torch.nn.ReLU(), torch.nn.Linear(width, 10))
+    names = names or lesson_methods()
     opts = {n: create_optimizer(n, model.parameters(), lr=1e-3, seed=seed) for n in names}
     times: dict[str, list[float]] = {n: [] for n in names}
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import plots
-from .playground import LESSON, lesson_runs, loss_grid
+from .playground import LESSON, lesson_options, lesson_runs, loss_grid
 
 
 def _show(output, fig) -> None:
@@ -33,12 +33,15 @@ class PlaygroundExplorer:
 
     HELP = ("<b>SAM ρ</b>: radius of the ball whose worst point SAM's gradient is taken at. "
             "<b>RSAM ρ</b>: the same ball, after <b>RSAM σ</b>: the smoothing noise std, relative to ‖w‖. "
-            "<b>GNM ρ</b>: scale of GNM's noise, e = ρ·clamp(N(0, 1/9), −1, 1) per coordinate (std ≈ ρ/3). "
+            "<b>GNM ρ</b>: scale of GNM's noise, e = ρ·clamp(N(0, σ²), −1, 1) per coordinate (<b>GNM σ</b> = 1/3, "
+            "the paper's: std ≈ ρ/3). "
             "<b>show step</b>: walk the paths.")
 
+    RANGES = {"rho": (0.0, 2.0, 0.05, "ρ"), "sigma": (0.01, 0.5, 0.01, "σ")}
+
     def __init__(self, lr: float = LESSON["lr"], momentum: float = LESSON["momentum"], steps: int = LESSON["steps"],
-                 sam_rho: float = LESSON["radius"]["sam"], rsam_rho: float = LESSON["radius"]["rsam"],
-                 rsam_sigma: float = LESSON["rsam_sigma"], gnm_rho: float = LESSON["radius"]["gnm"], seed: int = 0):
+                 seed: int = 0, **options: float):
+        """options: a lesson method's starting value, e.g. sam_rho=0.8 (``ltlab.playground.lesson_options``)."""
         import ipywidgets as W
 
         self.seed = seed
@@ -48,12 +51,12 @@ class PlaygroundExplorer:
             "lr": W.FloatLogSlider(value=lr, base=10, min=-3, max=0, description="lr", style=style),
             "momentum": W.FloatSlider(value=momentum, min=0.0, max=0.95, step=0.05, description="momentum", style=style),
             "steps": W.IntSlider(value=steps, min=10, max=800, step=10, description="steps", style=style),
-            "sam_rho": W.FloatSlider(value=sam_rho, min=0.0, max=1.5, step=0.05, description="SAM ρ", style=style),
-            "rsam_rho": W.FloatSlider(value=rsam_rho, min=0.0, max=1.5, step=0.05, description="RSAM ρ", style=style),
-            "rsam_sigma": W.FloatSlider(value=rsam_sigma, min=0.01, max=0.5, step=0.01, description="RSAM σ",
-                                        style=style),
-            "gnm_rho": W.FloatSlider(value=gnm_rho, min=0.0, max=2.0, step=0.05, description="GNM ρ", style=style),
         }
+        for m, opts in lesson_options(**options).items():  # one slider per lesson method's option
+            for k, v in opts.items():
+                lo, hi, step, symbol = self.RANGES[k]
+                self.controls[f"{m}_{k}"] = W.FloatSlider(value=v, min=lo, max=hi, step=step,
+                                                          description=f"{m.upper()} {symbol}", style=style)
         self.step = W.IntSlider(value=steps, min=0, max=steps, description="show step", style=style)
         self.output = W.Output()
         self.trajectories: dict = {}
@@ -61,7 +64,8 @@ class PlaygroundExplorer:
             c.observe(lambda change: self.update(), names="value")
         self.step.observe(lambda change: self.redraw(), names="value")
         c = list(self.controls.values())
-        self.widget = W.VBox([W.HTML(self.HELP), W.HBox(c[:3]), W.HBox(c[3:5]), W.HBox(c[5:] + [self.step]),
+        rows = [c[i:i + 3] for i in range(0, len(c), 3)]
+        self.widget = W.VBox([W.HTML(self.HELP), *(W.HBox(r) for r in rows[:-1]), W.HBox(rows[-1] + [self.step]),
                               self.output])
         self.update()
 

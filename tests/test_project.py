@@ -59,7 +59,7 @@ def _deps_pyproject() -> set[str]:
     import tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    deps = project["dependencies"] + project["optional-dependencies"]["dev"]
+    deps = project["dependencies"] + project["optional-dependencies"]["dev"] + project["optional-dependencies"]["peers"]
     return {re.split(r"[<>=\[ ]", d.strip())[0].lower() for d in deps}
 
 

@@ -166,6 +166,8 @@ def test_tune_selects_on_validation_only(tmp_path, monkeypatch):
     ({"score": "top1"}, ["score='top1'"]),
     ({"methods": ["sgd", "sma"]}, ["sma"]),
     ({"evaluation": {"reference": ["linear"]}}, ["evaluation.reference"]),
+    ({"contrasts": [["gnm", "asam"]]}, ["contrasts", "asam is not in methods"]),
+    ({"contrasts": [["gnm"]]}, ["contrasts", "a pair of methods"]),
 ])
 def test_bad_study_files(tmp_path, capsys, change, words):
     p = study_file(tmp_path, **change)
@@ -179,10 +181,11 @@ def test_bad_study_files(tmp_path, capsys, change, words):
 @pytest.mark.slow
 def test_study_end_to_end(tmp_path):
     """make study in small: tune, evaluate on fresh seeds (each its own task sample), probes, report."""
-    p = study_file(tmp_path, methods=["sgd", "sam"], options={"sam": {"rho": [0.01, 0.05]}})
+    p = study_file(tmp_path, methods=["sgd", "sam"], options={"sam": {"rho": [0.01, 0.05]}}, contrasts=[["sam", "sgd"]])
     out = tmp_path / "out"
     assert main(["study", str(p), "--out", str(out), "--no-progress"]) == 0
     text = (out / "study.md").read_text()
+    assert "| sam − sgd |" in text.split("### Direct pairings")[1].split("###")[0]  # the declared contrast
     for words in ("## Tuning (validation)", "Holm", "equal-compute − sgd", "sgd − linear-probe", "Failure rate",
                   "Spearman ρ", "Minima?", "smallest effect", "‖e‖ / ‖w‖"):
         assert words in text

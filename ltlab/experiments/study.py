@@ -51,6 +51,7 @@ class Study:
     references: list[str] = dataclasses.field(default_factory=lambda: ["linear", "compute"])
     probe_images: int = 128
     failure_points: float = 10.0
+    contrasts: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (a, b): a − b paired directly
 
     @property
     def base(self) -> str:
@@ -82,7 +83,7 @@ def _list(where: str, value: Any, kind: type, allow_empty: bool = False) -> list
     return out
 
 
-STUDY_KEYS = ("preset", "methods", "score", "tuning_seeds", "lr", "base_lr", "options", "evaluation")
+STUDY_KEYS = ("preset", "methods", "score", "tuning_seeds", "lr", "base_lr", "options", "contrasts", "evaluation")
 EVALUATION_KEYS = ("seeds", "redraw_data", "references", "probe_images", "failure_points")
 
 
@@ -120,13 +121,26 @@ def load_study(path: str | Path) -> Study:
         seeds=_list(f"{path}: evaluation.seeds", ev.get("seeds", list(range(100, 112))), int),
         redraw_data=bool(ev.get("redraw_data", True)), references=_list(
             f"{path}: evaluation.references", ev.get("references", ["linear", "compute"]), str, allow_empty=True),
-        probe_images=int(ev.get("probe_images", 128)), failure_points=float(ev.get("failure_points", 10.0)))
+        probe_images=int(ev.get("probe_images", 128)), failure_points=float(ev.get("failure_points", 10.0)),
+        contrasts=[_contrast(f"{path}: contrasts", c) for c in _list(f"{path}: contrasts", data.get("contrasts", []),
+                                                                       lambda x: x, allow_empty=True)])
     _check(study)
     return study
 
 
+def _contrast(where: str, pair: Any) -> tuple[str, str]:
+    if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
+        raise ConfigError(f"{where}: each contrast is a pair of methods [a, b] (a − b, paired by seed), e.g. [gnm, sam]; "
+                          f"got {pair!r}")
+    return pair[0], pair[1]
+
+
 def _check(s: Study) -> None:
     where = str(s.path)
+    for a, b in s.contrasts:
+        for m in (a, b):
+            if m not in s.methods:
+                raise ConfigError(f"{where}: contrasts: {m} is not in methods ({', '.join(s.methods)})")
     if s.score not in ACCURACY:
         raise ConfigError(f"{where}: score={s.score!r}; choose one of {', '.join(ACCURACY)} (validation accuracy)")
     for m, opts in s.options.items():

@@ -108,6 +108,7 @@ class PerturbedOptimizer(Optimizer):
     # True where `perturbation`'s first call is closure() of the whole batch at w (SAM, ASAM): the step's step
     # diagnostics then read L(w) and ||g(w)|| from it; every other method pays one extra pass on diagnosed steps
     ascent_at_w = False
+    stochastic = False  # True where the perturbation is drawn at random (RSAM, GNM): runs differ by seed
     refused: dict[str, str] = {}  # setting -> why this optimizer cannot serve it ("lpt", "ddp", "accum")
 
     def __init__(

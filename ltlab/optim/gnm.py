@@ -24,6 +24,7 @@ class GNM(PerturbedOptimizer):
     True
     """
 
+    stochastic = True
     closures_per_step = 1
 
     def __init__(self, params, base_optimizer=torch.optim.SGD, rho: float = 0.005, sigma: float = 1 / 3,

@@ -41,6 +41,7 @@ class RSAM(SAM):
     """
 
     ascent_at_w = False  # its first pass is at the smoothed point w + d
+    stochastic = True
 
     def __init__(self, params, base_optimizer=torch.optim.SGD, rho: float = 0.05, sigma: float = 0.01,
                  seed=None, mix: str = "gradient", sigma_end: float | None = None, sigma_schedule: str = "linear",

@@ -5,44 +5,41 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .style import GROUP_COLORS, caption, color, style
+from .style import caption, color, hatch, style
 from .style import caption as add_caption
 
 
 def per_class_accuracy(results: Mapping[str, Sequence[float]], class_counts: Sequence[int], window: int = 5,
                        splits: Mapping[str, Sequence[int]] | None = None, note: str = ""):
-    """Per-class accuracy (points) and a running mean (line), classes sorted by training-set size.
+    """Per-class accuracy (points) and its running mean over `window` neighbouring classes (line), classes
+    sorted by training-set size; a small panel below shows each class's training images.
 
-    `splits` draws the many / medium / few boundaries; `note` is the caption (rule, seeds).
+    `splits` shades the many / medium / few groups in greys; `note` is the caption (rule, seeds).
     """
     import matplotlib.pyplot as plt
 
     order = np.argsort(-np.asarray(class_counts), kind="stable")
     with style():
-        fig, ax = plt.subplots(figsize=(6.5, 3.2))
-        ax2 = ax.twinx()
-        ax2.bar(np.arange(len(order)), np.asarray(class_counts)[order], color="#dddddd", width=1.0, zorder=0)
-        ax2.set_ylabel("training images", color="#888888")
-        ax2.grid(False)
-        ax.set_zorder(ax2.get_zorder() + 1)
-        ax.patch.set_visible(False)
+        fig, (ax, ax2) = plt.subplots(2, 1, figsize=(6.5, 3.8), sharex=True, height_ratios=(3, 1))
+        ax2.bar(np.arange(len(order)), np.asarray(class_counts)[order], color="#bbbbbb", width=1.0)
+        ax2.set_ylabel("train images")
+        ax2.set_xlabel("class (sorted by training images, head → tail)")
         styles = ["-", "--", "-.", ":"]
         for i, (name, acc) in enumerate(results.items()):
             a = np.asarray(acc, dtype=float)[order]
             ax.scatter(np.arange(len(a)), a, s=6, color=color(name), alpha=0.35)
             k = min(window, len(a))
             smooth = np.convolve(np.nan_to_num(a), np.ones(k) / k, mode="valid")
-            ax.plot(np.arange(len(smooth)) + (k - 1) / 2, smooth, color=color(name), lw=1.6, label=name,
-                    ls=styles[i % len(styles)])
+            ax.plot(np.arange(len(smooth)) + (k - 1) / 2, smooth, color=color(name), lw=1.6,
+                    label=f"{name} (running mean of {k} classes)" if i == 0 else name, ls=styles[i % len(styles)])
         if splits:
             rank = {int(c): r for r, c in enumerate(order)}
-            for g in ("many", "medium", "few"):
+            for g, shade in zip(("many", "medium", "few"), ("#f2f2f2", "#e4e4e4", "#d6d6d6")):
                 pos = [rank[int(c)] for c in splits.get(g, [])]
                 if pos:
-                    ax.axvspan(min(pos) - 0.5, max(pos) + 0.5, color=GROUP_COLORS[g], alpha=0.06, zorder=0)
-                    ax.text((min(pos) + max(pos)) / 2, 103, g, ha="center", va="bottom", fontsize=7,
-                            color=GROUP_COLORS[g])
-        ax.set_xlabel("class (sorted by training images, head → tail)")
+                    for a in (ax, ax2):
+                        a.axvspan(min(pos) - 0.5, max(pos) + 0.5, color=shade, zorder=0, lw=0)
+                    ax.text((min(pos) + max(pos)) / 2, 103, g, ha="center", va="bottom", fontsize=8)
         ax.set_ylabel("test accuracy (%)")
         ax.set_ylim(-2, 110)
         ax.legend(loc="lower left", ncol=min(len(results), 4))
@@ -52,10 +49,11 @@ def per_class_accuracy(results: Mapping[str, Sequence[float]], class_counts: Seq
 
 
 def group_bars(rows: Sequence[Mapping[str, float]], groups: Sequence[str] = ("many", "medium", "few", "overall"),
-               label: str = "label", note: str = ""):
+               label: str = "label", note: str = "", points: Mapping[str, Mapping[str, Sequence[float]]] | None = None):
     """Grouped bars: many / medium / few / overall accuracy per method, with std error bars if present.
 
-    `note` is the caption; it should say the rule and "mean ± std over N seeds".
+    `note` is the caption; it should say the rule and "mean ± std over N seeds". points: {label: {group: each
+    seed's value}}, drawn as dots on the bars (where there are few seeds, the seeds themselves).
     """
     import matplotlib.pyplot as plt
 
@@ -69,10 +67,14 @@ def group_bars(rows: Sequence[Mapping[str, float]], groups: Sequence[str] = ("ma
             errs = [r.get(g + "_std", 0.0) for g in groups]
             errs = [0.0 if e is None or e != e else e for e in errs]
             bars = ax.bar(x, vals, width, yerr=errs if any(errs) else None, color=color(r[label]), label=r[label],
-                          capsize=2, error_kw={"lw": 0.8})
+                          hatch=hatch(r[label]), edgecolor="white" if hatch(r[label]) else None, capsize=2,
+                          error_kw={"lw": 0.8})
+            for j, g in enumerate(groups):
+                seeds = (points or {}).get(r[label], {}).get(g, [])
+                ax.scatter(np.full(len(seeds), x[j]), seeds, s=6, color="black", alpha=0.7, zorder=4, lw=0)
             for b, v, e in zip(bars, vals, errs):  # labels sit above the error bar, rotated to fit
                 ax.text(b.get_x() + b.get_width() / 2, v + e + 1.0, f"{v:.1f}", ha="center", va="bottom",
-                        fontsize=5.5, rotation=90)
+                        fontsize=7, rotation=90)
         ax.set_xticks(np.arange(len(groups)), groups)
         ax.set_ylabel("test accuracy (%)")
         ax.legend(ncol=min(n, 4), loc="upper center", bbox_to_anchor=(0.5, 1.18))
@@ -113,17 +115,21 @@ def training_curves(histories: Mapping[str, Sequence], key: str = "overall", drw
             for ax, get in ((a, lambda r: r.get("train_ce_at_w", r.get("train_loss"))),
                             (b, lambda r: r["val"][key] if "val" in r else None)):
                 ep, m, s = _curve(runs, get)
-                ax.plot(ep, m, color=color(name), label=name, marker="o", ms=2.5, lw=1.4)
-                if len(runs) > 1:
+                sparse = ax is b and len(ep) and len(ep) < max(ep)  # validated every few epochs: points, not a line
+                ax.plot(ep, m, color=color(name), label=name, marker="o", ms=4 if sparse else 2.5,
+                        lw=0.8 if sparse else 1.4, ls=":" if sparse else "-")
+                if len(runs) > 1 and sparse:
+                    ax.errorbar(ep, m, s, color=color(name), ls="", capsize=2, lw=0.8)
+                elif len(runs) > 1:
                     ax.fill_between(ep, m - s, m + s, color=color(name), alpha=0.15, lw=0)
         last = max((max(ax.get_lines()[0].get_xdata(), default=0) if ax.get_lines() else 0) for ax in (a, b))
         for ax in (a, b):
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             if drw_epoch is not None and drw_epoch + 1 <= last:  # config epochs are 0-based; logged epochs count completed epochs
                 ax.axvline(drw_epoch + 0.5, color="k", lw=0.8, ls=":")
-                ax.text(drw_epoch + 0.6, 0.97, "DRW on", transform=ax.get_xaxis_transform(), fontsize=6, va="top")
+                ax.text(drw_epoch + 0.6, 0.97, "DRW on", transform=ax.get_xaxis_transform(), fontsize=8, va="top")
         a.set(xlabel="epoch", ylabel="CE at w (fixed train subset)")
-        b.set(xlabel="epoch", ylabel=f"validation {key} acc. (%)")
+        b.set(xlabel="epoch (validated where marked)", ylabel=f"validation {key} acc. (%)")
         b.legend(fontsize=7)
         fig.tight_layout()
         if note:
@@ -137,12 +143,19 @@ def cost_bars(rows: Sequence[Mapping[str, float]], label: str = "label", note: s
 
     ref, base = rows[0]["sec_per_step"], rows[0][label]
     with style():
-        fig, ax = plt.subplots(figsize=(3.5, 2.6))
+        fig, ax = plt.subplots(figsize=(1.2 + 0.55 * len(rows), 2.8))
         names = [r[label] for r in rows]
         ratios = [r["sec_per_step"] / ref for r in rows]
-        ax.bar(names, ratios, color=[color(n) for n in names])
-        for i, v in enumerate(ratios):
-            ax.text(i, v + 0.02, f"{v:.2f}×", ha="center", fontsize=7)
+        errs = [(r.get("sec_per_step_std") or 0.0) / ref for r in rows]
+        errs = [0.0 if e != e else e for e in errs]
+        ax.bar(names, ratios, color=[color(n) for n in names], yerr=errs if any(errs) else None, capsize=2,
+               error_kw={"lw": 0.8})
+        for i, (v, e) in enumerate(zip(ratios, errs)):
+            ax.text(i, v + e + 0.03, f"{v:.2f}×", ha="center", fontsize=8)
+        ax.tick_params(axis="x", rotation=35)
+        for t in ax.get_xticklabels():
+            t.set_ha("right")
+        fig.tight_layout()  # the rotated names inside the figure, so the caption goes below them
         ax.axhline(1.0, color="k", lw=0.8, ls="--")
         ax.set_ylabel(f"time per step / {base}")
         if note:

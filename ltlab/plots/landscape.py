@@ -29,14 +29,14 @@ def surfaces_2d(surfaces: Mapping[str, object], zmax: float | None = None, log: 
             ax = fig.add_subplot(2, len(names), i + 1, projection="3d")
             ax.plot_surface(X, Y, Z, cmap="viridis", norm=norm, linewidth=0, antialiased=True)
             ax.set_zlim(vmin, vmax)
-            ax.set_title(n, color=color(n))
+            ax.set_title(n, fontweight="bold")
             ax.view_init(elev=25, azim=-60)
             for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
                 axis.set_major_locator(MaxNLocator(3))
-            ax.tick_params(labelsize=6, pad=0)
-            ax.set_xlabel("dir. 1", fontsize=7, labelpad=-6)
-            ax.set_ylabel("dir. 2", fontsize=7, labelpad=-6)
-            ax.set_zlabel("loss", fontsize=7, labelpad=-4)
+            ax.tick_params(labelsize=8, pad=0)
+            ax.set_xlabel("dir. 1", fontsize=8, labelpad=-4)
+            ax.set_ylabel("dir. 2", fontsize=8, labelpad=-4)
+            ax.set_zlabel("loss", fontsize=8, labelpad=-2)
             ax2 = fig.add_subplot(2, len(names), len(names) + i + 1,
                                   sharey=contour_axes[0] if contour_axes else None)
             contour_axes.append(ax2)
@@ -102,8 +102,8 @@ def surfaces_1d(slices: Mapping[str, object], key: str = "loss"):
 
 
 def spectra(densities: Mapping[str, object], log: bool = True, floor: float = 1e-5):
-    """SLQ spectral densities of the Hessian: one panel per method on shared axes. With a log axis,
-    densities below floor x the panel's peak are left blank (not clamped to a fake flat line)."""
+    """SLQ spectral densities of the Hessian: one panel per method on shared axes. With a log axis the axis
+    starts at floor x the highest peak; lower densities run off its bottom as one unbroken curve."""
     import matplotlib.pyplot as plt
 
     names = list(densities)
@@ -113,15 +113,17 @@ def spectra(densities: Mapping[str, object], log: bool = True, floor: float = 1e
         for ax, n in zip(axes[0], names):
             d = densities[n]
             y = np.asarray(d.density, dtype=float)
-            if log:
-                y = np.where(y >= floor * y.max(), y, np.nan)
+            if log:  # a density of exactly 0 would break the line on a log axis: far below the axis instead
+                y = np.maximum(y, 1e-300)
             ax.plot(d.grid, y, color=color(n), lw=1.2)
             ax.axvline(0, color="k", lw=0.5, ls=":")
-            ax.set_title(n, color=color(n))
+            ax.set_title(n)
             ax.set_xlabel("eigenvalue")
         if log:
             axes[0][0].set_yscale("log")
-        axes[0][0].set_ylabel("density" + (f" (blank below {floor:g} x peak)" if log else ""))
+            peak = max(float(np.max(densities[n].density)) for n in names)
+            axes[0][0].set_ylim(floor * peak, 2 * peak)
+        axes[0][0].set_ylabel("spectral density")
         fig.tight_layout()
     return fig
 
@@ -159,7 +161,13 @@ def per_class_values(results: Mapping[str, object], ylabel: str = r"$\lambda_{ma
         if logy and all(v > 0 for r in results.values() for v in r.values):
             ax.set_yscale("log")
         ax.set(xlabel="training images of the class", ylabel=ylabel)
-        ax.legend(title="o many  ■ medium  ▲ few", fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+        from matplotlib.lines import Line2D
+
+        methods = ax.legend(fontsize=7, loc="upper right", title="method (line: running mean)", title_fontsize=7)
+        ax.add_artist(methods)
+        ax.legend(handles=[Line2D([], [], ls="", marker=m, color="#444444", label=g)
+                           for g, m in markers.items() if g], fontsize=7, loc="lower left", title="group",
+                  title_fontsize=7)
     return fig
 
 

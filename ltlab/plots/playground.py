@@ -45,35 +45,32 @@ def trajectories(grid, runs: Mapping[str, tuple[np.ndarray, str]], upto: int | N
     return fig
 
 
-def neighbourhoods(grid, w, sam_rho: float, sam_point, gnm_cloud, rsam_cloud, rsam_point):
-    """Three panels at the same point w: SAM's rho-ball and its (one-step) worst point, GNM's clamped
-    Gaussian cloud, RSAM's smoothing cloud then its ascent point."""
+def neighbourhoods(grid, w, panels):
+    """One panel per method at the same point w: panels = [{"name", "title", "ball": radius or None, "cloud":
+    (n, 2) points or None, "point": the point the gradient is taken at, or None}] (``ltlab.playground.
+    lesson_neighbourhoods`` builds them from the lesson); each drawn in its method's colour."""
     import matplotlib.pyplot as plt
 
     w = np.asarray(w)
+    t = np.linspace(0, 2 * np.pi, 200)
     with style():
-        fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.6), sharex=True, sharey=True)
-        for ax in axes:
+        fig, axes = plt.subplots(1, len(panels), figsize=(3.5 * len(panels), 3.6), sharex=True, sharey=True)
+        for ax, p in zip(np.atleast_1d(axes), panels):
             _contours(ax, grid)
             ax.plot(*w, "*", color="black", mec="white", ms=12, zorder=5)
-        ax = axes[0]
-        t = np.linspace(0, 2 * np.pi, 200)
-        ax.fill(w[0] + sam_rho * np.cos(t), w[1] + sam_rho * np.sin(t), color=color("sam"), alpha=0.25)
-        ax.plot(w[0] + sam_rho * np.cos(t), w[1] + sam_rho * np.sin(t), color=color("sam"), lw=1.2)
-        ax.annotate("", xy=sam_point, xytext=w, arrowprops=dict(arrowstyle="->", color="black", lw=1.4))
-        ax.plot(*sam_point, "o", color=color("sam"), mec="black", ms=7, zorder=5)
-        ax.set_title(f"SAM: ball of radius ρ = {sam_rho:g},\ngradient taken at the worst point w + ρ g/‖g‖")
-        ax = axes[1]
-        ax.scatter(gnm_cloud[:, 0], gnm_cloud[:, 1], s=5, color=color("gnm"), alpha=0.6, zorder=3)
-        ax.set_title("GNM: gradient at ONE random point\nof the clamped Gaussian cloud (1 pass)")
-        ax = axes[2]
-        ax.scatter(rsam_cloud[:, 0], rsam_cloud[:, 1], s=5, color=color("rsam"), alpha=0.5, zorder=3)
-        ax.annotate("", xy=rsam_point, xytext=w, arrowprops=dict(arrowstyle="->", color="black", lw=1.4))
-        ax.plot(*rsam_point, "o", color=color("rsam"), mec="black", ms=7, zorder=5)
-        ax.set_title("RSAM: smooth with random noise,\nthen ascend like SAM (2 passes)")
-        for ax in axes:
+            c = color(p["name"])
+            if p.get("ball") is not None:
+                r = p["ball"]
+                ax.fill(w[0] + r * np.cos(t), w[1] + r * np.sin(t), color=c, alpha=0.25)
+                ax.plot(w[0] + r * np.cos(t), w[1] + r * np.sin(t), color=c, lw=1.2)
+            if p.get("cloud") is not None:
+                ax.scatter(p["cloud"][:, 0], p["cloud"][:, 1], s=5, color=c, alpha=0.6, zorder=3)
+            if p.get("point") is not None:
+                ax.annotate("", xy=p["point"], xytext=w, arrowprops=dict(arrowstyle="->", color="black", lw=1.4))
+                ax.plot(*p["point"], "o", color=c, mec="black", ms=7, zorder=5)
+            ax.set_title(p["title"])
             ax.set_xlabel("$w_1$")
-        axes[0].set_ylabel("$w_2$")
+        np.atleast_1d(axes)[0].set_ylabel("$w_2$")
         fig.tight_layout()
     return fig
 

@@ -8,13 +8,10 @@ from pathlib import Path
 import matplotlib
 
 # Okabe & Ito (2008) colour-blind-safe palette, fixed per name across every figure. A method's colour is in
-# its registry entry (ltlab.optim.OPTIMIZERS); this table holds the names that are not methods: the model
-# setups of LPT vs VPT and the linear-probe reference.
-PALETTE = {
-    "vpt": "#0072B2", "lpt": "#009E73", "vpt+sgd": "#555555", "vpt+gnm": "#D55E00", "lpt+sgd": "#009E73",
-    "lpt+gnm": "#0072B2", "linear": "#999999", "linear-probe": "#C8C8C8", "vpt+adamw": "#999999", "lpt+adamw": "#009E73",
-}
-GROUP_COLORS = {"many": "#0072B2", "medium": "#E69F00", "few": "#D55E00"}
+# its registry entry (ltlab.optim.OPTIMIZERS); this table holds the reference rows, which are not methods. A
+# model setup "<model>+<method>" (LPT vs VPT) takes its method's colour and the model's hatch (`hatch`).
+PALETTE = {"linear": "#C8C8C8", "linear-probe": "#C8C8C8", "equal-compute": "#222222"}
+HATCH = {"lpt": "///"}  # models drawn hatched; VPT plain
 _EXTRA = ["#0072B2", "#009E73", "#F0E442", "#CC79A7", "#56B4E9", "#E69F00", "#D55E00", "#000000"]
 
 RC = {
@@ -30,11 +27,18 @@ def color(name: str) -> str:
     from ..optim.factory import OPTIMIZERS
 
     key = name.lower()
+    if "+" in key:  # a model setup: its method's colour
+        return color(key.split("+", 1)[1])
     if key in OPTIMIZERS and OPTIMIZERS[key].color:
         return OPTIMIZERS[key].color
     if key in PALETTE:
         return PALETTE[key]
     return _EXTRA[sum(map(ord, key)) % len(_EXTRA)]
+
+
+def hatch(name: str) -> str | None:
+    """The hatch of a model setup "<model>+<method>" (None: plain)."""
+    return HATCH.get(name.lower().split("+", 1)[0]) if "+" in name else None
 
 
 @contextmanager
@@ -49,7 +53,7 @@ def style() -> Iterator[None]:
 
 def caption(fig, text: str) -> None:
     """A caption under the axes (kept by the tight bounding box): every figure states its rule and n."""
-    fig.text(0.0, -0.02, text, ha="left", va="top", fontsize=6.5, wrap=True, color="#333333")
+    fig.text(0.0, -0.02, text, ha="left", va="top", fontsize=8, wrap=True, color="#333333")
 
 
 def save(fig, name: str, directory: str | Path = "figures") -> list[Path]:

@@ -39,11 +39,13 @@ def compare_figures(runs_dir: str | Path, out: str | Path = "figures", tag: str 
     paths += plots.save(plots.per_class_accuracy(per_class, runs[0].summary["class_counts"],
                                                  splits=runs[0].summary.get("splits"),
                                                  note=note.replace("mean ± std", "mean")), f"perclass_{tag}", out)
-    paths += plots.save(plots.group_bars(agg, note=note), f"headtail_{tag}", out)
+    seeds = {m: {g: [r.summary[g] for r in rs] for g in ("many", "medium", "few", "overall")}
+             for m, rs in by_method.items()}
+    paths += plots.save(plots.group_bars(agg, note=note + " Dots: the seeds.", points=seeds), f"headtail_{tag}", out)
     drw = (runs[0].config.get("loss") or {}).get("drw_epoch")
     paths += plots.save(plots.training_curves({m: [r.metrics for r in rs] for m, rs in by_method.items()},
                                               drw_epoch=drw, note=note.split(";")[-1].strip()), f"curves_{tag}", out)
-    paths += plots.save(plots.cost_bars(agg, note="median seconds per step, " + note.split(";")[-1].strip()),
+    paths += plots.save(plots.cost_bars(agg, note="each run's median seconds per step, relative to the base; " + note.split(";")[-1].strip()),
                         f"cost_{tag}", out)
     plt.close("all")
     return paths

@@ -141,8 +141,8 @@ def write_study_report(study, out: str | Path, command: str = "", timing: dict[s
           format_table(agg, paired, columns=ACCURACY), ""]
     # GNM vs SAM, and the reference rows
     extra: dict[str, dict[str, PairedDiff]] = {}
-    if "gnm" in methods and "sam" in methods:
-        extra["gnm − sam"] = {m: pair(rows, "sam", "gnm", m) for m in ACCURACY}
+    for a, b in study.contrasts:  # the study file's declared direct pairings, e.g. gnm − sam
+        extra[f"{a} − {b}"] = {m: pair(rows, b, a, m) for m in ACCURACY}
     labels = {r["label"] for r in rows}
     if REFERENCES["compute"] in labels:
         extra[f"{REFERENCES['compute']} − {base}"] = {m: pair(rows, base, REFERENCES["compute"], m) for m in ACCURACY}
@@ -152,7 +152,8 @@ def write_study_report(study, out: str | Path, command: str = "", timing: dict[s
         extra[f"{base} − {REFERENCES['linear']}"] = {m: pair(rows, REFERENCES["linear"], base, m) for m in ACCURACY}
     if extra:
         L += ["### Direct pairings (exploratory)", "",
-              f"GNM against SAM directly; the equal-compute base (`{base}` for {2 * int(runs[0].config['epochs'])} "
+              "".join(f"{x} against {y} directly (declared in the study file); " for x, y in study.contrasts)
+              + f"the equal-compute base (`{base}` for {2 * int(runs[0].config['epochs'])} "
               "epochs: as many forward-backward passes as a two-pass method such as SAM on the normal schedule) "
               f"against `{base}` and against each method; VPT (`{base}`) against the linear probe. Paired by "
               "seed, mean [95 % CI] verdict; not in the Holm family.", "",
