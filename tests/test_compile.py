@@ -42,7 +42,7 @@ def test_compiled_run_resumes_exactly_and_is_probed_eagerly(tmp_path, monkeypatc
     original = Trainer.train_step
 
     def interrupting(self, x, y):
-        if self.global_step == 1:
+        if self.state.global_step == 1:
             raise KeyboardInterrupt
         return original(self, x, y)
 

@@ -121,7 +121,7 @@ def test_lpt_phase2_equals_the_authors_step(tmp_path, monkeypatch, dtype):
     def recording(self, x, y):  # the RNG state the step's loss draws its noise from, and its batch
         x = x.to(dtype)
         states.append(torch.get_rng_state())
-        batches.append((x.clone(), y.clone(), self.epoch))
+        batches.append((x.clone(), y.clone(), self.state.epoch))
         return original(self, x, y)
 
     monkeypatch.setattr(Trainer, "train_step", recording)
@@ -134,7 +134,7 @@ def test_lpt_phase2_equals_the_authors_step(tmp_path, monkeypatch, dtype):
 
     for _ in range(p2.epochs):  # the trainer's own epochs (its evaluation, in float32, is not part of the step)
         t.run_epoch(Bar())
-        t.epoch, t.step_in_epoch = t.epoch + 1, 0
+        t.state.epoch, t.state.step_in_epoch = t.state.epoch + 1, 0
     assert len(batches) == 10
 
     counts = t.data.class_counts

@@ -150,3 +150,14 @@ def test_stats_on_scipy_keep_every_committed_interval_to_4_decimals():
     d = paired_difference([82.2, 84.1, 79.9], [80.1, 84.5, 71.2])
     assert (round(d.lo, 4), round(d.hi, 4)) == (round(d.mean - 4.302652729749081 * d.std / 3 ** 0.5, 4),
                                                  round(d.mean + 4.302652729749081 * d.std / 3 ** 0.5, 4))
+
+
+def test_readme_python_blocks_run(tmp_path, monkeypatch):
+    """The README's library snippet runs as written (in a scratch directory: it writes runs/ there)."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    assert blocks, "the README has no python block"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    for code in blocks:
+        exec(compile(code, "README.md", "exec"), {"__name__": "__readme__"})
+    assert (tmp_path / "runs" / "gnm" / "summary.json").exists()

@@ -149,7 +149,7 @@ def _interrupt_at(out, cfg, step=None, evaluation=None):
 
     def step_hook(self, x, y):
         loss = original_step(self, x, y)
-        if step is not None and self.global_step == step - 1:
+        if step is not None and self.state.global_step == step - 1:
             os.kill(os.getpid(), signal.SIGINT)
         return loss
 
@@ -322,7 +322,7 @@ def test_divergence_later_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
 
     def blow_up(self, x, y):
         loss = original(self, x, y)
-        if self.global_step == 5:  # weights become inf after a finite loss
+        if self.state.global_step == 5:  # weights become inf after a finite loss
             with torch.no_grad():
                 self.model.trainable_parameters()[0].fill_(float("inf"))
         return loss
@@ -382,7 +382,7 @@ def test_resume_message_is_shell_quoted(tmp_path):
         "orig = Trainer.train_step\n"
         "def hook(self, x, y):\n"
         "    l = orig(self, x, y)\n"
-        "    os.kill(os.getpid(), signal.SIGINT) if self.global_step == 2 else None\n"
+        "    os.kill(os.getpid(), signal.SIGINT) if self.state.global_step == 2 else None\n"
         "    return l\n"
         "Trainer.train_step = hook\n"
         f"fit(load_config('synthetic', {TINY!r}), out={str(out)!r}, progress=False)")],

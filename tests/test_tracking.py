@@ -49,7 +49,7 @@ def test_resume_leaves_no_duplicate_steps(tmp_path, monkeypatch):
     original = Trainer.train_step
 
     def interrupting(self, x, y):
-        if self.global_step == 7:  # in epoch 2, after epoch 1's row was logged
+        if self.state.global_step == 7:  # in epoch 2, after epoch 1's row was logged
             raise KeyboardInterrupt
         return original(self, x, y)
 

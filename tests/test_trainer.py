@@ -56,7 +56,7 @@ def test_resume_mid_epoch_reproduces_uninterrupted_run(tmp_path, monkeypatch, op
 
     original = Trainer.train_step
     def interrupting(self, x, y):
-        if self.global_step == 5:  # mid epoch 1 (3 steps per epoch)
+        if self.state.global_step == 5:  # mid epoch 1 (3 steps per epoch)
             raise KeyboardInterrupt
         return original(self, x, y)
 
@@ -90,7 +90,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     original = Trainer.batch_loss
     def nan_later(self, logits, y):
         loss = original(self, logits, y)
-        return loss * float("nan") if self.global_step >= 6 else loss
+        return loss * float("nan") if self.state.global_step >= 6 else loss
 
     monkeypatch.setattr(Trainer, "batch_loss", nan_later)
     with pytest.raises(TrainingDiverged, match="step 6"):

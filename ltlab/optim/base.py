@@ -89,6 +89,8 @@ _CLOSURE_HELP = (
 
 
 CONTEXT_ARGS = ("class_counts", "weight_params")  # supplied by the factory from the data / the model, not options
+# how the step is run (the training config's, the same for every method), constructor arguments but not options
+TRAINING_ARGS = ("max_grad_norm", "ascent", "grad_scaler")
 RHO_SCHEDULES = ("constant", "lr")
 # class-aware methods reduce the whole batch's per-sample losses themselves (graph attached), so a step cannot be
 # split into micro-batches without holding every micro-batch's graph at once, which is what accumulation avoids
@@ -119,8 +121,14 @@ class PerturbedOptimizer(Optimizer):
         seed: int | None = None,
         rho_schedule: str = "constant",
         rho_min: float = 0.0,
+        max_grad_norm: float | None = None,
+        ascent: str = "sync",
+        grad_scaler: Any = None,
         **base_kwargs: Any,
     ):
+        """max_grad_norm: global L2 clipping of the update gradient (None: off). ascent: under DDP, "sync"
+        all-reduces the ascent gradient, "local" keeps each rank's own (see `step`). grad_scaler: fp16 AMP's
+        torch.amp.GradScaler, used by every step (a step may pass its own)."""
         if rho_schedule not in RHO_SCHEDULES:
             raise ValueError(f"rho_schedule={rho_schedule!r}: use 'constant' or 'lr' (rho follows the lr schedule)")
         check_nonnegative("rho_min", rho_min)
@@ -134,8 +142,10 @@ class PerturbedOptimizer(Optimizer):
         # the random methods own a generator per device; without a seed it is drawn from torch's global RNG
         self.seed = int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,)).item())
         self._generators: dict[str, torch.Generator] = {}
-        self.max_grad_norm: float | None = None  # global clipping of the update gradient (set by the factory)
-        self.ascent = "sync"  # under DDP: "local" takes the ascent gradient under no_sync (set by the factory)
+        if ascent not in ("sync", "local"):
+            raise ValueError(f"ascent={ascent!r}: use 'sync' (all-reduced ascent gradient) or 'local' (each rank's own)")
+        self.max_grad_norm, self.ascent, self.grad_scaler = max_grad_norm, ascent, grad_scaler
+        self._step_scaler: Any = None  # the scaler of the step in progress (its closure's backward uses it)
         for g in self.param_groups:  # the configured radius, which `schedule` scales step by step
             if "rho" in g:
                 g.setdefault("initial_rho", g["rho"])
@@ -150,7 +160,7 @@ class PerturbedOptimizer(Optimizer):
                 continue
             for name, p in inspect.signature(klass.__init__).parameters.items():
                 if (p.default is not p.empty and p.kind is not p.VAR_KEYWORD and name not in out
-                        and name not in ("base_optimizer", "defaults", "seed", *CONTEXT_ARGS)):
+                        and name not in ("base_optimizer", "defaults", "seed", *CONTEXT_ARGS, *TRAINING_ARGS)):
                     out[name] = p.default
         return out
 
@@ -257,7 +267,7 @@ class PerturbedOptimizer(Optimizer):
         methods back-propagate parts of the loss themselves (several backward passes per forward, which
         DDP's own hooks do not all-reduce), and `make_closure` runs their forward outside DDP.
         """
-        scaler = getattr(self, "_grad_scaler", None)
+        scaler = self._step_scaler
         (scaler.scale(loss) if scaler is not None else loss).backward(retain_graph=retain_graph)
         world = _world()
         if world > 1:
@@ -277,7 +287,7 @@ class PerturbedOptimizer(Optimizer):
         diagnose=True also records `last_diagnostics` (`diagnostics`): ||g|| at w, ||e|| / ||w|| and the loss
         rise L(w + e) - L(w); the update is bit for bit the same as without it.
 
-        With fp16 AMP pass ``grad_scaler``: the closure calls ``scaler.scale(loss).backward()``, the
+        With fp16 AMP give ``grad_scaler`` (here or to the constructor): the closure calls ``scaler.scale(loss).backward()``, the
         base step goes through ``scaler.step`` (unscale, skip on inf); call ``scaler.update()`` after.
         With ``ascent="local"`` the closure calls made while building the perturbation are
         ``closure(sync=False)`` (under DDP: no all-reduce, each rank's own ascent gradient; m-sharpness
@@ -286,7 +296,8 @@ class PerturbedOptimizer(Optimizer):
         if closure is None:
             raise ValueError(_CLOSURE_HELP.format(name=type(self).__name__, n=self.closures_per_step))
         closure = torch.enable_grad()(closure)
-        self._grad_scaler = grad_scaler
+        grad_scaler = grad_scaler if grad_scaler is not None else self.grad_scaler
+        self._step_scaler = grad_scaler
         ascent = functools.partial(closure, sync=False) if self.ascent == "local" else closure
         perturbation, first_loss = self.perturbation(ascent)
         at_w = None

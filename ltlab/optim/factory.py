@@ -128,7 +128,7 @@ def method_options(name: str, given: dict[str, Any] | None = None, key: str = "o
 def create_optimizer(name: str, params: Iterable, base: str = "sgd", lr: float = 0.01, momentum: float = 0.9,
                      weight_decay: float = 0.0, seed: int | None = None, prompt_lr: float | None = None,
                      max_grad_norm: float | None = None, class_counts=None, ascent: str = "sync",
-                     **options: Any) -> PerturbedOptimizer:
+                     grad_scaler: Any = None, **options: Any) -> PerturbedOptimizer:
     """Build an optimizer by registry name (sgd, adamw, sam, asam, rsam, gnm, imbsam, ccsam, focalsam) or
     import path ``package.module:Class``.
 
@@ -139,7 +139,8 @@ def create_optimizer(name: str, params: Iterable, base: str = "sgd", lr: float =
     does `prompt_lr`: tensors named ``prompts`` / ``group_prompts`` get their own param group at that
     learning rate (VPT sweeps the prompts' lr apart from the head's); group 0 holds the others at `lr`.
     `max_grad_norm` clips the global L2 norm of the update gradient. `ascent` ("sync" | "local") is what
-    the ascent gradient means under DDP (see ``PerturbedOptimizer.step``). Every optimizer returned has one
+    the ascent gradient means under DDP (see ``PerturbedOptimizer.step``); `grad_scaler` is fp16 AMP's scaler;
+    the three go to the constructor (``PerturbedOptimizer.__init__``), as every method's options do. Every optimizer returned has one
     interface: ``step(closure)``, ``schedule(...)``, ``refuses(setting)``, ``closures_per_step`` and
     ``base_optimizer`` (the plain ones are `Plain`).
 
@@ -176,11 +177,10 @@ def create_optimizer(name: str, params: Iterable, base: str = "sgd", lr: float =
         base_kwargs["momentum"] = momentum
     defaults = info.options()
     given = {k: v for k, v in options.items() if v is not None or defaults[k] is None}  # None: the class default
-    opt = info.cls(params, BASES[base], seed=seed, **given, **context, **base_kwargs)
     if ascent not in ("sync", "local"):
         raise ConfigError(f"ascent={ascent!r}: use 'sync' (all-reduced ascent gradient) or 'local' (each rank's own)")
-    opt.max_grad_norm, opt.ascent = max_grad_norm, ascent
-    return opt
+    return info.cls(params, BASES[base], seed=seed, max_grad_norm=max_grad_norm, ascent=ascent,
+                    grad_scaler=grad_scaler, **given, **context, **base_kwargs)
 
 
 __all__ = ["OptimInfo", "OPTIMIZERS", "BASES", "PAPER_COMPARISON", "CONTEXT_ARGS", "create_optimizer", "list_optimizers",

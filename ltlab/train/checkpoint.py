@@ -7,6 +7,7 @@ do not change the maths (`RESUME_MAY_CHANGE`).
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -53,45 +54,60 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if not k.startswith("backbone.")}
 
 
-def checkpoint_state(t) -> dict[str, Any]:
-    """The exact state of trainer `t` at a step boundary."""
+@dataclasses.dataclass
+class TrainState:
+    """Where a run stands at a step boundary, beside its tensors: what a checkpoint holds and resume restores."""
+
+    epoch: int = 0  # completed epochs
+    step_in_epoch: int = 0
+    global_step: int = 0
+    best_val: float = -1.0  # best validation overall accuracy so far, and its epoch (1-based; -1: none yet)
+    best_epoch: int = -1
+    step_times: list[float] = dataclasses.field(default_factory=list)
+    epoch_losses: list[float] = dataclasses.field(default_factory=list)  # the current epoch's step losses
+    epoch_diagnostics: list[dict[str, float]] = dataclasses.field(default_factory=list)  # its diagnosed steps
+
+    def next_epoch(self) -> None:
+        self.epoch, self.step_in_epoch = self.epoch + 1, 0
+        self.epoch_losses, self.epoch_diagnostics = [], []
+
+
+def checkpoint_state(state: TrainState, cfg: ExperimentConfig, model: torch.nn.Module, optimizer: Any, scheduler: Any,
+                     scaler: Any = None) -> dict[str, Any]:
+    """The exact state of a run at a step boundary (the inverse of `restore`)."""
     return {
-        "model": trainable_state(t.model), "optimizer": t.optimizer.state_dict(), "scheduler": t.scheduler.state_dict(),
-        "scaler": t.scaler.state_dict() if t.scaler else None,
-        "epoch": t.epoch, "step_in_epoch": t.step_in_epoch, "global_step": t.global_step,
-        "best_val": t.best_val, "best_epoch": t.best_epoch, "rng": rng_snapshot(),
-        "step_times": t.step_times, "epoch_losses": list(t.epoch_losses),
-        "epoch_diagnostics": list(t.epoch_diagnostics), "config": to_dict(t.cfg),
+        "model": trainable_state(model), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler else None,
+        **{k: (list(v) if isinstance(v, list) else v) for k, v in dataclasses.asdict(state).items()},
+        "rng": rng_snapshot(), "config": to_dict(cfg),
     }
 
 
-def restore(t, st: dict[str, Any]) -> None:
-    """Put checkpoint `st` back into trainer `t` (the inverse of `checkpoint_state`)."""
-    t.model.load_state_dict(st["model"], strict=False)
-    t.optimizer.load_state_dict(st["optimizer"])
-    t.scheduler.load_state_dict(st["scheduler"])
-    if t.scaler and st.get("scaler"):
-        t.scaler.load_state_dict(st["scaler"])
-    t.epoch, t.step_in_epoch, t.global_step = st["epoch"], st["step_in_epoch"], st["global_step"]
-    t.best_val, t.best_epoch = st["best_val"], st["best_epoch"]
-    t.step_times = list(st.get("step_times", []))
-    t.epoch_losses = list(st.get("epoch_losses", []))
-    t.epoch_diagnostics = list(st.get("epoch_diagnostics", []))
+def restore(st: dict[str, Any], model: torch.nn.Module, optimizer: Any, scheduler: Any, scaler: Any = None
+            ) -> TrainState:
+    """Put checkpoint `st`'s tensors, schedule and RNGs back; returns its TrainState."""
+    model.load_state_dict(st["model"], strict=False)
+    optimizer.load_state_dict(st["optimizer"])
+    scheduler.load_state_dict(st["scheduler"])
+    if scaler and st.get("scaler"):
+        scaler.load_state_dict(st["scaler"])
     rng_restore(st["rng"])
+    lists = {"step_times", "epoch_losses", "epoch_diagnostics"}  # absent from older checkpoints: empty
+    return TrainState(**{f.name: list(st.get(f.name, [])) if f.name in lists else st[f.name]
+                         for f in dataclasses.fields(TrainState)})
 
 
-def resume(t) -> None:
-    """Continue trainer `t` from its run's checkpoints/last.pt: model, optimizer, schedule, data order, RNGs.
+def resumable(run: Any, cfg: ExperimentConfig) -> dict[str, Any]:
+    """The run's checkpoints/last.pt, to continue it with `cfg`: model, optimizer, schedule, data order, RNGs.
 
-    The checkpoint's config must equal t's, except keys that do not change the maths (RESUME_MAY_CHANGE);
+    The checkpoint's config must equal cfg, except keys that do not change the maths (RESUME_MAY_CHANGE);
     anything else is refused with the list of differences.
     """
-    st = t.run.load_checkpoint("last")
-    changed = changed_since(st.get("config", {}), t.cfg)
+    st = run.load_checkpoint("last")
+    changed = changed_since(st.get("config", {}), cfg)
     if changed:
         raise ConfigError(
             f"--resume with a changed config: {'; '.join(changed)}. A resumed run must be the run it would "
-            f"have been: resume with the run's own config ({t.run.path / 'config.yaml'}), or start a new "
+            f"have been: resume with the run's own config ({run.path / 'config.yaml'}), or start a new "
             "run (another --out, or --overwrite)")
-    restore(t, st)
-    t.run.truncate_metrics(t.epoch)
+    return st

@@ -8,6 +8,8 @@ epochs under summary["last"] and summary["best_val"]; the test set never selects
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -17,28 +19,35 @@ from ..stats import binomial_stderr, group_stderr
 from .metrics import classification_metrics
 
 
+def shard(dataset, rank: int, world: int):
+    """Rank `rank`'s share of `dataset` under DDP (every world-th item); the whole dataset alone."""
+    return dataset if world <= 1 else Subset(dataset, list(range(rank, len(dataset), world)))
+
+
 @torch.no_grad()
-def predict(t, dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits, targets) of trainer t's model on `dataset` in eval mode; under DDP each rank predicts a
-    shard and the shards are gathered (metrics over all the data)."""
-    was_training = t.model.training
-    t.model.eval()
+def predict(model: torch.nn.Module, batches: Iterable, device: torch.device,
+            autocast: Callable[[], Any] = nullcontext, world: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, targets) of `model` in eval mode over `batches` of (x, y); under DDP (world > 1) each rank passes
+    its own `shard` and the shards are gathered (metrics over all the data)."""
+    was_training = model.training
+    model.eval()
     logits, targets = [], []
-    if t.world > 1:
-        dataset = Subset(dataset, list(range(t.rank, len(dataset), t.world)))
-    for x, y in t.loader(dataset):
-        with t.autocast():
-            logits.append(t.model(x.to(t.device, non_blocking=True)).float().cpu())
+    for x, y in batches:
+        with autocast():
+            logits.append(model(x.to(device, non_blocking=True)).float().cpu())
         targets.append(torch.as_tensor(y))
-    t.model.train(was_training)
+    model.train(was_training)
     logits, targets = torch.cat(logits), torch.cat(targets)
-    if t.world > 1:
+    if world > 1:
         import torch.distributed as dist
 
-        parts = [None] * t.world
+        parts = [None] * world
         dist.all_gather_object(parts, (logits, targets))
         logits, targets = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     return logits, targets
+
+
+Predict = Callable[[Any], tuple[torch.Tensor, torch.Tensor]]  # dataset -> (logits, targets), e.g. Trainer.predict
 
 
 def clean_train_subset(data, n: int, seed: int):
@@ -54,22 +63,22 @@ def clean_train_subset(data, n: int, seed: int):
     return Subset(view, idx)
 
 
-def loss_at_w(t) -> float:
-    """Plain cross-entropy at the unperturbed weights w on the fixed training subset (eval mode).
+def loss_at_w(predict: Predict, data, n: int, seed: int) -> float:
+    """Plain cross-entropy at the unperturbed weights w on the fixed training subset of n images (eval mode).
 
     This is the curve that compares across methods: the step loss GNM and RSAM return is L(w + e).
     """
-    logits, y = predict(t, clean_train_subset(t.data, t.cfg.eval.train_images, t.cfg.data.seed))
+    logits, y = predict(clean_train_subset(data, n, seed))
     return float(torch.nn.functional.cross_entropy(logits, y))
 
 
-def test_report(t) -> dict[str, Any]:
+def test_report(predict: Predict, data) -> dict[str, Any]:
     """Test metrics of the current weights with their standard errors (binomial, per class for the groups)."""
-    logits, y = predict(t, t.data.test)
-    m = classification_metrics(logits, y, t.data.splits)
-    n_per_class = torch.bincount(y, minlength=t.data.num_classes).tolist()
+    logits, y = predict(data.test)
+    m = classification_metrics(logits, y, data.splits)
+    n_per_class = torch.bincount(y, minlength=data.num_classes).tolist()
     se = {"overall": binomial_stderr(m["overall"], len(y))}
-    for g, classes in t.data.splits.items():
+    for g, classes in data.splits.items():
         se[g] = group_stderr([m["per_class"][c] for c in classes if m["per_class"][c] is not None],
                              [n_per_class[c] for c in classes if m["per_class"][c] is not None])
     m["stderr"] = se

@@ -1,15 +1,17 @@
 """summary.json: the headline (by `eval.select`), both rules beside, costs, the run's identity, provenance."""
 from __future__ import annotations
 
+import dataclasses
 import resource
 import statistics
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from ..config import run_label
-from .evaluation import test_report
-from .runs import provenance
+from ..config import ExperimentConfig, run_label
+from .checkpoint import TrainState
+from .runs import RunDir, provenance
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -27,53 +29,71 @@ def timing(step_times: list[float], batch_size: int, device: torch.device) -> di
             "peak_memory_mb": peak_memory_mb(device)}
 
 
-def validation_only(t, wall: float) -> dict[str, Any]:
-    """summary.json of a run with eval.test=false (a tuning run): the last epoch's validation metrics from
-    metrics.jsonl, and no test metrics at all; the test split is never evaluated."""
-    rows = [r for r in t.run.metrics_rows() if "val" in r]
-    return {"test": None, "val": rows[-1]["val"] if rows else None, "select": t.cfg.eval.select, "epoch": t.epoch,
-            "best_val": {"epoch": t.best_epoch, "val_overall": t.best_val},
-            **timing(t.step_times, t.cfg.batch_size, t.device), "wall_seconds": wall,
-            "optimizer": t.cfg.optimizer.name, "label": run_label(t.cfg), "closures_per_step":
-            t.optimizer.closures_per_step, "seed": t.cfg.seed, "class_counts": t.data.class_counts,
-            "splits": t.data.splits, "provenance": provenance()}
+@dataclasses.dataclass
+class RunFacts:
+    """What summary.json records of a run besides its metrics: its config, where it stands, its data's splits,
+    and the facts of its optimizer and model."""
+
+    cfg: ExperimentConfig
+    state: TrainState
+    class_counts: list[int]
+    splits: dict[str, list[int]]
+    closures_per_step: int
+    parameters: dict[str, Any]
+    device: torch.device
+
+    def common(self, wall: float) -> dict[str, Any]:
+        cfg = self.cfg
+        return {**timing(self.state.step_times, cfg.batch_size, self.device), "wall_seconds": wall,
+                "optimizer": cfg.optimizer.name, "label": run_label(cfg), "closures_per_step": self.closures_per_step,
+                "seed": cfg.seed, "class_counts": self.class_counts, "splits": self.splits, "provenance": provenance()}
 
 
-def finish(t, wall: float) -> dict[str, Any]:
-    """Test metrics of trainer t's last epoch and of its best-validation epoch; the headline follows
-    eval.select (with eval.test=false: validation only, `validation_only`). Rank 0 writes summary.json;
-    returns the summary."""
-    if not t.cfg.eval.test:
-        summary = validation_only(t, wall)
-        if t.is_main:
-            t.run.write_json("summary.json", summary)
+def validation_only(facts: RunFacts, val: dict[str, Any] | None, wall: float) -> dict[str, Any]:
+    """summary.json of a run with eval.test=false (a tuning run): the last epoch's validation metrics `val`
+    (from metrics.jsonl), and no test metrics at all; the test split is never evaluated."""
+    st = facts.state
+    return {"test": None, "val": val, "select": facts.cfg.eval.select, "epoch": st.epoch,
+            "best_val": {"epoch": st.best_epoch, "val_overall": st.best_val}, **facts.common(wall)}
+
+
+def finish(facts: RunFacts, run: RunDir, report: Callable[[], dict[str, Any]], load_weights: Callable[[str], None],
+           wall: float, is_main: bool = True, tracker: Any = None) -> dict[str, Any]:
+    """Test metrics (`report()`: of the weights loaded now) of the last epoch and of the best-validation epoch
+    (`load_weights("best")`, then back to "last"); the headline follows eval.select (with eval.test=false:
+    validation only, `validation_only`). Rank 0 writes summary.json; returns the summary."""
+    cfg, st = facts.cfg, facts.state
+    if not cfg.eval.test:
+        rows = [r for r in run.metrics_rows() if "val" in r]
+        summary = validation_only(facts, rows[-1]["val"] if rows else None, wall)
+        if is_main:
+            run.write_json("summary.json", summary)
         return summary
-    last = {"epoch": t.epoch, **test_report(t)}
+    last = {"epoch": st.epoch, **report()}
     best = None
-    if t.best_epoch > 0:
-        if t.best_epoch == t.epoch:
+    if st.best_epoch > 0:
+        if st.best_epoch == st.epoch:
             best = dict(last)
         else:
-            t.model.load_state_dict(t.run.load_checkpoint("best")["model"], strict=False)
-            best = {"epoch": t.best_epoch, **test_report(t)}
-            t.model.load_state_dict(t.run.load_checkpoint("last")["model"], strict=False)
-        best["val_overall"] = t.best_val
-    rule = t.cfg.eval.select
+            load_weights("best")
+            best = {"epoch": st.best_epoch, **report()}
+            load_weights("last")
+        best["val_overall"] = st.best_val
+    rule = cfg.eval.select
     head = best if (rule == "best_val" and best is not None) else last
     brief = lambda m: {k: v for k, v in m.items() if k != "per_class"}  # noqa: E731
     summary = {
         **{k: v for k, v in head.items() if k != "epoch"}, "select": rule, "epoch": head["epoch"],
-        "checkpoint": "last" if head["epoch"] == t.epoch else "best",
+        "checkpoint": "last" if head["epoch"] == st.epoch else "best",
         "last": brief(last), "best_val": brief(best) if best else None,
-        **timing(t.step_times, t.cfg.batch_size, t.device),
+        **timing(st.step_times, cfg.batch_size, facts.device),
         "process_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
-        "wall_seconds": wall, "optimizer": t.cfg.optimizer.name, "label": run_label(t.cfg),
-        "closures_per_step": t.optimizer.closures_per_step, "seed": t.cfg.seed,
-        "parameters": t.model.parameter_report(), "class_counts": t.data.class_counts,
-        "splits": t.data.splits, "provenance": provenance(),
+        "wall_seconds": wall, "optimizer": cfg.optimizer.name, "label": run_label(cfg),
+        "closures_per_step": facts.closures_per_step, "seed": cfg.seed, "parameters": facts.parameters,
+        "class_counts": facts.class_counts, "splits": facts.splits, "provenance": provenance(),
     }
-    if t.is_main:
-        t.run.write_json("summary.json", summary)
-        if getattr(t, "tracker", None) is not None:
-            t.tracker.finish(summary)
+    if is_main:
+        run.write_json("summary.json", summary)
+        if tracker is not None:
+            tracker.finish(summary)
     return summary

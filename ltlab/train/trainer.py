@@ -88,10 +88,12 @@ class Trainer:
         self.loss_fn = loss_from_config(cfg, self.data.class_counts).to(self.device)
         self.objective = make_objective(cfg, self.model, self.loss_fn, self.data.class_counts, self.device)
         oc = cfg.optimizer
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+        self.scaler = torch.amp.GradScaler(self.device.type) if cfg.precision == "fp16" else None
         self.optimizer = create_optimizer(
             oc.name, [(n, p) for n, p in self.model.named_parameters() if p.requires_grad], base=oc.base, lr=oc.lr,
             prompt_lr=oc.prompt_lr, momentum=oc.momentum, weight_decay=oc.weight_decay,
-            max_grad_norm=oc.clip_grad_norm, class_counts=self.data.class_counts, ascent=oc.ascent,
+            max_grad_norm=oc.clip_grad_norm, class_counts=self.data.class_counts, ascent=oc.ascent, grad_scaler=self.scaler,
             seed=cfg.seed,  # the same perturbation stream on every rank keeps DDP replicas identical
             **oc.method)
         lpt = cfg.dual_sampling or self.model.pool_size > 0
@@ -108,8 +110,6 @@ class Trainer:
         warmup = int(oc.warmup_epochs * self.steps_per_epoch)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer.base_optimizer, lambda s: lr_factor(s, self.total_steps, warmup, oc.schedule))
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
-        self.scaler = torch.amp.GradScaler(self.device.type) if cfg.precision == "fp16" else None
         self.forward = self.model
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -120,11 +120,7 @@ class Trainer:
             seed_everything(cfg.seed + RANK_SEED_STRIDE * self.rank)  # different augmentation / dropout per rank
         if cfg.compile:
             self.forward = compiled(self.forward)
-        self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
-        self.best_val, self.best_epoch = -1.0, -1
-        self.step_times: list[float] = []
-        self.epoch_losses: list[float] = []  # step losses of the current epoch (kept across a resume)
-        self.epoch_diagnostics: list[dict[str, float]] = []  # the epoch's diagnosed steps (eval.diagnostics_every)
+        self.state = checkpoint.TrainState()  # where the run stands (what a checkpoint holds beside the tensors)
         self.stops = StopRequests()
 
     # -- data ----------------------------------------------------------------------------------
@@ -155,34 +151,45 @@ class Trainer:
     def batch_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The scalar training loss of a batch's logits (`ltlab.train.objective`: LPT's two batches and
         key-query term where they apply; the model's, not an optimizer's)."""
-        return self.objective.loss(logits, y, self.epoch)
+        return self.objective.loss(logits, y, self.state.epoch)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
         closure = make_closure(self.optimizer, self.model, self.loss_fn, x, y, forward=self.forward,
                                batch_loss=self.batch_loss, autocast=self.autocast, grad_scaler=self.scaler,
                                accum_steps=self.cfg.accum_steps)
-        self.optimizer.schedule(step=self.global_step, total_steps=self.total_steps, epoch=self.epoch,
+        self.optimizer.schedule(step=self.state.global_step, total_steps=self.total_steps, epoch=self.state.epoch,
                                 reweight_epoch=self.cfg.loss.drw_epoch)
         k = self.cfg.eval.diagnostics_every
-        diagnose = bool(k) and self.global_step % k == 0
-        loss = self.optimizer.step(closure, grad_scaler=self.scaler, diagnose=diagnose)
+        diagnose = bool(k) and self.state.global_step % k == 0
+        loss = self.optimizer.step(closure, diagnose=diagnose)
         if diagnose:
-            self.epoch_diagnostics.append(self.optimizer.last_diagnostics)
+            self.state.epoch_diagnostics.append(self.optimizer.last_diagnostics)
         if self.scaler is not None:
             self.scaler.update()
         self.scheduler.step()
         return float(loss.detach())
 
     # -- evaluation, checkpoints ---------------------------------------------------------------
+    def predict(self, dataset) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, targets) of the model on `dataset` (sharded under DDP, gathered)."""
+        return evaluation.predict(self.model, self.loader(evaluation.shard(dataset, self.rank, self.world)),
+                                  self.device, self.autocast, self.world)
+
     def evaluate(self, split: str = "val") -> dict[str, Any]:
-        logits, y = evaluation.predict(self, getattr(self.data, split))
+        logits, y = self.predict(getattr(self.data, split))
         return evaluation.classification_metrics(logits, y, self.data.splits)
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         return checkpoint.trainable_state(self.model)
 
-    def resume(self) -> None:  # continue from checkpoints/last.pt, exactly (ltlab.train.checkpoint.resume)
-        checkpoint.resume(self)
+    def resume(self) -> None:
+        """Continue from checkpoints/last.pt, exactly (a changed config is refused: `checkpoint.resumable`)."""
+        st = checkpoint.resumable(self.run, self.cfg)
+        self.state = checkpoint.restore(st, self.model, self.optimizer, self.scheduler, self.scaler)
+        self.run.truncate_metrics(self.state.epoch)
+
+    def checkpoint(self) -> dict[str, Any]:
+        return checkpoint.checkpoint_state(self.state, self.cfg, self.model, self.optimizer, self.scheduler, self.scaler)
 
     def save_checkpoint(self, name: str, state: dict[str, Any]) -> Path:
         """Only rank 0 writes; the others wait until the file is there."""
@@ -201,14 +208,14 @@ class Trainer:
         if self.is_main:
             self.run.write_config(to_dict(cfg))
         t_start = time.time()
-        bar = tqdm(total=self.total_steps, initial=self.global_step, desc=run_label(cfg), unit="step",
+        bar = tqdm(total=self.total_steps, initial=self.state.global_step, desc=run_label(cfg), unit="step",
                    disable=not self.progress, dynamic_ncols=True)
         try:
             with self.stops:
-                while self.epoch < cfg.epochs:
+                while self.state.epoch < cfg.epochs:
                     self.run_epoch(bar)
                     self.end_epoch()
-                    if self.stops.requested and self.epoch < cfg.epochs:
+                    if self.stops.requested and self.state.epoch < cfg.epochs:
                         self.stop_now()
         except Stopped:
             raise
@@ -220,22 +227,29 @@ class Trainer:
             bar.close()
             if self.tracker is not None:  # (finish re-opens it for the run's hparams)
                 self.tracker.close()
-        return summary.finish(self, time.time() - t_start)
+        facts = summary.RunFacts(cfg, self.state, self.data.class_counts, self.data.splits,
+                                 self.optimizer.closures_per_step, self.model.parameter_report(), self.device)
+
+        def load_weights(name: str) -> None:
+            self.model.load_state_dict(self.run.load_checkpoint(name)["model"], strict=False)
+
+        return summary.finish(facts, self.run, lambda: evaluation.test_report(self.predict, self.data), load_weights,
+                              time.time() - t_start, self.is_main, self.tracker)
 
     def run_epoch(self, bar) -> None:
         """The rest of the current epoch's steps (all of them, unless resumed mid-epoch)."""
         cfg = self.cfg
-        self.loss_fn.set_epoch(self.epoch)
+        self.loss_fn.set_epoch(self.state.epoch)
         self.model.train()
         self.loss_fn.train()
         # every method draws step t's augmentation and dropout from the same seed (paired runs), in whichever
         # process transforms the batch (data.num_workers changes nothing; see SeededDataset)
         step_seed = lambda step: (cfg.seed * STEP_SEED_STRIDE + self.rank * RANK_STEP_STRIDE + step) % 2**63  # noqa: E731
-        batches = [SeededBatch(b, step_seed(self.global_step + k))
-                   for k, b in enumerate(self.epoch_batches(self.epoch)[self.step_in_epoch:])]
+        batches = [SeededBatch(b, step_seed(self.state.global_step + k))
+                   for k, b in enumerate(self.epoch_batches(self.state.epoch)[self.state.step_in_epoch:])]
         batch_iter = iter(self.loader(SeededDataset(self.data.train), batches))
         while True:
-            seed_everything(step_seed(self.global_step))  # CUDA's generator too (dropout on a GPU)
+            seed_everything(step_seed(self.state.global_step))  # CUDA's generator too (dropout on a GPU)
             try:
                 (x, y), rng = next(batch_iter)
             except StopIteration:
@@ -246,13 +260,13 @@ class Trainer:
             loss = self.train_step(x, y)
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
-            self.step_times.append(time.perf_counter() - t0)
+            self.state.step_times.append(time.perf_counter() - t0)
             self.check_finite(loss)
-            self.step_in_epoch += 1
-            self.global_step += 1
-            self.epoch_losses.append(loss)
+            self.state.step_in_epoch += 1
+            self.state.global_step += 1
+            self.state.epoch_losses.append(loss)
             bar.update()
-            bar.set_postfix(epoch=self.epoch, loss=f"{loss:.3f}")
+            bar.set_postfix(epoch=self.state.epoch, loss=f"{loss:.3f}")
             if self.stops.requested:
                 self.stop_now()
 
@@ -262,8 +276,8 @@ class Trainer:
 
     def stop_now(self) -> None:
         """Save the exact state at this step boundary, then raise KeyboardInterrupt."""
-        path = self.save_checkpoint("last", checkpoint.checkpoint_state(self))
-        print(f"\nstopped at epoch {self.epoch} step {self.step_in_epoch}; saved {path}.\n"
+        path = self.save_checkpoint("last", self.checkpoint())
+        print(f"\nstopped at epoch {self.state.epoch} step {self.state.step_in_epoch}; saved {path}.\n"
               f"resume with: {self.resume_command()}", file=sys.stderr)
         raise Stopped
 
@@ -278,40 +292,38 @@ class Trainer:
             kept = (f"the last good checkpoint {last} is kept" if last.exists()
                     else "no checkpoint had been saved yet")
             what = f"{what} became {loss}" if not math.isfinite(loss) else "the weights became non-finite"
-            raise TrainingDiverged(f"{what} at step {self.global_step} (epoch {self.epoch}); {kept}. Lower "
+            raise TrainingDiverged(f"{what} at step {self.state.global_step} (epoch {self.state.epoch}); {kept}. Lower "
                                    "optimizer.lr, use precision=fp32, or check the data.")
 
     def end_epoch(self) -> None:
         """Log the epoch (step loss, loss at w, validation), then checkpoint; the row and last.pt agree."""
         cfg = self.cfg
         row: dict[str, Any] = {
-            "epoch": self.epoch + 1, "step": self.global_step,
+            "epoch": self.state.epoch + 1, "step": self.state.global_step,
             # what the optimizer returned each step: L(w), or L at the perturbed point for the methods that
             # evaluate only there (see each method's docstring)
-            "step_loss": statistics.fmean(self.epoch_losses) if self.epoch_losses else float("nan"),
-            "train_ce_at_w": evaluation.loss_at_w(self),  # comparable across methods
+            "step_loss": statistics.fmean(self.state.epoch_losses) if self.state.epoch_losses else float("nan"),
+            "train_ce_at_w": evaluation.loss_at_w(self.predict, self.data, cfg.eval.train_images, cfg.data.seed),
             "lr": self.optimizer.base_optimizer.param_groups[0]["lr"], **self.optimizer.logged(),
-            "sec_per_step": statistics.fmean(self.step_times[-self.steps_per_epoch:] or [float("nan")]),
+            "sec_per_step": statistics.fmean(self.state.step_times[-self.steps_per_epoch:] or [float("nan")]),
         }
-        if self.epoch_diagnostics:  # means over the epoch's diagnosed steps (ltlab.optim.base: `diagnostics`)
-            row["diag"] = mean_diagnostics(self.epoch_diagnostics)
+        if self.state.epoch_diagnostics:  # means over the epoch's diagnosed steps (ltlab.optim.base: `diagnostics`)
+            row["diag"] = mean_diagnostics(self.state.epoch_diagnostics)
         # finite weights can still be diverged (|w| ~ 1e30 gives non-finite logits): never save such a state
         self.check_finite(row["train_ce_at_w"], what="the loss at the weights")
         new_best = False
-        if (self.epoch + 1) % cfg.eval_every == 0 or self.epoch + 1 == cfg.epochs:
+        if (self.state.epoch + 1) % cfg.eval_every == 0 or self.state.epoch + 1 == cfg.epochs:
             val = self.evaluate("val")
             row["val"] = {k: v for k, v in val.items() if k != "per_class"}
-            new_best = val["overall"] > self.best_val  # ties keep the earlier epoch
+            new_best = val["overall"] > self.state.best_val  # ties keep the earlier epoch
             if new_best:
-                self.best_val, self.best_epoch = val["overall"], self.epoch + 1
-        self.epoch += 1
-        self.step_in_epoch = 0
-        self.epoch_losses, self.epoch_diagnostics = [], []
-        state = checkpoint.checkpoint_state(self)
+                self.state.best_val, self.state.best_epoch = val["overall"], self.state.epoch + 1
+        self.state.next_epoch()
+        state = self.checkpoint()
         if new_best:
             self.save_checkpoint("best", state)
-        if cfg.save_every and self.epoch % cfg.save_every == 0:
-            self.save_checkpoint(f"epoch{self.epoch:03d}", {"model": state["model"], "epoch": self.epoch})
+        if cfg.save_every and self.state.epoch % cfg.save_every == 0:
+            self.save_checkpoint(f"epoch{self.state.epoch:03d}", {"model": state["model"], "epoch": self.state.epoch})
         if self.is_main:
             self.tracker.epoch(row, self.run)
         self.save_checkpoint("last", state)
