@@ -985,3 +985,15 @@ def test_rsam_official_schedules_match_a_transcription_over_a_whole_run():
                   lr=0.1)
     linear.schedule(step=total // 6, total_steps=total, epoch=0)  # the two ramps differ by up to ~31 %
     assert abs(linear.param_groups[0]["sigma"] / std(total // 6 + 1) - 1) > 0.2
+
+
+def test_refusable_settings_are_one_enumeration():
+    from ltlab.optim import OPTIMIZERS
+    from ltlab.optim.base import REFUSABLE
+
+    for info in OPTIMIZERS.values():
+        assert set(info.cls.refused) <= set(REFUSABLE), info.name
+    opt = OPTIMIZERS["imbsam"].cls([torch.nn.Parameter(torch.zeros(2))], class_counts=[3, 1])
+    assert "LPT" in opt.refuses("lpt") and opt.refuses("ddp") is None
+    with pytest.raises(ValueError, match="refusable settings are lpt, ddp, accum, local"):
+        opt.refuses("lptt")

@@ -91,6 +91,14 @@ _CLOSURE_HELP = (
 CONTEXT_ARGS = ("class_counts", "weight_params")  # supplied by the factory from the data / the model, not options
 # how the step is run (the training config's, the same for every method), constructor arguments but not options
 TRAINING_ARGS = ("max_grad_norm", "ascent", "grad_scaler")
+# The training settings a method may refuse (its class's `refused` maps a setting to why); the trainer asks
+# `refuses(setting)` for every one it uses, before the first step.
+REFUSABLE = {
+    "lpt": "LPT's dual sampling or key-query term (method=lpt, dual_sampling=true or a prompt pool)",
+    "ddp": "several processes (torchrun, WORLD_SIZE > 1)",
+    "accum": "gradient accumulation (accum_steps > 1)",
+    "local": "each rank's own ascent gradient under DDP (optimizer.ascent=local)",
+}
 RHO_SCHEDULES = ("constant", "lr")
 # class-aware methods reduce the whole batch's per-sample losses themselves (graph attached), so a step cannot be
 # split into micro-batches without holding every micro-batch's graph at once, which is what accumulation avoids
@@ -111,7 +119,7 @@ class PerturbedOptimizer(Optimizer):
     # diagnostics then read L(w) and ||g(w)|| from it; every other method pays one extra pass on diagnosed steps
     ascent_at_w = False
     stochastic = False  # True where the perturbation is drawn at random (RSAM, GNM): runs differ by seed
-    refused: dict[str, str] = {}  # setting -> why this optimizer cannot serve it ("lpt", "ddp", "accum")
+    refused: dict[str, str] = {}  # setting (a key of REFUSABLE) -> why this optimizer cannot serve it
 
     def __init__(
         self,
@@ -174,8 +182,9 @@ class PerturbedOptimizer(Optimizer):
         return {k: out.get(k, Any) for k in cls.method_options()}
 
     def refuses(self, setting: str) -> str | None:
-        """Why this optimizer cannot serve a training setting ("lpt": LPT's dual sampling or key-query term;
-        "ddp": several processes; "accum": gradient accumulation, accum_steps > 1), or None."""
+        """Why this optimizer cannot serve a training setting (one of `REFUSABLE`), or None."""
+        if setting not in REFUSABLE:
+            raise ValueError(f"refuses({setting!r}): the refusable settings are {', '.join(REFUSABLE)}")
         return self.refused.get(setting)
 
     # -- schedules -----------------------------------------------------------------------------
