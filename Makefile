@@ -89,7 +89,7 @@ test-fast: $(STAMP)
 # broken page or link
 docs: $(STAMP)
 	$(BIN)/python .ci/docs_index.py
-	$(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/

@@ -66,7 +66,7 @@ def _deps_pyproject() -> set[str]:
 def test_environment_yml_matches_pyproject():
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    names = {re.split(r"[<>= ]", p)[0].lower() for p in pip if not p.startswith("-")}
+    names = {re.split(r"[<>=\[ ]", p)[0].lower() for p in pip if not p.startswith("-")}
     assert names == _deps_pyproject()
 
 
@@ -137,6 +137,8 @@ def test_documentation_site_builds(tmp_path):
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     index = (tmp_path / "site" / "index.html").read_text()
     assert "make demo" in index and "make test" in index
+    api = (tmp_path / "site" / "api" / "index.html").read_text()  # mkdocstrings: the reference from the docstrings
+    assert "Minimise E_e[L(w + e)]" in api and "create_optimizer" in api
 
 
 def test_stats_on_scipy_keep_every_committed_interval_to_4_decimals():
