@@ -451,10 +451,17 @@ _WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EP
 def main(argv: list[str] | None = None) -> int:
     from .errors import LtlabError
 
+    import contextlib
+    import io
+    import os
+
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    # under torchrun every rank runs this; only rank 0 reports bad input (the others exit 2 silently)
+    quiet = int(os.environ.get("RANK", "0")) > 0
     try:
-        a = parser.parse_args(argv)
+        with contextlib.redirect_stderr(io.StringIO()) if quiet else contextlib.nullcontext():
+            a = parser.parse_args(argv)
     except SystemExit as e:  # argparse's own errors (exit 2, usage printed) and --help / --version (exit 0)
         return int(e.code or 0)
     a.argv = argv
@@ -470,7 +477,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return a.func(a)
     except LtlabError as e:
-        print(f"error: {e}", file=sys.stderr)
+        if not quiet:
+            print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

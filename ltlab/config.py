@@ -387,6 +387,8 @@ def parse_overrides(overrides: typing.Iterable[str]) -> dict[str, Any]:
         key, raw = item.split("=", 1)
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
+            if isinstance(value, dict) and not raw.lstrip().startswith("{"):  # "mod:" or "a: b" is text (an import
+                value = raw.strip()                                             # path), not a mapping
         except yaml.YAMLError:
             raise ConfigError(f"override {item!r}: the value is not valid YAML; quote it, e.g. {key}='{raw}'") from None
         if not key.strip() or any(not p for p in key.strip().split(".")):

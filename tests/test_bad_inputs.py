@@ -123,3 +123,34 @@ def test_summary_json_mapping_check_is_the_loaders(finished):
     rows = load_rows(finished)
     assert {r["label"] for r in rows} == {"sgd", "sam"}
     assert json.loads((finished / "sgd-s0" / "summary.json").read_text())["seed"] == 0
+
+
+@pytest.mark.parametrize("argv", [["probe", "x", "--whatt", "eig"], ["probe", "/nonexistent/run"]])
+def test_under_torchrun_only_rank_0_reports_bad_input(argv, monkeypatch, capsys):
+    """torchrun starts every rank with the same command line: one message, not one per rank."""
+    from ltlab.cli import main
+
+    monkeypatch.setenv("RANK", "1")
+    assert main(argv) == 2
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("RANK", "0")
+    assert main(argv) == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_a_value_with_a_colon_is_text_and_a_missing_checkpoint_names_a_command_that_works(tmp_path, capsys):
+    from ltlab.cli import main
+    from ltlab.config import parse_overrides
+
+    assert parse_overrides(["optimizer.name=mod:"]) == {"optimizer": {"name": "mod:"}}
+    assert parse_overrides(["model.x={a: 1}"]) == {"model": {"x": {"a": 1}}}
+    assert main(["train", *T, "optimizer.name=mod:", "--out", str(tmp_path / "r"), "--no-progress"]) == 2
+    assert "import path is package.module:Class" in capsys.readouterr().err
+    run = tmp_path / "done"
+    assert main(["train", *T, "--out", str(run), "--no-progress"]) == 0
+    (run / "checkpoints" / "last.pt").unlink()
+    capsys.readouterr()
+    assert main(["probe", str(run), "--what", "eig", "--no-progress"]) == 2
+    hint = capsys.readouterr().err.split("; ", 1)[1].split("python -m ltlab ", 1)[1].split()
+    assert main([*hint, "--no-progress"]) == 0  # the command the message names works
+    assert (run / "checkpoints" / "last.pt").exists()

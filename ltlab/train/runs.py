@@ -177,8 +177,10 @@ def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
     """torch.load with a clear error for a missing, truncated or foreign file."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"checkpoint {path} not found; train the run first (python -m ltlab train --out "
-                        f"{path.parent.parent})")
+        run = path.parent.parent
+        how = (f"train it again with python -m ltlab train --config {run / 'config.yaml'} --out {run} --overwrite"
+               if (run / "config.yaml").is_file() else f"train the run first (python -m ltlab train --out {run})")
+        raise DataError(f"checkpoint {path} not found; {how}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # truncated, empty, random bytes, another format
