@@ -13,3 +13,10 @@ text = re.sub(r"(?<!!)\[([^\]]+)\]\((?!https?:|#|figures/|study/|[a-z_]+\.md)[^)
 study = (root / "studies" / "synthetic" / "study.md").read_text()
 study = re.sub(r"\]\((tune|figures)/", r"](study/\1/", study)
 (root / "docs" / "study.md").write_text(study)
+# LPT vs VPT (bench/lpt_vs_vpt.py, committed as studies/lpt_vs_vpt.md) as the page's last section
+lpt = (root / "studies" / "lpt_vs_vpt.md").read_text().splitlines()
+title, body = lpt[0], "\n".join(lpt[1:]).replace("\n## ", "\n### ")
+command = re.search(r"`([^`]+)`", title).group(1)
+study += (f"\n\n## LPT vs VPT\n\nMade by `{command}` (LPT's recipe selected on validation with the study's budget; "
+          f"both on the study's 12 evaluation seeds).\n{body}\n\n![LPT vs VPT](figures/lpt_vs_vpt_synthetic.png)\n")
+(root / "docs" / "study.md").write_text(study)
