@@ -69,16 +69,18 @@ def group_bars(rows: Sequence[Mapping[str, float]], groups: Sequence[str] = ("ma
             bars = ax.bar(x, vals, width, yerr=errs if any(errs) else None, color=color(r[label]), label=r[label],
                           hatch=hatch(r[label]), edgecolor="white" if hatch(r[label]) else None, capsize=2,
                           error_kw={"lw": 0.8})
+            tops = [v + e for v, e in zip(vals, errs)]
             for j, g in enumerate(groups):
                 seeds = (points or {}).get(r[label], {}).get(g, [])
                 ax.scatter(np.full(len(seeds), x[j]), seeds, s=6, color="black", alpha=0.7, zorder=4, lw=0)
-            for b, v, e in zip(bars, vals, errs):  # labels sit above the error bar, rotated to fit
-                ax.text(b.get_x() + b.get_width() / 2, v + e + 1.0, f"{v:.1f}", ha="center", va="bottom",
+                tops[j] = max([tops[j], *seeds])
+            for b, v, top in zip(bars, vals, tops):  # labels sit above the error bar and the seeds, rotated to fit
+                ax.text(b.get_x() + b.get_width() / 2, top + 1.0, f"{v:.1f}", ha="center", va="bottom",
                         fontsize=7, rotation=90)
         ax.set_xticks(np.arange(len(groups)), groups)
         ax.set_ylabel("test accuracy (%)")
         ax.legend(ncol=min(n, 4), loc="upper center", bbox_to_anchor=(0.5, 1.18))
-        ax.set_ylim(0, 115)
+        ax.set_ylim(0, 118)
         if note:
             caption(fig, note)
     return fig

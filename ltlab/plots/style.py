@@ -10,8 +10,8 @@ import matplotlib
 # Okabe & Ito (2008) colour-blind-safe palette, fixed per name across every figure. A method's colour is in
 # its registry entry (ltlab.optim.OPTIMIZERS); this table holds the reference rows, which are not methods. A
 # model setup "<model>+<method>" (LPT vs VPT) takes its method's colour and the model's hatch (`hatch`).
-PALETTE = {"linear": "#C8C8C8", "linear-probe": "#C8C8C8", "equal-compute": "#222222"}
-HATCH = {"lpt": "///"}  # models drawn hatched; VPT plain
+PALETTE = {"linear": "#C8C8C8", "linear-probe": "#C8C8C8", "equal-compute": "#555555"}  # the base, 2x the epochs
+HATCH = {"lpt": "///", "equal-compute": "..."}  # LPT setups and the equal-compute base drawn hatched
 _EXTRA = ["#0072B2", "#009E73", "#F0E442", "#CC79A7", "#56B4E9", "#E69F00", "#D55E00", "#000000"]
 
 RC = {
@@ -37,8 +37,8 @@ def color(name: str) -> str:
 
 
 def hatch(name: str) -> str | None:
-    """The hatch of a model setup "<model>+<method>" (None: plain)."""
-    return HATCH.get(name.lower().split("+", 1)[0]) if "+" in name else None
+    """The hatch of a model setup "<model>+<method>" or a hatched reference row (None: plain)."""
+    return HATCH.get(name.lower().split("+", 1)[0] if "+" in name else name.lower())
 
 
 @contextmanager
