@@ -255,8 +255,14 @@ def cmd_study(a: argparse.Namespace) -> int:
     evaluate(study, Path(a.out) / "tune" / "tuned.yaml", a.out, workers=a.jobs, progress=not a.no_progress,
              overwrite=a.overwrite)
     t2 = time.time()
-    report = write_study_report(study, a.out, command=command,
-                                timing={"tune": t1 - t0, "evaluate": t2 - t1})
+    import json
+
+    record = Path(a.out) / "timing.json"  # wall time summed over the invocations (a resumed one adds what it ran)
+    past = json.loads(record.read_text()) if record.is_file() and not a.overwrite else {}
+    timing = {"tune": past.get("tune", 0.0) + t1 - t0, "evaluate": past.get("evaluate", 0.0) + t2 - t1,
+              "invocations": past.get("invocations", 0) + 1}
+    record.write_text(json.dumps(timing))
+    report = write_study_report(study, a.out, command=command, timing=timing)
     print(report)
     print(f"\nwall time {time.time() - t0:.0f} s (tuning {t1 - t0:.0f} s, evaluation and probes {t2 - t1:.0f} s); "
           f"report: {Path(a.out) / 'study.md'}")

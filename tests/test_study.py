@@ -195,8 +195,12 @@ def test_study_end_to_end(tmp_path):
     eq = yaml.safe_load((out / "eval" / "equal-compute-s7" / "config.yaml").read_text())
     assert eq["epochs"] == 2 and eq["optimizer"]["name"] == "sgd"
     stamp = {q: q.stat().st_mtime_ns for q in out.glob("**/summary.json")}
+    first = json.loads((out / "timing.json").read_text())
     assert main(["study", str(p), "--out", str(out), "--no-progress", "--resume"]) == 0  # trains nothing
     assert stamp == {q: q.stat().st_mtime_ns for q in out.glob("**/summary.json")}
+    again = json.loads((out / "timing.json").read_text())  # the wall time adds up over invocations
+    assert again["invocations"] == 2 and again["tune"] >= first["tune"] and again["evaluate"] >= first["evaluate"]
+    assert "summed over the 2 invocation(s)" in (out / "study.md").read_text()
 
 
 def test_runs_of_one_seed_on_different_draws_are_refused(tmp_path):
