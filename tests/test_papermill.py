@@ -50,3 +50,34 @@ def test_papermill_runs_the_flatness_notebook_on_another_runs_directory_without_
     text = run_notebook("02_flatness.ipynb", foreign_runs, tmp_path / "02.ipynb")
     assert digest(foreign_runs) == before
     assert "gnm" in text and "λ_max" in text
+
+
+@pytest.mark.notebook
+@pytest.mark.full
+def test_papermill_runs_the_head_tail_notebook_on_another_runs_directory_without_changing_it(foreign_runs, tmp_path):
+    before = digest(foreign_runs)
+    text = run_notebook("03_head_tail.ipynb", foreign_runs, tmp_path / "03.ipynb")
+    assert digest(foreign_runs) == before
+    assert "| gnm |" in text and "| rsam |" not in text
+
+
+@pytest.mark.parametrize("name", ["01_train.ipynb", "02_flatness.ipynb", "03_head_tail.ipynb", "04_paper_figures.ipynb"])
+def test_no_cell_overrides_a_parameter(name):
+    """papermill injects values after the parameters cell; a later cell may derive from a parameter (X = X or
+    default) but never set it afresh, or `papermill -p X ...` would do nothing."""
+    import ast
+    import json
+
+    cells = [c for c in json.loads((ROOT / "notebooks" / name).read_text())["cells"] if c["cell_type"] == "code"]
+    first = next(i for i, c in enumerate(cells) if "parameters" in c["metadata"].get("tags", []))
+    params = {t.id for node in ast.parse("".join(cells[first]["source"])).body if isinstance(node, ast.Assign)
+              for t in node.targets if isinstance(t, ast.Name)}
+    assert params, f"{name}: no parameters"
+    for c in cells[first + 1:]:
+        src = "".join(line for line in c["source"] if not line.lstrip().startswith(("%", "!")))
+        for node in ast.walk(ast.parse(src)):
+            if isinstance(node, ast.Assign):
+                names = {t.id for tgt in node.targets for t in ast.walk(tgt) if isinstance(t, ast.Name)}
+                used = {n.id for n in ast.walk(node.value) if isinstance(n, ast.Name)}
+                for p in (names & params) - used:
+                    raise AssertionError(f"{name}: a cell after the parameters sets {p} without reading it")
