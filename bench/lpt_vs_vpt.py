@@ -35,11 +35,14 @@ TUNING_SEEDS = (0, 1, 2)
 BASE = load_config("synthetic").optimizer.base
 
 
-def tuning(out: Path, jobs: int, progress: bool, seeds: tuple[int, ...] = TUNING_SEEDS) -> tuple[dict, list[str]]:
+def tuning(out: Path, jobs: int, progress: bool, seeds: tuple[int, ...] = TUNING_SEEDS,
+           extra: tuple[str, ...] = ()) -> tuple[dict, list[str]]:
+    """LPT's grid on the tuning seeds (test split withheld); (the selected {recipe, lr}, the table's lines)."""
     grid = [(recipe, lr) for lr in LR for recipe in RECIPES]
     runs = []
     for recipe, lr in grid:
-        cfg = load_config("lpt_synthetic", [*RECIPES[recipe], f"optimizer.lr={lr}", "eval.test=false", "save_every=0"])
+        cfg = load_config("lpt_synthetic", [*RECIPES[recipe], *extra, f"optimizer.lr={lr}", "eval.test=false",
+                                            "save_every=0"])
         for s in seeds:
             runs.append(((recipe, lr), dataclasses.replace(cfg, seed=s),
                          str(out / "tune" / run_name(config_id({"recipe": recipe, "lr": lr}), s))))
@@ -67,13 +70,11 @@ def main() -> None:
     out = Path(a.out)
     quick = ["epochs=1", "lpt_phase1_epochs=1", "data.num_classes=6", "data.n_max=20", "data.imbalance_ratio=5",
              "model.pool_size=3"] if a.quick else []
-    global RECIPES
-    RECIPES = {k: v + quick for k, v in RECIPES.items()}
     tuning_seeds = (0, 1) if a.quick else TUNING_SEEDS
-    chosen, tune_lines = tuning(out, a.jobs, progress=not a.quick, seeds=tuning_seeds)
+    chosen, tune_lines = tuning(out, a.jobs, progress=not a.quick, seeds=tuning_seeds, extra=tuple(quick))
     seeds = list(range(a.seeds)) if isinstance(a.seeds, int) else a.seeds
     vpt = method_configs("synthetic_tuned", [BASE], quick)[BASE]
-    lpt = load_config("lpt_synthetic", [*RECIPES[chosen["recipe"]], f"optimizer.lr={chosen['lr']}"])
+    lpt = load_config("lpt_synthetic", [*RECIPES[chosen["recipe"]], *quick, f"optimizer.lr={chosen['lr']}"])
     jobs = []
     for s in seeds:
         for name, cfg in ((f"vpt+{BASE}", vpt), (f"lpt+{BASE}", lpt)):

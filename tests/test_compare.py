@@ -95,7 +95,7 @@ def _val_peaks_at_epoch_1(monkeypatch):
     def fake(self, split="val"):
         m = original(self, split)
         if split == "val":  # make epoch 1 the best on validation whatever the training did
-            m["overall"] = 90.0 if self.epoch == 0 else 10.0
+            m["overall"] = 90.0 if self.state.epoch == 0 else 10.0
         return m
 
     monkeypatch.setattr(Trainer, "evaluate", fake)
@@ -125,7 +125,7 @@ def test_best_val_ties_keep_the_earlier_epoch(tmp_path, monkeypatch):
     def fake(self, split="val"):  # epochs 2 and 3 tie on validation
         m = original(self, split)
         if split == "val":
-            m["overall"] = 10.0 if self.epoch == 0 else 50.0
+            m["overall"] = 10.0 if self.state.epoch == 0 else 50.0
         return m
 
     monkeypatch.setattr(Trainer, "evaluate", fake)

@@ -351,7 +351,7 @@ def test_probe_on_a_run_without_checkpoints(tmp_path, capsys):
         ck.unlink()
     assert main(["probe", str(tmp_path / "run"), "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert "train the run first" in err and "resume" not in err
+    assert "train it again" in err and "--overwrite" in err and "resume" not in err
 
 
 @pytest.mark.parametrize("make", ["missing", "empty"])
