@@ -73,7 +73,7 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*")
     ap.add_argument("--config", default="synthetic")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("-j", "--jobs", type=int, default=2, help="runs trained at once")
     ap.add_argument("--sgd-step", type=float, default=float("nan"), help="today's SGD step of optimizer_cost.py (s)")
     ap.add_argument("--out", default="runs/world")
     ap.add_argument("--log", default="bench/world_search.jsonl")
@@ -82,14 +82,14 @@ def main() -> None:
     probe_cfg = load_config(a.config, a.overrides + ["model.prompt_length=0"])
     out = Path(a.out) / a.name
     base = cfg.optimizer.name
-    vpt = compare(cfg, [base], a.seeds, out / "vpt", workers=a.workers, reuse=True)
-    lin = compare(probe_cfg, [base], a.seeds, out / "probe", workers=a.workers, reuse=True)
+    vpt = compare(cfg, [base], a.seeds, out / "vpt", workers=a.jobs, reuse=True)
+    lin = compare(probe_cfg, [base], a.seeds, out / "probe", workers=a.jobs, reuse=True)
     diff = paired_difference([r["overall"] for r in lin], [r["overall"] for r in vpt])
     gap = [r["many"] - r["few"] for r in vpt]
     drops = [quarter_drop(Path(r["run"]), cfg.epochs) for r in vpt]
     t_vpt = mean_std([r["wall_seconds"] for r in vpt])[0]
     t_lin = mean_std([r["wall_seconds"] for r in lin])[0]
-    demo_s = a.seeds * (t_vpt * (1 + 2 + 2 + 1) + t_lin) / a.workers
+    demo_s = a.seeds * (t_vpt * (1 + 2 + 2 + 1) + t_lin) / a.jobs
     rec = {
         "name": a.name, "overrides": a.overrides, "seeds": a.seeds,
         "vpt_overall": mean_std([r["overall"] for r in vpt])[:2],
