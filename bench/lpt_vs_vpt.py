@@ -21,7 +21,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from ltlab.cli import _seed_spec
+from ltlab.cli import seed_spec
 from ltlab.config import load_config, method_configs
 from ltlab.experiments.compare import run_jobs
 from ltlab.experiments.study import config_id, validation_score
@@ -61,7 +61,7 @@ def tuning(out: Path, jobs: int, progress: bool, seeds: tuple[int, ...] = TUNING
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seeds", type=_seed_spec, default=list(range(100, 112)), help="evaluation seeds (default 100-111)")
+    ap.add_argument("--seeds", type=seed_spec, default=list(range(100, 112)), help="evaluation seeds (default 100-111)")
     ap.add_argument("--out", default="runs/lpt_vs_vpt")
     ap.add_argument("-j", "--jobs", type=int, default=2, help="runs trained at once")
     ap.add_argument("--figures", default="figures")

@@ -38,7 +38,7 @@ def _renamed(p: argparse.ArgumentParser, old: str, new: str, why: str = "", take
     p.add_argument(old, action=_Renamed, new=new, why=why, nargs="?" if takes_value else 0)
 
 
-def _seed_spec(text: str) -> int | list[int]:
+def seed_spec(text: str) -> int | list[int]:
     """--seeds: a count N (the config's seed and the N - 1 after it) or a list of seeds and ranges, e.g. 0-2,5."""
     text = text.strip()
     if text.isdigit():
@@ -79,7 +79,7 @@ def _add_images_arg(p: argparse.ArgumentParser) -> None:
 
 def _add_runs_args(p: argparse.ArgumentParser, seeds: int, out: str) -> None:
     """What compare and sweep share: seeds, output, jobs, re-runs and the flatness probes of every run."""
-    p.add_argument("--seeds", type=_seed_spec, default=seeds, metavar="N|LIST",
+    p.add_argument("--seeds", type=seed_spec, default=seeds, metavar="N|LIST",
                    help=f"paired seeds: a count N (the config's seed=, 0 unless overridden, and the N - 1 after it) or "
                         f"a list of seeds and ranges, e.g. 0-2,5 (default {seeds})")
     p.add_argument("--out", default=out, help=f"directory of the runs and the report (default {out})")

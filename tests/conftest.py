@@ -2,6 +2,7 @@ import os
 
 import pytest
 import torch
+from kernel_client import poll_in_slices
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -13,35 +14,19 @@ else:
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
-def _poll_kernel_channels_in_slices() -> None:
-    """The notebook tests' kernel client (nbmake and papermill run nbclient in this process) waits for a reply with
-    one `socket.poll(timeout)` of up to the whole cell timeout (300 s). Under load that wait sometimes misses the
-    reply's edge-triggered wake-up: the kernel has answered and sits idle, and the poll returns only at its timeout
-    (faulthandler dumps: a notebook of 15 s took 312-316 s, the kernel idle throughout). Polling in 1-second slices
-    re-reads the socket's state every second, so a missed wake-up costs at most a second; a real timeout still
-    raises at the same deadline."""
-    import queue
-    import time
-
-    from jupyter_client.channels import AsyncZMQSocketChannel
-
-    whole = AsyncZMQSocketChannel.get_msg
-
-    async def get_msg(self, timeout=None):
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                return await whole(self, timeout=1.0 if left is None else min(1.0, left))
-            except queue.Empty:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise
-
-    AsyncZMQSocketChannel.get_msg = get_msg
+class KernelWakeupLost(UserWarning):
+    """A kernel reply waited on the client's socket through a whole poll slice (tests/kernel_client.py)."""
 
 
-try:
-    _poll_kernel_channels_in_slices()
+def _warn_lost_wakeup(kind: str, state: dict) -> None:
+    import warnings
+
+    warnings.warn(KernelWakeupLost(f"a reply waited on the kernel client's {kind} socket while its poll slept "
+                                   f"(a lost ZMQ_FD wake-up; {state}); the 1-s poll slice took it"))
+
+
+try:  # nbmake's and papermill's kernel client polls in 1-s slices (the 300-s stall: tests/kernel_client.py)
+    poll_in_slices(1.0, _warn_lost_wakeup)
 except ImportError:  # no Jupyter installed: no notebook tests either
     pass
 

@@ -7,7 +7,7 @@ import argparse
 
 import pytest
 
-from ltlab.cli import _seed_spec, build_parser, main
+from ltlab.cli import seed_spec, build_parser, main
 
 T = ["epochs=1", "data.num_classes=5", "data.n_max=20", "data.imbalance_ratio=5", "data.val_per_class=4",
      "data.test_per_class=4", "eval.train_images=16", "batch_size=16", "save_every=0", "log=jsonl"]
@@ -16,13 +16,13 @@ T = ["epochs=1", "data.num_classes=5", "data.n_max=20", "data.imbalance_ratio=5"
 @pytest.mark.parametrize("text, seeds", [("3", 3), ("0-2,5", [0, 1, 2, 5]), ("7", 7), ("4-4", [4]), ("1,1,2", [1, 2]),
                                          (" 2-3 ", [2, 3])])
 def test_seed_specs(text, seeds):
-    assert _seed_spec(text) == seeds
+    assert seed_spec(text) == seeds
 
 
 @pytest.mark.parametrize("text", ["0", "a", "3-1", "1-", "-2", "1,,2", "1.5"])
 def test_bad_seed_specs_name_the_form(text):
     with pytest.raises(argparse.ArgumentTypeError, match="0-2,5|at least one seed"):
-        _seed_spec(text)
+        seed_spec(text)
 
 
 @pytest.mark.parametrize("argv, new", [

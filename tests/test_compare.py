@@ -233,7 +233,7 @@ def test_compare_cli_writes_report_with_intervals(tmp_path, capsys):
                "--no-progress", *TINY, "epochs=1"])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "last epoch" in out and "mean ± std over 2 seed(s)" in out and "| gnm | 2 |" in out
+    assert "last epoch" in out and "mean ± std over 2 seeds" in out and "| gnm | 2 |" in out
     report = (tmp_path / "cmp/report.md").read_text()
     assert "Paired difference to adamw" in report and "[" in report and "Best-on-validation" in report
     assert (tmp_path / "cmp/figures/headtail_synthetic.png").exists()

@@ -24,7 +24,7 @@ def per_class_accuracy(results: Mapping[str, Sequence[float]], class_counts: Seq
         ax2.bar(np.arange(len(order)), np.asarray(class_counts)[order], color="#bbbbbb", width=1.0)
         ax2.set_ylabel("train images")
         ax2.set_xlabel("class (sorted by training images, head → tail)")
-        styles = ["-", "--", "-.", ":"]
+        styles = ["-", "--", "-.", ":", (0, (6, 1.5, 1, 1.5, 1, 1.5)), (0, (1, 2.5))]  # one per row up to 6
         for i, (name, acc) in enumerate(results.items()):
             a = np.asarray(acc, dtype=float)[order]
             ax.scatter(np.arange(len(a)), a, s=6, color=color(name), alpha=0.35)
@@ -42,7 +42,8 @@ def per_class_accuracy(results: Mapping[str, Sequence[float]], class_counts: Seq
                     ax.text((min(pos) + max(pos)) / 2, 103, g, ha="center", va="bottom", fontsize=8)
         ax.set_ylabel("test accuracy (%)")
         ax.set_ylim(-2, 110)
-        ax.legend(loc="lower left", ncol=min(len(results), 4))
+        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.01), ncol=min(len(results), 3), handlelength=2.6,
+                  borderaxespad=0.0)  # above the axes: the tail's points stay visible
         if note:
             caption(fig, note)
     return fig

@@ -163,11 +163,14 @@ def per_class_values(results: Mapping[str, object], ylabel: str = r"$\lambda_{ma
         ax.set(xlabel="training images of the class", ylabel=ylabel)
         from matplotlib.lines import Line2D
 
-        methods = ax.legend(fontsize=7, loc="upper right", title="method (line: running mean)", title_fontsize=7)
+        # both legends right of the axes, where they cover no point
+        methods = ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), title="method",
+                            title_fontsize=7, alignment="left")
         ax.add_artist(methods)
-        ax.legend(handles=[Line2D([], [], ls="", marker=m, color="#444444", label=g)
-                           for g, m in markers.items() if g], fontsize=7, loc="lower left", title="group",
-                  title_fontsize=7)
+        shapes = [Line2D([], [], ls="", marker=m, color="#444444", label=g) for g, m in markers.items() if g]
+        ax.legend(handles=shapes + [Line2D([], [], color="#444444", lw=1, label="running\nmean")], fontsize=7,
+                  loc="lower left", bbox_to_anchor=(1.02, 0.0), title="class group", title_fontsize=7,
+                  alignment="left")
     return fig
 
 

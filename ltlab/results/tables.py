@@ -77,7 +77,7 @@ def rule_sentence(agg: list[dict[str, Any]], epochs: int | None = None) -> str:
             else "test accuracy (%) of the best-validation epoch (opt-in rule)")
     n = min(x["n"] for x in agg)
     seeds = ", ".join(str(s) for s in a["seeds"])
-    what = f"mean ± std over {n} seed(s) ({seeds})" if n > 1 else f"one seed ({seeds}): no interval, no verdict"
+    what = f"mean ± std over {n} seeds ({seeds})" if n > 1 else f"one seed ({seeds}): no interval, no verdict"
     return f"Headline: {rule}{f' ({epochs} epochs)' if epochs else ''}; {what}."
 
 
