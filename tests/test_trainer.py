@@ -138,6 +138,10 @@ def test_cli_compare_writes_table_csv_and_figures(tmp_path, capsys, workers):
     assert scalars["images_requested"] == 16 and scalars["images"] == 16
     again = flatness_scalars(tmp_path / "cmp/sgd-s0", 16, reuse=False)
     assert again["lambda_max"] == pytest.approx(scalars["lambda_max"], rel=1e-4)
+    coarse = flatness_scalars(tmp_path / "cmp/sgd-s0", 16, trace_hvps=6)  # another trace budget is not reused
+    assert coarse["trace_hvps"] == 6 and coarse["trace"] != again["trace"]
+    assert coarse["lambda_max"] == pytest.approx(again["lambda_max"], rel=1e-4)
+    assert flatness_scalars(tmp_path / "cmp/sgd-s0", 16, trace_hvps=6)["trace"] == coarse["trace"]  # reused
     report = (tmp_path / "cmp/report.md").read_text()
     assert "## Flatness probes" in report and "lambda_max_few" in report
     fig = tmp_path / "cmp/figures"
