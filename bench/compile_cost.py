@@ -2,7 +2,7 @@
 model and batch, the first compile cold (an empty Inductor cache) and warm (the cache the cold one filled), and
 the wall time of whole training runs of the preset both ways (what `make demo` is made of).
 
-    python bench/compile_cost.py [--steps 30] [--runs sgd,gnm] [--threads 1]
+    python bench/compile_cost.py [--steps 30] [--optimizers sgd,sam,gnm] [--runs sgd,gnm] [--threads 1]
 
 Every measurement runs in its own process (a fresh torch, so a compile is never shared by accident); the cold
 and warm cache are TORCHINDUCTOR_CACHE_DIR set to a new temporary directory, then reused. Compiled graphs draw
@@ -71,7 +71,7 @@ def spawn(args: list[str], cache: str | None, threads: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=30, help="timed steps after the first (default 30)")
-    ap.add_argument("--methods", default="sgd,sam,gnm")
+    ap.add_argument("--optimizers", default="sgd,sam,gnm", help="methods timed per step (default sgd,sam,gnm)")
     ap.add_argument("--runs", default="sgd,gnm", help="methods trained as whole preset runs both ways ('' = none)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads per process (default 2: the whole CPU)")
     ap.add_argument("--child", nargs="*", help=argparse.SUPPRESS)
@@ -90,7 +90,7 @@ def main() -> None:
     print("| method | eager s/step | compiled s/step | speed-up | first step eager s | first compiled step, cold cache s "
           "| warm cache s | steps to repay the warm compile |")
     print("|---|---|---|---|---|---|---|---|")
-    for name in a.methods.split(","):
+    for name in a.optimizers.split(","):
         eager = spawn(["steps", name, "0", str(a.steps)], None, a.threads)
         cold = spawn(["steps", name, "1", str(a.steps)], cache, a.threads)
         warm = spawn(["steps", name, "1", str(a.steps)], cache, a.threads)

@@ -1,13 +1,13 @@
 """How often does nbclient's kernel client lose a reply's wake-up? (the cause of make test's 300-s stall)
 
 Runs a notebook of small cells (print, display, short sleeps, a torch matmul) through nbclient, as nbmake and
-papermill do, again and again in --procs processes, next to --load processes that keep the cores busy (make test runs
+papermill do, again and again in -j processes, next to --load processes that keep the cores busy (make test runs
 the notebooks beside a second pytest worker). Every kernel channel polls in slices of --slice seconds
 (tests/kernel_client.py); a slice that ends with a message already waiting on its socket is a lost wake-up, seen
 directly: ZMQ_EVENTS has POLLIN while the poll slept. Without the slices each of them would have waited for the whole
 cell timeout (300 s in make test).
 
-    python bench/kernel_wakeups.py --minutes 10 --procs 2 --load 1
+    python bench/kernel_wakeups.py --minutes 10 -j 2 --load 1
     python bench/kernel_wakeups.py --notebook notebooks/00_playground.ipynb   # a real notebook, in smoke mode
 """
 from __future__ import annotations
@@ -68,7 +68,7 @@ def burn(seconds: float) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=5.0)
-    ap.add_argument("--procs", type=int, default=2, help="processes executing notebooks")
+    ap.add_argument("-j", "--jobs", type=int, default=2, help="processes executing notebooks (default 2)")
     ap.add_argument("--load", type=int, default=1, help="processes that only burn CPU beside them")
     ap.add_argument("--slice", type=float, default=1.0, help="poll slice in seconds")
     ap.add_argument("--repeats", type=int, default=10, help="copies of the 5 small cells per notebook")
@@ -79,11 +79,11 @@ def main() -> int:
     if a.notebook:
         os.environ["LTLAB_SMOKE"] = "1"
     out: mp.Queue = mp.Queue()
-    procs = [mp.Process(target=worker, args=(seconds, a.slice, a.repeats, a.notebook, out)) for _ in range(a.procs)]
+    procs = [mp.Process(target=worker, args=(seconds, a.slice, a.repeats, a.notebook, out)) for _ in range(a.jobs)]
     procs += [mp.Process(target=burn, args=(seconds,)) for _ in range(a.load)]
     for p in procs:
         p.start()
-    results = [out.get() for _ in range(a.procs)]
+    results = [out.get() for _ in range(a.jobs)]
     for p in procs:
         p.join()
     cells = sum(r["cells"] for r in results)
@@ -95,7 +95,7 @@ def main() -> int:
     print("| processes | load | minutes | notebooks | cells | lost wake-ups (by socket) | per 1,000 cells | "
           "slowest notebook |")
     print("|---|---|---|---|---|---|---|---|")
-    print(f"| {a.procs} | {a.load} | {a.minutes:g} | {sum(r['runs'] for r in results)} | {cells} | "
+    print(f"| {a.jobs} | {a.load} | {a.minutes:g} | {sum(r['runs'] for r in results)} | {cells} | "
           f"{total} {missed or ''} | {1000 * total / max(cells, 1):.2f} | "
           f"{max(r['slowest_notebook_s'] for r in results):.1f} s |")
     return 0
