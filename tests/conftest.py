@@ -2,7 +2,7 @@ import os
 
 import pytest
 import torch
-from kernel_client import poll_in_slices
+from kernel_client import poll_in_slices, stale_watches
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -29,6 +29,18 @@ try:  # nbmake's and papermill's kernel client polls in 1-s slices (the 300-s st
     poll_in_slices(1.0, _warn_lost_wakeup)
 except ImportError:  # no Jupyter installed: no notebook tests either
     pass
+
+
+def pytest_runtest_teardown(item):
+    """After each notebook: no fd that jupyter_core's reused event loop believes it watches may have left the
+    epoll interest list (the second way to lose a wake-up, tests/kernel_client.py)."""
+    if item.path.suffix == ".ipynb":
+        stale = stale_watches()
+        if stale:
+            import warnings
+
+            warnings.warn(KernelWakeupLost(f"after {item.name}: the kernel client's event loop watches fds {stale} "
+                                           "that epoll no longer does"))
 
 
 def pytest_collection_modifyitems(items):
