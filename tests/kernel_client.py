@@ -51,19 +51,27 @@ def poll_in_slices(slice_s: float = 1.0, on_missed: Callable[[str, dict], None] 
     AsyncZMQSocketChannel.get_msg = get_msg
 
 
+def _epoll_watches(selector) -> set[int] | None:
+    """The fds in the kernel's epoll interest list behind an asyncio selector (/proc/self/fdinfo of the epoll fd:
+    what Linux will wake the loop for); None where that cannot be read (not Linux, not epoll)."""
+    try:
+        info = Path(f"/proc/self/fdinfo/{selector._selector.fileno()}").read_text()
+        return {int(line.split()[1]) for line in info.splitlines() if line.startswith("tfd:")}
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 def watch_state(fd: int) -> dict:
-    """Who watches the socket's ZMQ_FD: asyncio's selector map (what the loop believes) and the kernel's epoll
-    interest list (/proc/self/fdinfo of the epoll fd: what Linux will wake it for). They disagree when a closed
-    socket's fd number was reused by a new one without the loop's reader being removed."""
+    """Who watches the socket's ZMQ_FD: asyncio's selector map (what the loop believes) and epoll (what wakes it).
+    They disagree when a closed socket's fd number was reused by a new one without the loop's reader being
+    removed."""
     import asyncio
 
     sel = getattr(asyncio.get_running_loop(), "_selector", None)
     state = {"fd": fd, "asyncio_watches": sel is not None and fd in sel.get_map()}
-    try:
-        info = Path(f"/proc/self/fdinfo/{sel._selector.fileno()}").read_text()
-        state["epoll_watches"] = fd in {int(line.split()[1]) for line in info.splitlines() if line.startswith("tfd:")}
-    except (AttributeError, OSError, ValueError):
-        pass
+    epoll = _epoll_watches(sel)
+    if epoll is not None:
+        state["epoll_watches"] = fd in epoll
     return state
 
 
@@ -76,9 +84,5 @@ def stale_watches(loop=None) -> list[int]:
 
         loop = ensure_event_loop()
     sel = getattr(loop, "_selector", None)
-    try:
-        info = Path(f"/proc/self/fdinfo/{sel._selector.fileno()}").read_text()
-    except (AttributeError, OSError):
-        return []
-    watched = {int(line.split()[1]) for line in info.splitlines() if line.startswith("tfd:")}
-    return sorted(fd for fd in sel.get_map() if fd not in watched)
+    epoll = _epoll_watches(sel)
+    return [] if epoll is None else sorted(fd for fd in sel.get_map() if fd not in epoll)

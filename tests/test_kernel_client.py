@@ -88,12 +88,13 @@ def test_a_watch_that_asyncio_believes_in_but_epoll_lost_is_told_apart(tmp_path)
             await asyncio.wait_for(fired.wait(), 0.3)
         except asyncio.TimeoutError:
             pass
-        state = kernel_client.watch_state(r2)
+        state, stale = kernel_client.watch_state(r2), kernel_client.stale_watches(loop)
         loop.remove_reader(r2)
         os.close(r2), os.close(w2)
-        return r2 == r, fired.is_set(), state
+        return r2 == r, fired.is_set(), state, stale, kernel_client.stale_watches(loop)
 
-    reused, fired, state = asyncio.run(main())
+    reused, fired, state, stale, after = asyncio.run(main())
     if not reused:
         pytest.skip("the OS gave the new pipe another fd number")
     assert not fired and state["asyncio_watches"] and state.get("epoll_watches") is False
+    assert stale == [state["fd"]] and after == []  # what conftest checks after every notebook
