@@ -119,8 +119,9 @@ def training_curves(histories: Mapping[str, Sequence], key: str = "overall", drw
                             (b, lambda r: r["val"][key] if "val" in r else None)):
                 ep, m, s = _curve(runs, get)
                 sparse = ax is b and len(ep) and len(ep) < max(ep)  # validated every few epochs: points, not a line
-                ax.plot(ep, m, color=color(name), label=name, marker="o", ms=4 if sparse else 2.5,
-                        lw=0.8 if sparse else 1.4, ls=":" if sparse else "-")
+                marked = hatch(name) is not None  # a row drawn hatched in bars (equal compute: the base's colour)
+                ax.plot(ep, m, color=color(name), label=name, marker="s" if marked else "o", ms=4 if sparse else 2.5,
+                        lw=0.8 if sparse else 1.4, ls="--" if marked else (":" if sparse else "-"))
                 if len(runs) > 1 and sparse:
                     ax.errorbar(ep, m, s, color=color(name), ls="", capsize=2, lw=0.8)
                 elif len(runs) > 1:
@@ -151,10 +152,14 @@ def cost_bars(rows: Sequence[Mapping[str, float]], label: str = "label", note: s
         ratios = [r["sec_per_step"] / ref for r in rows]
         errs = [(r.get("sec_per_step_std") or 0.0) / ref for r in rows]
         errs = [0.0 if e != e else e for e in errs]
-        ax.bar(names, ratios, color=[color(n) for n in names], yerr=errs if any(errs) else None, capsize=2,
-               error_kw={"lw": 0.8})
-        for i, (v, e) in enumerate(zip(ratios, errs)):
-            ax.text(i, v + e + 0.03, f"{v:.2f}×", ha="center", fontsize=8)
+        bars = ax.bar(names, ratios, color=[color(n) for n in names], yerr=errs if any(errs) else None, capsize=2,
+                      error_kw={"lw": 0.8})
+        for bar, n in zip(bars, names):  # hatched rows (equal compute) as in the accuracy bars
+            if hatch(n):
+                bar.set(hatch=hatch(n), edgecolor="white")
+        for i, (v, e) in enumerate(zip(ratios, errs)):  # above the error bar's cap, not on it
+            ax.annotate(f"{v:.2f}×", (i, v + e), xytext=(0, 2), textcoords="offset points", ha="center",
+                        va="bottom", fontsize=8)
         ax.tick_params(axis="x", rotation=35)
         for t in ax.get_xticklabels():
             t.set_ha("right")
