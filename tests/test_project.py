@@ -85,9 +85,10 @@ def test_bundled_weights_are_small_and_documented():
     assert f"--texture-weight {rec['texture_weight']}" in rec["command"]  # how the patch tokens were trained
 
 
-def test_readme_has_the_two_commands():
+def test_readme_has_the_two_commands_and_reads_in_two_minutes():
     text = (ROOT / "README.md").read_text()
     assert "make demo" in text and "make test" in text
+    assert len(text.splitlines()) <= 150, "the README is the two-minute read: details go to docs/"
 
 
 def test_no_method_name_in_the_code_under_train():
