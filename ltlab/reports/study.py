@@ -188,7 +188,7 @@ def write_study_report(study, out: str | Path, command: str = "", timing: dict[s
     if timing:
         n = int(timing.get("invocations", 1))
         L += ["## Wall time", "", f"Tuning {timing.get('tune', 0):.0f} s, evaluation and probes "
-              f"{timing.get('evaluate', 0):.0f} s, summed over the {n} invocation(s) of `ltlab study` on this "
+              f"{timing.get('evaluate', 0):.0f} s, summed over {n} invocation{'s' if n != 1 else ''} of `ltlab study` on this "
               "directory (OUT/timing.json; a resumed invocation adds only what it trained).", ""]
     text = "\n".join(L)
     (out / "study.md").write_text(text)
