@@ -368,7 +368,8 @@ def test_linear_probe_reference_shares_everything_but_the_prompts(tmp_path):
     headline = text.split("## Headline")[1].split("## What")[0]
     assert "| linear-probe | 2 |" in headline and f"{bn} (VPT) − linear-probe" in headline
     assert "| linear-probe |" not in headline.split(f"Paired difference to {bn}")[1]  # a reference, not a method
-    assert "This table holds 1 primary interval(s)" in headline and "3 exploratory interval(s)" in headline
+    assert "This table holds 1 primary interval (" in headline and "3 exploratory intervals" in headline
+    assert "over the 1 method," in headline
     assert "(Holm p" in headline
 
 

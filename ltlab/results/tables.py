@@ -18,15 +18,19 @@ def interval_count(paired: dict[str, dict[str, PairedDiff]], columns: Sequence[s
     return primary, len(cells) - primary
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def multiplicity_sentence(paired: dict[str, dict[str, PairedDiff]], columns: Sequence[str]) -> str:
     """How many intervals a table holds and how many 'resolved' words chance alone would give."""
     primary, exploratory = interval_count(paired, columns)
     parts = []
     if primary:
-        parts.append(f"{primary} primary interval(s) (overall accuracy; verdicts Holm-corrected over the "
-                     f"{primary} method(s), family-wise error ≤ 5 %)")
+        parts.append(f"{_count(primary, 'primary interval')} (overall accuracy; verdicts Holm-corrected over the "
+                     f"{_count(primary, 'method')}, family-wise error ≤ 5 %)")
     if exploratory:
-        parts.append(f"{exploratory} exploratory interval(s) (every other column: each word follows its own "
+        parts.append(f"{_count(exploratory, 'exploratory interval')} (every other column: each word follows its own "
                      f"95 % interval, so about {chance_resolved(exploratory):.1f} of them would read 'resolved' by "
                      "chance alone if no method differed)")
     return "This table holds " + " and ".join(parts) + "." if parts else ""
