@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..stats import NO_VERDICT, PairedDiff, chance_resolved, mean_std, paired_difference
-from ..results.tables import format_table, rule_sentence
+from ..results.tables import counted, format_table, rule_sentence
 from ..results import ACCURACY, PRIMARY, REFERENCES, aggregate, finished_runs, paired_table, summary_row
 
 LAMBDA_MIN_EPS = 0.01  # a point counts as a minimum when lambda_min >= -LAMBDA_MIN_EPS * lambda_max
@@ -188,7 +188,7 @@ def write_study_report(study, out: str | Path, command: str = "", timing: dict[s
     if timing:
         n = int(timing.get("invocations", 1))
         L += ["## Wall time", "", f"Tuning {timing.get('tune', 0):.0f} s, evaluation and probes "
-              f"{timing.get('evaluate', 0):.0f} s, summed over {n} invocation{'s' if n != 1 else ''} of `ltlab study` on this "
+              f"{timing.get('evaluate', 0):.0f} s, summed over {counted(n, 'invocation')} of `ltlab study` on this "
               "directory (OUT/timing.json; a resumed invocation adds only what it trained).", ""]
     text = "\n".join(L)
     (out / "study.md").write_text(text)

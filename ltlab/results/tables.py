@@ -18,7 +18,8 @@ def interval_count(paired: dict[str, dict[str, PairedDiff]], columns: Sequence[s
     return primary, len(cells) - primary
 
 
-def _count(n: int, noun: str) -> str:
+def counted(n: int, noun: str) -> str:
+    """'1 method', '3 methods': a count and its noun, for the sentences of the reports."""
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
@@ -27,10 +28,10 @@ def multiplicity_sentence(paired: dict[str, dict[str, PairedDiff]], columns: Seq
     primary, exploratory = interval_count(paired, columns)
     parts = []
     if primary:
-        parts.append(f"{_count(primary, 'primary interval')} (overall accuracy; verdicts Holm-corrected over the "
-                     f"{_count(primary, 'method')}, family-wise error ≤ 5 %)")
+        parts.append(f"{counted(primary, 'primary interval')} (overall accuracy; verdicts Holm-corrected over the "
+                     f"{counted(primary, 'method')}, family-wise error ≤ 5 %)")
     if exploratory:
-        parts.append(f"{_count(exploratory, 'exploratory interval')} (every other column: each word follows its own "
+        parts.append(f"{counted(exploratory, 'exploratory interval')} (every other column: each word follows its own "
                      f"95 % interval, so about {chance_resolved(exploratory):.1f} of them would read 'resolved' by "
                      "chance alone if no method differed)")
     return "This table holds " + " and ".join(parts) + "." if parts else ""
