@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .errors import counted
+
 
 # how a run's seed spreads into the streams of its ranks, epochs and steps (changing one changes every run)
 RANK_SEED_STRIDE = 1000  # rank r of a DDP run seeds its augmentation / dropout with seed + 1000 r
@@ -97,7 +99,7 @@ class WorkerPool:
                 if p.is_alive():
                     os.kill(p.pid, signal.SIGINT)
             if procs:
-                print(f"stopping {len(procs)} worker(s): each saves its run's state (Ctrl-C again to kill them)",
+                print(f"stopping {counted(len(procs), 'worker')}: each saves its run's state (Ctrl-C again to kill them)",
                       file=sys.stderr)
             for p in procs:
                 p.join(STOP_GRACE_SECONDS)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ExperimentConfig, run_label, with_optimizer
-from ..errors import ConfigError
+from ..errors import ConfigError, counted
 from ..optim import PAPER_COMPARISON, optimizer_info
 from ..results.runs import summary_row
 from ..results.vocabulary import REFERENCES, run_name
@@ -121,7 +121,7 @@ def run_jobs(jobs: list[tuple[ExperimentConfig, str]], progress: bool = True, ov
         else:
             todo.append((run_cfg, path))
     if conflicts:
-        raise ConfigError(f"{len(conflicts)} finished run(s) of another config are in the way, e.g. {conflicts[0]}; "
+        raise ConfigError(f"{counted(len(conflicts), 'finished run')} of another config {'is' if len(conflicts) == 1 else 'are'} in the way, e.g. {conflicts[0]}; "
                           "pass --overwrite to train them again, or choose another --out")
     overwrite = overwrite or reuse or keep  # an unfinished run is started over
     if workers <= 1 or len(todo) <= 1:

@@ -54,6 +54,8 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
+from ..errors import counted
+
 Perturbation = dict[torch.Tensor, torch.Tensor]
 
 
@@ -84,7 +86,7 @@ _CLOSURE_HELP = (
     "        loss.backward()\n"
     "        return loss\n"
     "    optimizer.step(closure)\n"
-    "{name} calls it {n} time(s) per step (it needs the gradient at perturbed weights)."
+    "{name} calls it {calls} per step (it needs the gradient at perturbed weights)."
 )
 
 
@@ -303,7 +305,7 @@ class PerturbedOptimizer(Optimizer):
         with m = the rank's batch); the descent gradient at w + e is all-reduced as always.
         """
         if closure is None:
-            raise ValueError(_CLOSURE_HELP.format(name=type(self).__name__, n=self.closures_per_step))
+            raise ValueError(_CLOSURE_HELP.format(name=type(self).__name__, calls=counted(self.closures_per_step, 'time')))
         closure = torch.enable_grad()(closure)
         grad_scaler = grad_scaler if grad_scaler is not None else self.grad_scaler
         self._step_scaler = grad_scaler

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from ..stats import NO_VERDICT, PairedDiff, chance_resolved, mean_std, paired_difference
-from ..results.tables import counted, format_table, rule_sentence
+from ..errors import counted
+from ..results.tables import format_table, rule_sentence
 from ..results import ACCURACY, PRIMARY, REFERENCES, aggregate, finished_runs, paired_table, summary_row
 
 LAMBDA_MIN_EPS = 0.01  # a point counts as a minimum when lambda_min >= -LAMBDA_MIN_EPS * lambda_max

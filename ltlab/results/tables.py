@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..errors import counted
 from ..stats import PairedDiff, chance_resolved
 from .vocabulary import ACCURACY, FLATNESS, PRIMARY
 
@@ -16,11 +17,6 @@ def interval_count(paired: dict[str, dict[str, PairedDiff]], columns: Sequence[s
     cells = [(m, d) for diffs in paired.values() for m, d in diffs.items() if m in columns and d.n >= 2]
     primary = sum(m == PRIMARY for m, _ in cells)
     return primary, len(cells) - primary
-
-
-def counted(n: int, noun: str) -> str:
-    """'1 method', '3 methods': a count and its noun, for the sentences of the reports."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def multiplicity_sentence(paired: dict[str, dict[str, PairedDiff]], columns: Sequence[str]) -> str:
