@@ -94,6 +94,24 @@ def test_same_runs_finds_identical_retraining_and_a_changed_tensor(tmp_path):
     flatness_scalars(tmp_path / "a/sgd-s0", 8)  # probe/... scalars in a's tb/ only (make probes after make demo)
     out = run(BENCH / "same_runs.py", tmp_path / "a", tmp_path / "b", cwd=tmp_path)
     assert "sgd-s0: identical" in out and "1 of 1 runs identical" in out
+    # a newer ltlab adds a config key and logs one more metrics field: named, not a difference
+    conf, metrics = tmp_path / "b/sgd-s0/config.yaml", tmp_path / "b/sgd-s0/metrics.jsonl"
+    conf.write_text(conf.read_text() + "new_option: 1\n")
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    metrics.write_text("".join(json.dumps({**r, "extra": 0.5}) + "\n" for r in rows))
+    out = run(BENCH / "same_runs.py", tmp_path / "a", tmp_path / "b", cwd=tmp_path)
+    assert "config keys only B has: new_option" in out and "metrics fields only B logs: extra" in out
+    assert "sgd-s0: identical" in out
+    conf.write_text(conf.read_text().replace("\nepochs: 1\n", "\nepochs: 2\n"))  # a changed value is a difference
+    p = subprocess.run([sys.executable, BENCH / "same_runs.py", tmp_path / "a", tmp_path / "b"], capture_output=True,
+                       text=True, cwd=tmp_path)
+    assert p.returncode == 1 and "DIFFERS in config.yaml (epochs: 1 -> 2)" in p.stdout
+    conf.write_text(conf.read_text().replace("\nepochs: 2\n", "\nepochs: 1\n"))
+    metrics.write_text("".join(json.dumps({**r, "extra": 0.5, "epoch": r["epoch"] + 1}) + "\n" for r in rows))
+    p = subprocess.run([sys.executable, BENCH / "same_runs.py", tmp_path / "a", tmp_path / "b"], capture_output=True,
+                       text=True, cwd=tmp_path)
+    assert p.returncode == 1 and "DIFFERS in metrics.jsonl" in p.stdout
+    metrics.write_text("".join(json.dumps(r) + "\n" for r in rows))
     ck = tmp_path / "b/sgd-s0/checkpoints/last.pt"
     import torch
 
