@@ -31,24 +31,47 @@ except ImportError:  # no Jupyter installed: no notebook tests either
     pass
 
 
-def pytest_runtest_teardown(item):
-    """After each notebook: no fd that jupyter_core's reused event loop believes it watches may have left the
-    epoll interest list (the second way to lose a wake-up, tests/kernel_client.py)."""
-    if item.path.suffix == ".ipynb":
-        stale = stale_watches()
-        if stale:
-            import warnings
+class NotebookGuards:
+    """Hooks for the notebook items (nbmake collects them under notebooks/, where this directory's conftest hooks
+    are not called: a per-item hook of a conftest only runs for items below it), registered as a plugin."""
 
-            warnings.warn(KernelWakeupLost(f"after {item.name}: the kernel client's event loop watches fds {stale} "
-                                           "that epoll no longer does"))
+    @staticmethod
+    def pytest_runtest_teardown(item):
+        """After each notebook: no fd that jupyter_core's reused event loop believes it watches may have left the
+        epoll interest list (the second way to lose a wake-up, tests/kernel_client.py)."""
+        if item.path.suffix == ".ipynb":
+            stale = stale_watches()
+            if stale:
+                import warnings
+
+                warnings.warn(KernelWakeupLost(f"after {item.name}: the kernel client's event loop watches fds "
+                                               f"{stale} that epoll no longer does"))
 
 
+def pytest_configure(config):
+    config.pluginmanager.register(NotebookGuards(), "ltlab-notebook-guards")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the group into the node id
 def pytest_collection_modifyitems(items):
     """The notebooks share their smoke runs directory (runs/notebook-smoke): under xdist they run in one worker,
     one after another, as without it."""
     for item in items:
         if item.path.suffix == ".ipynb":
             item.add_marker(pytest.mark.xdist_group("notebooks"))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    """Under --dist loadgroup, every notebook's node id must carry its group (pytest-xdist's scheduler reads it
+    there). pytest 9.2 ignores the id that pytest-xdist 3.8 rewrites (pytest-dev/pytest-xdist#1386): the group
+    is lost without a word, and two notebooks train into runs/notebook-smoke at once. Stop instead."""
+    if node.config.getoption("dist", "no") == "loadgroup":
+        loose = [i for i in ids if ".ipynb::" in i and not i.endswith("@notebooks")]
+        if loose:
+            pytest.exit(f"the notebooks lost their xdist group ({loose[0]} ...): this pytest and pytest-xdist do not "
+                        "keep xdist_group (pytest-dev/pytest-xdist#1386); install the pytest that pyproject.toml's "
+                        "dev extra pins (make setup)", returncode=3)
 
 
 @pytest.fixture
