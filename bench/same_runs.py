@@ -1,7 +1,8 @@
 """Are two trainings of the same runs identical? Compares every run directory found in both A and B.
 
-config.yaml value by value (keys only one side has are named: a newer ltlab adds options), metrics.jsonl row by row and summary.json, both apart from their timing fields (step
-times, memory, wall time) and provenance, the scalar values of the TensorBoard files (tb/) where both runs have
+config.yaml value by value (keys only one side has are named: a newer ltlab adds options), metrics.jsonl row by
+row (fields only one side logs are named) and summary.json, both apart from their timing fields (step times,
+memory, wall time) and provenance, the scalar values of the TensorBoard files (tb/) where both runs have
 them (probe/... scalars only where both runs were probed), and every tensor of every checkpoint with torch.equal.
 Exit code 1 when anything differs.
 Runs are reproducible on machines whose torch CPU kernels agree (provenance.cpu_capability, e.g. AVX2); a pair
