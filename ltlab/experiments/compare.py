@@ -121,8 +121,8 @@ def run_jobs(jobs: list[tuple[ExperimentConfig, str]], progress: bool = True, ov
         else:
             todo.append((run_cfg, path))
     if conflicts:
-        raise ConfigError(f"{counted(len(conflicts), 'finished run')} of another config {'is' if len(conflicts) == 1 else 'are'} in the way, e.g. {conflicts[0]}; "
-                          "pass --overwrite to train them again, or choose another --out")
+        raise ConfigError(f"in the way: {counted(len(conflicts), 'finished run')} of another config, e.g. "
+                          f"{conflicts[0]}; pass --overwrite to train them again, or choose another --out")
     overwrite = overwrite or reuse or keep  # an unfinished run is started over
     if workers <= 1 or len(todo) <= 1:
         from tqdm.auto import tqdm

@@ -166,8 +166,8 @@ def _stale_runs(cells: list[Cell], planned: set[str], overwrite: bool) -> None:
 
     stale = [p.parent for c in cells for p in sorted(c.path.glob("*/summary.json")) if str(p.parent) not in planned]
     if stale and not overwrite:
-        raise ConfigError(f"{counted(len(stale), 'finished run')} in the sweep's cells {'is' if len(stale) == 1 else 'are'} not in this grid (it changed), e.g. "
-                          f"{stale[0]}; they would enter the cell's report. Pass --overwrite to remove them, or "
+        raise ConfigError(f"not in this grid (it changed): {counted(len(stale), 'finished run')} in the sweep's "
+                          f"cells, e.g. {stale[0]}; they would enter the cell's report. Pass --overwrite to remove them, or "
                           "choose another --out")
     for p in stale:
         shutil.rmtree(p)

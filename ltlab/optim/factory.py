@@ -155,7 +155,7 @@ def create_optimizer(name: str, params: Iterable, base: str = "sgd", lr: float =
         raise ConfigError(f"base optimizer {base!r} is unknown; choose one of {', '.join(BASES)}")
     unknown = sorted(set(options) - set(info.options()))
     if unknown:
-        raise ConfigError(f"create_optimizer: {name} has no {'option' if len(unknown) == 1 else 'options'} {unknown}; its options: "
+        raise ConfigError(f"create_optimizer: {name} has no option {', '.join(unknown)}; its options: "
                           f"{', '.join(info.options()) or 'none'}")
     wants = set(inspect.signature(info.cls.__init__).parameters)
     params = list(params)
