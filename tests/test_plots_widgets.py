@@ -119,3 +119,48 @@ def test_playground_objectives_match_their_definitions():
     e = gnm_noise(0.5, n=64)
     assert np.isclose(Zs[1, 1], float(two_minima_loss(torch.tensor([Xs[1, 1], Ys[1, 1]]) + e).mean()))
     assert float(e.abs().max()) <= 0.5
+
+
+def test_whiskers_are_the_paired_interval_read_against_the_base_line():
+    """group_bars with effects: each method's whisker is its paired interval (method − base) around its own mean,
+    so it clears the base's dashed line exactly when the interval excludes 0; the base gets the line, no whisker;
+    std whiskers are not drawn; n < 2 draws no whisker."""
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection
+
+    from ltlab.results import paired_table
+
+    base = [70.0, 72.0, 74.0, 76.0]
+    rows = ([{"label": "sgd", "seed": s, "overall": v} for s, v in enumerate(base)]
+            + [{"label": "gnm", "seed": s, "overall": v + d} for s, (v, d) in enumerate(zip(base, (3, 5, 4, 4)))]
+            + [{"label": "sam", "seed": s, "overall": v + d} for s, (v, d) in enumerate(zip(base, (-3, 4, 1, -2)))]
+            + [{"label": "rsam", "seed": 0, "overall": 90.0}])
+    effects = paired_table(rows, "sgd", metrics=("overall",))
+    agg = [{"label": n, "overall": float(np.mean([r["overall"] for r in rows if r["label"] == n])),
+            "overall_std": 9.0} for n in ("sgd", "gnm", "sam", "rsam")]
+    fig = plots.group_bars(agg, groups=("overall",), effects=effects, base="sgd")
+    ax = fig.axes[0]
+    segs = [s for c in ax.collections if isinstance(c, LineCollection) and c.get_linestyle()[0][1] is None
+            for s in c.get_segments()]
+    spans = sorted((round(s[0][1], 6), round(s[1][1], 6)) for s in segs if abs(s[0][0] - s[1][0]) < 1e-12)
+    want = sorted((round(m + d.lo - d.mean, 6), round(m + d.hi - d.mean, 6))
+                  for m, d in ((a["overall"], effects[a["label"]]["overall"]) for a in agg[1:3]))
+    assert spans == want  # two whiskers (gnm, sam); none for the base or for rsam's single seed; no std whiskers
+    dashed = [c for c in ax.collections if isinstance(c, LineCollection) and c.get_linestyle()[0][1] is not None]
+    assert len(dashed) == 1 and dashed[0].get_segments()[0][0][1] == pytest.approx(73.0)
+    gnm, sam = effects["gnm"]["overall"], effects["sam"]["overall"]
+    assert gnm.lo > 0 and sam.lo < 0 < sam.hi  # gnm's whisker clears the line, sam's crosses it
+    assert min(spans[1]) > 73.0 and spans[0][0] < 73.0 < spans[0][1]
+    plt.close(fig)
+
+
+def test_paired_table_with_references_keeps_holm_over_the_methods():
+    from ltlab.results import paired_table
+
+    rows = [{"label": n, "seed": s, "overall": v + s * 0.7 * (n == "gnm")}
+            for s in range(4) for n, v in (("sgd", 70.0), ("gnm", 71.0), ("sam", 70.5), ("linear-probe", 60.0))]
+    plain = paired_table(rows, "sgd", metrics=("overall",))
+    both = paired_table(rows, "sgd", metrics=("overall",), references=True)
+    assert list(plain) == ["gnm", "sam"] and list(both) == ["gnm", "sam", "linear-probe"]
+    assert [both[n]["overall"].p_holm for n in plain] == [plain[n]["overall"].p_holm for n in plain]
+    assert both["linear-probe"]["overall"].p_holm is None and both["linear-probe"]["overall"].mean == pytest.approx(-10)

@@ -49,12 +49,44 @@ def per_class_accuracy(results: Mapping[str, Sequence[float]], class_counts: Seq
     return fig
 
 
-def group_bars(rows: Sequence[Mapping[str, float]], groups: Sequence[str] = ("many", "medium", "few", "overall"),
-               label: str = "label", note: str = "", points: Mapping[str, Mapping[str, Sequence[float]]] | None = None):
-    """Grouped bars: many / medium / few / overall accuracy per method, with std error bars if present.
+def paired_note(base: str, method: str = "t") -> str:
+    """The caption sentence of figures whose whiskers are paired intervals (`paired_whiskers`)."""
+    kind = "t-interval" if method == "t" else "bootstrap interval"
+    return (f"Whiskers: the paired 95 % {kind} of each difference to {base} (same seeds), drawn around the method's "
+            f"mean; a whisker that clears the dashed {base} line is a resolved difference (before Holm).")
 
-    `note` is the caption; it should say the rule and "mean ± std over N seeds". points: {label: {group: each
-    seed's value}}, drawn as dots on the bars (where there are few seeds, the seeds themselves).
+
+def paired_whiskers(ax, xs: Sequence[float], tops: Sequence[float], diffs: Sequence) -> list[float]:
+    """Draw each difference's paired interval (a `PairedDiff`: lo, mean, hi) around the method's own value at
+    (x, top), so it is read against the base's line; no whisker where there is no interval (n < 2). Returns
+    each whisker's upper end (top where none is drawn)."""
+    ends = []
+    for x, top, d in zip(xs, tops, diffs):
+        if d is None or d.n < 2 or not (np.isfinite(d.lo) and np.isfinite(top)):
+            ends.append(top)
+            continue
+        lo, hi = top + d.lo - d.mean, top + d.hi - d.mean
+        ax.errorbar([x], [top], yerr=[[top - lo], [hi - top]], fmt="none", ecolor="black", elinewidth=0.9,
+                    capsize=2.5, zorder=5)
+        ends.append(hi)
+    return ends
+
+
+def base_line(ax, value: float, x0: float, x1: float) -> None:
+    """The base's value as a dashed line over [x0, x1], what `paired_whiskers` are read against."""
+    if np.isfinite(value):
+        ax.hlines(value, x0, x1, colors="black", linestyles=(0, (3, 2)), lw=0.8, zorder=5)
+
+
+def group_bars(rows: Sequence[Mapping[str, float]], groups: Sequence[str] = ("many", "medium", "few", "overall"),
+               label: str = "label", note: str = "", points: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
+               effects: Mapping[str, Mapping] | None = None, base: str | None = None):
+    """Grouped bars: many / medium / few / overall accuracy per method.
+
+    Whiskers: with `effects` ({label: {group: PairedDiff against `base`}}, e.g. `paired_table(...,
+    references=True)`) the paired intervals, read against the base's dashed line (say so in `note`:
+    `paired_note`); without, the std over seeds if the rows have it. points: {label: {group: each seed's
+    value}}, drawn as dots on the bars (where there are few seeds, the seeds themselves).
     """
     import matplotlib.pyplot as plt
 
@@ -65,17 +97,22 @@ def group_bars(rows: Sequence[Mapping[str, float]], groups: Sequence[str] = ("ma
         for i, r in enumerate(rows):
             x = np.arange(len(groups)) + (i - (n - 1) / 2) * width
             vals = [r.get(g, np.nan) for g in groups]
-            errs = [r.get(g + "_std", 0.0) for g in groups]
+            errs = [] if effects is not None else [r.get(g + "_std", 0.0) for g in groups]
             errs = [0.0 if e is None or e != e else e for e in errs]
             bars = ax.bar(x, vals, width, yerr=errs if any(errs) else None, color=color(r[label]), label=r[label],
                           hatch=hatch(r[label]), edgecolor="white" if hatch(r[label]) else None, capsize=2,
                           error_kw={"lw": 0.8})
-            tops = [v + e for v, e in zip(vals, errs)]
+            tops = [v + e for v, e in zip(vals, errs)] if errs else list(vals)
+            if effects is not None:
+                tops = paired_whiskers(ax, x, vals, [effects.get(r[label], {}).get(g) for g in groups])
+                if r[label] == base:
+                    for j, v in enumerate(vals):
+                        base_line(ax, v, j - 0.4, j + 0.4)
             for j, g in enumerate(groups):
                 seeds = (points or {}).get(r[label], {}).get(g, [])
                 ax.scatter(np.full(len(seeds), x[j]), seeds, s=6, color="black", alpha=0.7, zorder=4, lw=0)
                 tops[j] = max([tops[j], *seeds])
-            for b, v, top in zip(bars, vals, tops):  # labels sit above the error bar and the seeds, rotated to fit
+            for b, v, top in zip(bars, vals, tops):  # labels sit above the whisker and the seeds, rotated to fit
                 ax.text(b.get_x() + b.get_width() / 2, top + 1.0, f"{v:.1f}", ha="center", va="bottom",
                         fontsize=7, rotation=90)
         ax.set_xticks(np.arange(len(groups)), groups)
@@ -194,8 +231,10 @@ def sample_images(dataset, class_names: Sequence[str], class_counts: Sequence[in
 
 
 def metric_bars(rows: Sequence[Mapping[str, float]], metrics: Sequence[str], labels: Mapping[str, str] | None = None,
-                label: str = "label", note: str = ""):
-    """One panel per metric (e.g. lambda_max, trace, sharpness): mean per method with std error bars over seeds."""
+                label: str = "label", note: str = "", effects: Mapping[str, Mapping] | None = None,
+                base: str | None = None):
+    """One panel per metric (e.g. lambda_max, trace, sharpness): mean per method. Whiskers as in `group_bars`:
+    the paired intervals against `base` with `effects` ({label: {metric: PairedDiff}}), else the std over seeds."""
     import matplotlib.pyplot as plt
 
     labels = dict(labels or {})
@@ -204,10 +243,15 @@ def metric_bars(rows: Sequence[Mapping[str, float]], metrics: Sequence[str], lab
         for ax, m in zip(axes[0], metrics):
             names = [r[label] for r in rows]
             vals = [r.get(m, np.nan) for r in rows]
-            errs = [r.get(m + "_std", 0.0) for r in rows]
+            vals = [np.nan if v is None else v for v in vals]
+            errs = [] if effects is not None else [r.get(m + "_std", 0.0) for r in rows]
             errs = [0.0 if e is None or e != e else e for e in errs]
             ax.bar(names, vals, yerr=errs if any(errs) else None, color=[color(n) for n in names], capsize=2,
                    error_kw={"lw": 0.8})
+            if effects is not None:
+                paired_whiskers(ax, range(len(names)), vals, [effects.get(n, {}).get(m) for n in names])
+                if base in names:
+                    base_line(ax, vals[names.index(base)], -0.5, len(names) - 0.5)
             ax.set_title(labels.get(m, m), fontsize=8)
             ax.tick_params(axis="x", rotation=45, labelsize=7)
             if min(v for v in vals if v == v) < 0 < max(v for v in vals if v == v):
@@ -296,8 +340,10 @@ def matplotlib_rgb(c: str) -> tuple[float, float, float]:
 
 
 def seed_dots(rows: Sequence[Mapping], labels: Sequence[str], groups: Sequence[str] = ("overall", "many", "medium", "few"),
-              caption: str = ""):
-    """One panel per class group: every run a dot (jittered), the mean a bar, per label; reference rows grey."""
+              caption: str = "", effects: Mapping[str, Mapping] | None = None, base: str | None = None):
+    """One panel per class group: every run a dot (jittered), the mean a bar, per label; reference rows grey.
+    With `effects` ({label: {group: PairedDiff against `base`}}) each label's paired interval is a whisker beside
+    its dots, read against the base's dashed line (`paired_whiskers`)."""
     import matplotlib.pyplot as plt
 
     from ..results import is_reference
@@ -313,6 +359,10 @@ def seed_dots(rows: Sequence[Mapping], labels: Sequence[str], groups: Sequence[s
                 c = "#999999" if is_reference(name) else color(name)
                 ax.scatter(i + rng.uniform(-0.18, 0.18, len(vals)), vals, s=9, color=c, alpha=0.75, lw=0)
                 ax.hlines(np.mean(vals), i - 0.3, i + 0.3, color=c, lw=2)
+                if effects is not None:
+                    paired_whiskers(ax, [i + 0.34], [float(np.mean(vals))], [effects.get(name, {}).get(g)])
+                    if name == base:
+                        base_line(ax, float(np.mean(vals)), -0.5, len(labels) - 0.5)
             ax.set_xticks(range(len(labels)), labels, rotation=40, ha="right")
             ax.set_title(g)
             ax.grid(axis="x", visible=False)

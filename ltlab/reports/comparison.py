@@ -13,19 +13,10 @@ from typing import Any
 
 from .figures import compare_figures
 from ..errors import ConfigError
-from ..optim import OPTIMIZERS
 from ..stats import NO_VERDICT, mean_std
 from ..results.tables import format_table, rule_sentence, write_csv
 from ..results import (ACCURACY, FLATNESS, PRIMARY, aggregate, finished_runs, is_reference, method_order, paired_table,
-                       reference_difference, summary_row)
-
-
-def pick_base(optimizers: list[str], preferred: str | None = None) -> str:
-    """The base every method is paired with: `preferred` if run, else a plain base optimizer, else the first."""
-    for name in (preferred, *(n for n, i in OPTIMIZERS.items() if i.base)):
-        if name and name in optimizers:
-            return name
-    return optimizers[0]
+                       pick_base, reference_difference, summary_row)
 
 
 def conclusions(paired: dict[str, dict[str, Any]], base: str) -> list[str]:
@@ -161,7 +152,7 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, base: str 
             format_table(aggregate(methods), paired, columns=flat), ""]
     if figures:
         md = sec["Figures"] = []
-        for p in compare_figures(runs_dir, runs_dir / "figures"):
+        for p in compare_figures(runs_dir, runs_dir / "figures", base=base, method=method):
             if p.suffix == ".png":
                 md.append(f"![{p.stem}]({p.relative_to(out.parent) if p.is_relative_to(out.parent) else p})")
         md += ["", "Bars and bands: " + rule_sentence(agg, epochs), ""]

@@ -10,7 +10,8 @@ from .. import plots
 from ..errors import DataError
 from ..stats import mean_std
 from ..results.tables import rule_sentence
-from ..results import aggregate, finished_runs, runs_by_method, summary_row
+from ..results import (ACCURACY, aggregate, finished_runs, is_reference, paired_table, per_seed, pick_base,
+                       runs_by_method, summary_row)
 from ..results.probing import load_probes
 from ..train.runs import Run
 
@@ -25,23 +26,31 @@ def figure_tag(run: Run) -> str:
     return str(run.config["data"]["name"])
 
 
-def compare_figures(runs_dir: str | Path, out: str | Path = "figures", tag: str | None = None) -> list[Path]:
-    """Per-class accuracy, many/medium/few bars, curves and cost for a compare directory (mean over seeds)."""
+def compare_figures(runs_dir: str | Path, out: str | Path = "figures", tag: str | None = None,
+                    base: str | None = None, method: str = "t") -> list[Path]:
+    """Per-class accuracy, many/medium/few bars (whiskers: paired intervals against `base`, by default the
+    report's), curves and cost for a compare directory (mean over seeds)."""
     import matplotlib.pyplot as plt
 
     runs = finished_runs(runs_dir)
     tag = tag or figure_tag(runs[0])
-    agg = aggregate([summary_row(r.summary, r.path) for r in runs])
+    rows = [summary_row(r.summary, r.path) for r in runs]
+    agg = aggregate(rows)
     note = rule_sentence(agg, runs[0].config.get("epochs"))
+    mean_note = rule_sentence(agg, runs[0].config.get("epochs"), spread="mean")
+    labels = [a["label"] for a in agg]
+    base = pick_base([n for n in labels if not is_reference(n)] or labels,
+                     base or (runs[0].config.get("optimizer") or {}).get("base"))
     by_method = runs_by_method(runs)
     per_class = per_class_means(runs)
     paths: list[Path] = []
     paths += plots.save(plots.per_class_accuracy(per_class, runs[0].summary["class_counts"],
                                                  splits=runs[0].summary.get("splits"),
-                                                 note=note.replace("mean ± std", "mean")), f"perclass_{tag}", out)
-    seeds = {m: {g: [r.summary[g] for r in rs] for g in ("many", "medium", "few", "overall")}
-             for m, rs in by_method.items()}
-    paths += plots.save(plots.group_bars(agg, note=note + " Dots: the seeds.", points=seeds), f"headtail_{tag}", out)
+                                                 note=mean_note), f"perclass_{tag}", out)
+    effects = paired_table(rows, base, metrics=ACCURACY, method=method, references=True)
+    paths += plots.save(plots.group_bars(agg, note=mean_note + " Dots: the seeds. " + plots.paired_note(base, method),
+                                         points=per_seed(rows), effects=effects, base=base),
+                        f"headtail_{tag}", out)
     drw = (runs[0].config.get("loss") or {}).get("drw_epoch")
     paths += plots.save(plots.training_curves({m: [r.metrics for r in rs] for m, rs in by_method.items()},
                                               drw_epoch=drw, note=note.split(";")[-1].strip()), f"curves_{tag}", out)
@@ -82,8 +91,13 @@ def setup_figure(setups_dir: str | Path, out: str | Path = "figures", tag: str =
     from their run directories (nothing is trained)."""
     import matplotlib.pyplot as plt
 
-    rows, _, rule = setup_rows(setups_dir)
-    paths = plots.save(plots.group_bars(rows, label="method", note="Headline: " + rule + "."), f"lpt_vs_vpt_{tag}", out)
+    rows, by_setup, rule = setup_rows(setups_dir)
+    base = rows[0]["method"]
+    effects = paired_table([{**s, "label": n} for n, summaries in by_setup.items() for s in summaries], base,
+                           metrics=ACCURACY, references=True)
+    note = "Headline: " + rule.replace("mean ± std", "bars: the mean") + ". " + plots.paired_note(base)
+    paths = plots.save(plots.group_bars(rows, label="method", note=note, effects=effects, base=base),
+                       f"lpt_vs_vpt_{tag}", out)
     plt.close("all")
     return paths
 

@@ -104,7 +104,7 @@ def diagnostics_table(runs, methods: list[str]) -> list[str]:
 def write_study_report(study, out: str | Path, command: str = "", timing: dict[str, float] | None = None) -> str:
     """Write OUT/study.md and its figures (OUT/figures); returns the markdown."""
     from ..plots import save
-    from ..plots.headtail import flatness_vs_tail, seed_dots
+    from ..plots.headtail import flatness_vs_tail, paired_note, seed_dots
     from ..reports.comparison import write_report
 
     out = Path(out)
@@ -174,7 +174,9 @@ def write_study_report(study, out: str | Path, command: str = "", timing: dict[s
     L += [""]
     save(seed_dots(rows, [base, *methods, *[x for x in REFERENCES.values() if x in labels]],
                    caption=f"Test accuracy at the last epoch, one dot per evaluation seed ({len(seeds)} seeds); "
-                           "bar: mean. The reference rows (grey) are not methods."), "study_seeds", figs)
+                           "bar: mean. The reference rows (grey) are not methods. " + paired_note(base),
+                   effects=paired_table(rows, base, metrics=ACCURACY, references=True), base=base),
+         "study_seeds", figs)
     L += ["![per-seed accuracy](figures/study_seeds.png)", ""]
     # the mechanism
     L += _mechanism(rows, [base, *methods], figs, save, flatness_vs_tail)

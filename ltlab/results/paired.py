@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ConfigError
+from ..optim import OPTIMIZERS
 from ..stats import PairedDiff, mean_std, paired_difference, with_holm
 from .vocabulary import ACCURACY, COLUMNS, FLATNESS, HIGHER_IS_BETTER, PRIMARY, REFERENCES, is_reference
 
@@ -23,11 +24,26 @@ def aggregate(rows: list[dict[str, Any]], extra: Sequence[str] = ()) -> list[dic
     return out
 
 
-def paired_table(rows: list[dict[str, Any]], base: str, metrics: Sequence[str] = (), method: str = "t"
-                 ) -> dict[str, dict[str, PairedDiff]]:
-    """{label: {metric: PairedDiff(label - base)}} paired by seed, for every method but the base and the
-    reference rows. The primary endpoint (overall accuracy) carries Holm-adjusted p-values and verdicts over
-    the methods of the table; every other cell is exploratory (its word follows its own interval)."""
+def pick_base(optimizers: list[str], preferred: str | None = None) -> str:
+    """The base every method is paired with: `preferred` if run, else a plain base optimizer, else the first."""
+    for name in (preferred, *(n for n, i in OPTIMIZERS.items() if i.base)):
+        if name and name in optimizers:
+            return name
+    return optimizers[0]
+
+
+def per_seed(rows: list[dict[str, Any]], metrics: Sequence[str] = ACCURACY) -> dict[str, dict[str, list]]:
+    """{label: {metric: each seed's value}} in row order: the dots a figure draws beside a mean."""
+    return {n: {m: [r.get(m) for r in rows if r["label"] == n] for m in metrics}
+            for n in dict.fromkeys(r["label"] for r in rows)}
+
+
+def paired_table(rows: list[dict[str, Any]], base: str, metrics: Sequence[str] = (), method: str = "t",
+                 references: bool = False) -> dict[str, dict[str, PairedDiff]]:
+    """{label: {metric: PairedDiff(label - base)}} paired by seed, for every method but the base (and the
+    reference rows too when `references`, as figures draw them). The primary endpoint (overall accuracy) carries
+    Holm-adjusted p-values and verdicts over the methods of the table, never the reference rows; every other cell
+    is exploratory (its word follows its own interval)."""
     metrics = tuple(metrics) or ACCURACY + tuple(c for c in FLATNESS if any(r.get(c) is not None for r in rows))
     by = {(r["label"], r["seed"]): r for r in rows}
     base_seeds = sorted(s for (o, s) in by if o == base)
@@ -35,11 +51,12 @@ def paired_table(rows: list[dict[str, Any]], base: str, metrics: Sequence[str] =
         raise ConfigError(f"no runs of the base optimizer {base!r} to pair with; include it in --optimizers")
     out: dict[str, dict[str, PairedDiff]] = {}
     for name in dict.fromkeys(r["label"] for r in rows):
-        if name == base or is_reference(name):
+        if name == base or (is_reference(name) and not references):
             continue
         out[name] = _paired(by, base, name, base_seeds, metrics, method)
-    if out and PRIMARY in metrics:
-        for name, d in zip(out, with_holm([out[n][PRIMARY] for n in out])):
+    methods = [n for n in out if not is_reference(n)]
+    if methods and PRIMARY in metrics:
+        for name, d in zip(methods, with_holm([out[n][PRIMARY] for n in methods])):
             out[name][PRIMARY] = d
     return out
 

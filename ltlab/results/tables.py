@@ -69,8 +69,9 @@ def format_table(agg: list[dict[str, Any]], paired: dict[str, dict[str, PairedDi
     return "\n".join(lines)
 
 
-def rule_sentence(agg: list[dict[str, Any]], epochs: int | None = None) -> str:
-    """The selection rule and the seeds, in words (every table states them)."""
+def rule_sentence(agg: list[dict[str, Any]], epochs: int | None = None, spread: str = "mean ± std") -> str:
+    """The selection rule and the seeds, in words (every table states them); `spread` names what is shown over
+    the seeds (a figure whose whiskers are paired intervals: "mean")."""
     if not agg:
         return ""
     a = agg[0]
@@ -78,7 +79,7 @@ def rule_sentence(agg: list[dict[str, Any]], epochs: int | None = None) -> str:
             else "test accuracy (%) of the best-validation epoch (opt-in rule)")
     n = min(x["n"] for x in agg)
     seeds = ", ".join(str(s) for s in a["seeds"])
-    what = f"mean ± std over {n} seeds ({seeds})" if n > 1 else f"one seed ({seeds}): no interval, no verdict"
+    what = f"{spread} over {n} seeds ({seeds})" if n > 1 else f"one seed ({seeds}): no interval, no verdict"
     return f"Headline: {rule}{f' ({epochs} epochs)' if epochs else ''}; {what}."
 
 
