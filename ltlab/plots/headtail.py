@@ -113,7 +113,7 @@ def group_bars(rows: Sequence[Mapping[str, float]], groups: Sequence[str] = ("ma
                 ax.scatter(np.full(len(seeds), x[j]), seeds, s=6, color="black", alpha=0.7, zorder=4, lw=0)
                 tops[j] = max([tops[j], *seeds])
             for b, v, top in zip(bars, vals, tops):  # labels sit above the whisker and the seeds, rotated to fit
-                ax.text(b.get_x() + b.get_width() / 2, top + 1.0, f"{v:.1f}", ha="center", va="bottom",
+                ax.text(b.get_x() + b.get_width() / 2, top + 1.5, f"{v:.1f}", ha="center", va="bottom",
                         fontsize=7, rotation=90)
         ax.set_xticks(np.arange(len(groups)), groups)
         ax.set_ylabel("test accuracy (%)")
