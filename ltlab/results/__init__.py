@@ -13,5 +13,5 @@ from .vocabulary import (ACCURACY, COLUMNS, FLATNESS, HIGHER_IS_BETTER, PRIMARY,
                          method_order, run_name, summary_label)
 
 __all__ = ["ACCURACY", "COLUMNS", "FLATNESS", "HIGHER_IS_BETTER", "PRIMARY", "REFERENCES", "aggregate", "finished_runs",
-           "is_reference", "label", "load_rows", "method_order", "paired_table", "per_seed", "pick_base", "reference_difference",
-           "run_name", "runs_by_method", "summary_label", "summary_row", "task_of"]
+           "is_reference", "label", "load_rows", "method_order", "paired_table", "per_seed", "pick_base",
+           "reference_difference", "run_name", "runs_by_method", "summary_label", "summary_row", "task_of"]
