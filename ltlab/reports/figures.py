@@ -95,7 +95,8 @@ def setup_figure(setups_dir: str | Path, out: str | Path = "figures", tag: str =
     base = rows[0]["method"]
     seed_rows = [{**s, "label": n} for n, summaries in by_setup.items() for s in summaries]
     effects = paired_table(seed_rows, base, metrics=ACCURACY, references=True)
-    note = "Headline: " + rule.replace("mean ± std", "bars: the mean") + ". Dots: the seeds. " + plots.paired_note(base)
+    note = ("Headline: " + rule.replace("mean ± std", "bars: the mean") + ". Dots: the seeds. "
+            + plots.paired_note(base))
     paths = plots.save(plots.group_bars(rows, label="method", note=note, effects=effects, base=base,
                                         points=per_seed(seed_rows)),
                        f"lpt_vs_vpt_{tag}", out)
