@@ -63,9 +63,10 @@ def compare_figures(runs_dir: str | Path, out: str | Path = "figures", tag: str 
 SETUP_ORDER = ("vpt+sgd", "vpt+adamw", "vpt+gnm", "lpt+sgd", "lpt+adamw", "lpt+gnm")
 
 
-def setup_rows(setups_dir: str | Path) -> tuple[list[dict], dict[str, list[dict]], str]:
+def setup_rows(setups_dir: str | Path, spread: str = "mean ± std") -> tuple[list[dict], dict[str, list[dict]], str]:
     """Runs named <setup>-s<seed> (bench/lpt_vs_vpt.py): (rows of mean ± std per setup, {setup: summaries by
-    seed}, the rule sentence). Only seeds every setup finished are kept, so the pairing holds."""
+    seed}, the rule sentence, naming `spread` as what is shown over the seeds). Only seeds every setup finished
+    are kept, so the pairing holds."""
     found: dict[str, dict[int, dict]] = {}
     for p in sorted(Path(setups_dir).glob("*-s*/summary.json")):
         setup, seed = p.parent.name.rsplit("-s", 1)
@@ -81,7 +82,7 @@ def setup_rows(setups_dir: str | Path) -> tuple[list[dict], dict[str, list[dict]
         for k in ("overall", "many", "medium", "few", "sec_per_step"):
             row[k], row[k + "_std"], _ = mean_std([v.get(k) for v in vals])
         rows.append(row)
-    rule = (f"test accuracy (%) at the last epoch (LPT: of phase 2), mean ± std over {len(seeds)} paired seeds "
+    rule = (f"test accuracy (%) at the last epoch (LPT: of phase 2), {spread} over {len(seeds)} paired seeds "
             f"({', '.join(map(str, seeds))})")
     return rows, per_seed, rule
 
@@ -91,12 +92,11 @@ def setup_figure(setups_dir: str | Path, out: str | Path = "figures", tag: str =
     from their run directories (nothing is trained)."""
     import matplotlib.pyplot as plt
 
-    rows, by_setup, rule = setup_rows(setups_dir)
+    rows, by_setup, rule = setup_rows(setups_dir, spread="bars: the mean")
     base = rows[0]["method"]
     seed_rows = [{**s, "label": n} for n, summaries in by_setup.items() for s in summaries]
     effects = paired_table(seed_rows, base, metrics=ACCURACY, references=True)
-    note = ("Headline: " + rule.replace("mean ± std", "bars: the mean") + ". Dots: the seeds. "
-            + plots.paired_note(base))
+    note = "Headline: " + rule + ". Dots: the seeds. " + plots.paired_note(base)
     paths = plots.save(plots.group_bars(rows, label="method", note=note, effects=effects, base=base,
                                         points=per_seed(seed_rows)),
                        f"lpt_vs_vpt_{tag}", out)
