@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
 def main() -> None:
@@ -24,6 +27,10 @@ def main() -> None:
 
     import nbformat
     from nbclient import NotebookClient
+
+    from kernel_client import wake_after_plain_send
+
+    wake_after_plain_send()  # or a cell can wait its whole timeout for a reply already there (tests/kernel_client.py)
 
     path = Path(a.notebook).resolve()
     nb = nbformat.read(path, as_version=4)
