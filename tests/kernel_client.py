@@ -80,18 +80,18 @@ def _look_for_lost_wakeup(socket, poll, on_missed, confirm: bool = True) -> None
     """Called shortly before a slice's poll times out. A message queued with no wake-up pending on the fd may still
     be on its way to the poll through callbacks the loop has queued (pyzmq wakes a poll in two steps), so look again
     once they have run: still stuck is a lost wake-up."""
-    if _stuck(socket, poll) is None:
+    fd = _stuck(socket, poll)
+    if fd is None:
         return
     if confirm:
         asyncio.get_running_loop().call_later(CONFIRM_S, _look_for_lost_wakeup, socket, poll, on_missed, False)
         return
     import zmq
 
-    raw = socket._shadow_sock
-    kind = zmq.SocketType(raw.get(zmq.TYPE)).name
+    kind = zmq.SocketType(socket._shadow_sock.get(zmq.TYPE)).name
     MISSED[kind] += 1
     if on_missed is not None:
-        on_missed(kind, watch_state(raw.get(zmq.FD)))
+        on_missed(kind, watch_state(fd))
 
 
 def poll_in_slices(slice_s: float = 1.0, on_missed: Callable[[str, dict], None] | None = None) -> None:
