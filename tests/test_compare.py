@@ -455,3 +455,18 @@ def test_resume_of_a_run_checkpointed_before_optimizer_method(tmp_path):
     a = torch.load(tmp_path / "full/checkpoints/last.pt", weights_only=False)["model"]
     b = torch.load(tmp_path / "cut/checkpoints/last.pt", weights_only=False)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_equal_compute_reference_stretches_the_whole_schedule():
+    # the base run for twice the epochs: DRW and the warm-up start at the same fraction of training, so a
+    # GCL + DRW base is compared with itself re-weighted as long, not for 9 of 16 epochs
+    from ltlab.experiments.compare import reference_config
+
+    cfg = load_config("synthetic_gcl", ["optimizer.warmup_epochs=0.5"])
+    ref = reference_config(cfg, "compute")
+    assert (ref.epochs, ref.loss.drw_epoch, ref.optimizer.warmup_epochs) == (16, 14, 1.0)
+    assert (ref.loss.name, ref.model.head, ref.optimizer.lr) == ("gcl", "cosine", cfg.optimizer.lr)
+    plain = reference_config(load_config("synthetic", []), "compute")
+    assert (plain.epochs, plain.loss.drw_epoch, plain.optimizer.warmup_epochs) == (16, None, 0.0)
+    probe = reference_config(cfg, "linear")  # the linear probe keeps the schedule, loses the prompts
+    assert (probe.epochs, probe.loss.drw_epoch, probe.model.prompt_length) == (8, 7, 0)

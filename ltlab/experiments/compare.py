@@ -28,12 +28,17 @@ def reference_config(cfg: ExperimentConfig, kind: str = "linear") -> ExperimentC
     """A reference run of a comparison, built from the base run `cfg` (VPT with the base optimizer):
     `linear` = the linear probe, the base run with `model.prompt_length=0` and nothing else changed (same head,
     loss, schedule, optimizer); `compute` = the equal-compute base, the base run for twice the epochs (the
-    forward-backward passes of a two-pass method such as SAM on the normal schedule)."""
+    forward-backward passes of a two-pass method such as SAM on the normal schedule). The whole schedule
+    stretches with it: the warm-up and the epoch DRW switches on at double too, so each starts at the same
+    fraction of training as in the base run."""
     if kind not in REFERENCES:
         raise ConfigError(f"--reference {kind}: unknown; choose one of {', '.join(REFERENCES)}")
     if kind == "compute":
-        return with_optimizer(cfg, cfg.optimizer.name, cfg.optimizer.method, label=REFERENCES[kind],
-                              epochs=2 * cfg.epochs)
+        drw = cfg.loss.drw_epoch
+        stretched = dataclasses.replace(
+            cfg, epochs=2 * cfg.epochs, loss=dataclasses.replace(cfg.loss, drw_epoch=None if drw is None else 2 * drw),
+            optimizer=dataclasses.replace(cfg.optimizer, warmup_epochs=2 * cfg.optimizer.warmup_epochs))
+        return with_optimizer(stretched, cfg.optimizer.name, cfg.optimizer.method, label=REFERENCES[kind])
     return with_optimizer(cfg, cfg.optimizer.base, label=REFERENCES[kind],
                           model=dataclasses.replace(cfg.model, prompt_length=0))
 
