@@ -12,7 +12,7 @@ STAMP := $(VENV)/.ltlab-installed-$(subst $(comma),-,$(EXTRAS))
 # another in one of them (the xdist_group in tests/conftest.py) while the other takes the tests; 1 thread each
 TEST_WORKERS ?= 2
 
-.PHONY: setup demo probes family study docs test test-full test-fast test-regime test-long lab figures report bench tensorboard clean
+.PHONY: setup demo probes family study study-gcl docs test test-full test-fast test-regime test-long lab figures report bench tensorboard clean
 
 # uv (from PyPI) installs in parallel, with the sources pip is configured with (.ci/uv_flags.py); pip is the
 # fallback. torch/torchvision are pinned to a tested pair where a package index offers it, unpinned otherwise.
@@ -57,12 +57,20 @@ family: $(STAMP)
 # evaluation and probes 2,069 s, about 50,000 steps of bench/optimizer_cost.py's SGD step, 0.060 s there). The
 # committed report is that run's; the same study on an AMD EPYC agreed within 0.03 points in every mean and interval
 # end, with the same selections and verdicts (the CPUs' vector kernels differ in the last digits).
+# $(call run_study,NAME,OUT): the study file studies/NAME.yaml into OUT, its report and figures copied to studies/NAME/
+define run_study
+	$(BIN)/python -m ltlab study studies/$(1).yaml --out $(2) -j 2 --resume
+	mkdir -p studies/$(1)/tune studies/$(1)/figures
+	cp $(2)/study.md studies/$(1)/ && cp $(2)/tune/tune.md $(2)/tune/tune.json $(2)/tune/tuned.yaml studies/$(1)/ \
+		&& cp $(2)/tune/tune.png studies/$(1)/tune/ && cp $(2)/figures/study_*.png studies/$(1)/figures/
+endef
 study: $(STAMP)
-	$(BIN)/python -m ltlab study studies/synthetic.yaml --out runs/study -j 2 --resume
-	mkdir -p studies/synthetic/tune studies/synthetic/figures
-	cp runs/study/study.md studies/synthetic/ && cp runs/study/tune/tune.md runs/study/tune/tune.json \
-		runs/study/tune/tuned.yaml studies/synthetic/ && cp runs/study/tune/tune.png studies/synthetic/tune/ \
-		&& cp runs/study/figures/study_*.png studies/synthetic/figures/
+	$(call run_study,synthetic,runs/study)
+
+# the same protocol in the paper's headline setting (studies/synthetic_gcl.yaml: GCL + DRW, a cosine head; sgd, sam,
+# gnm), report in studies/synthetic_gcl/; resumable like make study.
+study-gcl: $(STAMP)
+	$(call run_study,synthetic_gcl,runs/study_gcl)
 
 # make test: every module and every notebook (nbmake, headless, smoke mode: small grids, few epochs), a few minutes.
 # What is long moves to make test-long / make test-full, each with a fast version left here: the real-browser

@@ -470,3 +470,20 @@ def test_equal_compute_reference_stretches_the_whole_schedule():
     assert (plain.epochs, plain.loss.drw_epoch, plain.optimizer.warmup_epochs) == (16, None, 0.0)
     probe = reference_config(cfg, "linear")  # the linear probe keeps the schedule, loses the prompts
     assert (probe.epochs, probe.loss.drw_epoch, probe.model.prompt_length) == (8, 7, 0)
+
+
+def test_a_drw_comparison_with_its_equal_compute_row_loads_and_a_shifted_drw_is_refused(tmp_path):
+    import yaml
+
+    from ltlab.results import finished_runs
+
+    cfg = tiny_cfg("epochs=2", "loss.drw_epoch=1", "save_every=0")
+    compare(cfg, [cfg.optimizer.name], seeds=1, out=tmp_path, progress=False, reference=["compute"])
+    runs = finished_runs(tmp_path)  # DRW at 1 of 2 epochs and at 2 of 4: one task
+    assert sorted((r.config["epochs"], r.config["loss"]["drw_epoch"]) for r in runs) == [(2, 1), (4, 2)]
+    path = tmp_path / "equal-compute-s0" / "config.yaml"
+    shifted = yaml.safe_load(path.read_text())
+    shifted["loss"]["drw_epoch"] = 1  # re-weighted for 3 of 4 epochs: another recipe, not the base's
+    path.write_text(yaml.safe_dump(shifted))
+    with pytest.raises(DataError, match="different tasks"):
+        finished_runs(tmp_path)

@@ -1,7 +1,9 @@
 """The fair study: per-method blocks, step diagnostics, validation-only tuning, evaluation and its report."""
 import json
+import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -187,7 +189,7 @@ def test_study_end_to_end(tmp_path):
     text = (out / "study.md").read_text()
     assert "| sam − sgd |" in text.split("### Direct pairings")[1].split("###")[0]  # the declared contrast
     for words in ("## Tuning (validation)", "Holm", "equal-compute − sgd", "sgd − linear-probe", "Failure rate",
-                  "Spearman ρ", "Minima?", "smallest effect", "‖e‖ / ‖w‖"):
+                  "Spearman ρ", "within a seed", "Minima?", "smallest effect", "‖e‖ / ‖w‖"):
         assert words in text
     assert (out / "figures" / "study_flatness_vs_tail.png").exists() and (out / "figures" / "study_seeds.png").exists()
     drawn = {yaml.safe_load((d / "config.yaml").read_text())["data"]["seed"] for d in (out / "eval").glob("sam-s*")}
@@ -212,3 +214,26 @@ def test_runs_of_one_seed_on_different_draws_are_refused(tmp_path):
         progress=False)
     with pytest.raises(DataError, match="different task samples"):
         finished_runs(tmp_path)
+
+
+def test_within_seed_spearman_removes_what_the_task_draw_moves():
+    # each seed's draw lifts x and lowers y together (a pooled rank correlation sees a strong negative trend);
+    # within a seed, y rises with x. The centred correlation must see the within-seed sign, with an interval
+    from ltlab.reports.study import spearman, within_seed_spearman
+
+    rng = np.random.default_rng(3)
+    x, y, seeds = [], [], []
+    for s in range(12):
+        draw = 10.0 * s
+        for u in rng.permutation(3):
+            x.append(draw + u + 0.1 * rng.standard_normal())
+            y.append(-draw + u + 0.1 * rng.standard_normal())
+            seeds.append(s)
+    assert spearman(x, y)[0] < -0.8
+    rho, lo, hi = within_seed_spearman(x, y, seeds)
+    assert rho > 0.8 and 0 < lo <= rho <= hi
+    # unrelated within seeds: the interval holds zero
+    noise = list(rng.standard_normal(len(x)))
+    rho0, lo0, hi0 = within_seed_spearman(x, noise, seeds)
+    assert lo0 < 0 < hi0
+    assert math.isnan(within_seed_spearman(x[:9], y[:9], seeds[:9])[1])  # 3 seeds: too few for an interval

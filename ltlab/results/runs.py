@@ -32,11 +32,15 @@ def task_of(run: Run, reference: bool = False) -> dict[str, Any]:
     """What makes two runs comparable: the data set and the schedule (not the optimizer, not the seed, not
     the task sample a seed draws: runs are paired by seed, and `finished_runs` checks that a seed's runs share
     it). reference=True leaves out what a reference row changes (the probe's prompt length, the
-    equal-compute row's epochs)."""
+    equal-compute row's epochs) and compares the epoch DRW starts at as a fraction of the epochs (the
+    equal-compute row stretches the whole schedule)."""
     c = run.config
     model = {k: v for k, v in (c.get("model") or {}).items() if not reference or k != "prompt_length"}
     data = {k: v for k, v in (c.get("data") or {}).items() if k != "seed"}
-    return {"data": data, "epochs": None if reference else c.get("epochs"), "model": model, "loss": c.get("loss"),
+    loss = dict(c.get("loss") or {})
+    if reference and loss.get("drw_epoch") is not None:
+        loss["drw_epoch"] = loss["drw_epoch"] / c["epochs"]
+    return {"data": data, "epochs": None if reference else c.get("epochs"), "model": model, "loss": loss,
             "select": (c.get("eval") or {}).get("select", "last")}
 
 
