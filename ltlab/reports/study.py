@@ -249,9 +249,7 @@ def _mechanism(rows, labels, figs, save, flatness_vs_tail) -> list[str]:
     rho, lo, hi = spearman(x, y)
     sharp = [r for r in probed if r.get("gaussian_sharpness") is not None]
     rho_s, lo_s, hi_s = spearman([r["gaussian_sharpness"] for r in sharp], [r["few"] for r in sharp])
-    w_rho, w_lo, w_hi = within_seed_spearman(x, y, [r["seed"] for r in probed])
-    ws_rho, ws_lo, ws_hi = within_seed_spearman([r["gaussian_sharpness"] for r in sharp], [r["few"] for r in sharp],
-                                                [r["seed"] for r in sharp])
+    within = _within_seed_table(probed, labels)
     save(flatness_vs_tail(probed, labels, rho, lo, hi), "study_flatness_vs_tail", figs)
     minima = [r for r in probed if r.get("lambda_min") is not None
               and r["lambda_min"] >= -LAMBDA_MIN_EPS * abs(r.get("lambda_max") or 0)]
@@ -262,11 +260,11 @@ def _mechanism(rows, labels, figs, save, flatness_vs_tail) -> list[str]:
              f"reported checkpoint) against few-class test accuracy, one point per prompted evaluation run "
              f"(n = {len(probed)}): Spearman ρ = {rho:+.2f} [{lo:+.2f}, {hi:+.2f}] (95 %, Fisher z). The same with the "
              f"Gaussian sharpness: ρ = {rho_s:+.2f} [{lo_s:+.2f}, {hi_s:+.2f}]. The paper's argument predicts a "
-             "negative correlation (flatter tail, better tail). Each seed draws its own task sample, which moves "
-             "flatness and accuracy together; within a seed (each variable centred on its seed's mean, so only the "
-             f"methods differ, on one draw; 95 % interval from 2,000 resamples of seeds): λ_max few ρ = "
-             f"{w_rho:+.2f} [{w_lo:+.2f}, {w_hi:+.2f}], Gaussian sharpness ρ = {ws_rho:+.2f} [{ws_lo:+.2f}, "
-             f"{ws_hi:+.2f}]. These are associations across runs, exploratory, not a causal test.", "",
+             "negative correlation (flatter tail, better tail).", "",
+             "Each seed draws its own task sample, which moves flatness and accuracy together. Within a seed (each "
+             "variable centred on its seed's mean, so only the methods differ, on one draw; 95 % interval from "
+             "2,000 resamples of seeds), with each method left out in turn to show which carries the association "
+             "(exploratory; associations across runs, not a causal test):", "", *within, "",
              "![flatness vs tail](figures/study_flatness_vs_tail.png)", "",
              f"**Minima?** A run ends at a minimum here when λ_min ≥ −{LAMBDA_MIN_EPS:g} · λ_max: "
              + ", ".join(f"{m} {k} of {n}" for m, (k, n) in by_method.items() if n) + "."]
@@ -274,6 +272,22 @@ def _mechanism(rows, labels, figs, save, flatness_vs_tail) -> list[str]:
         lines.append(" No method reaches a minimum on this schedule: every end point has a direction of negative "
                      "curvature, so flatness here describes where the schedule stops, not a minimum.")
     return lines + [""]
+
+
+def _within_seed_table(probed: list[dict[str, Any]], labels: list[str]) -> list[str]:
+    """Within-seed Spearman ρ of few-class λ_max and of Gaussian sharpness against few-class accuracy: all
+    methods, then without each method."""
+    lines = ["| runs | n | λ_max few vs few acc. | Gaussian sharpness vs few acc. |", "|---|---|---|---|"]
+    present = [m for m in labels if any(r["label"] == m for r in probed)]
+    for drop in [None, *present] if len(present) > 2 else [None]:
+        keep = [r for r in probed if r["label"] != drop and r.get("gaussian_sharpness") is not None]
+        cells = []
+        for key in ("lambda_max_few", "gaussian_sharpness"):
+            rho, lo, hi = within_seed_spearman([r[key] for r in keep], [r["few"] for r in keep],
+                                               [r["seed"] for r in keep])
+            cells.append(f"{rho:+.2f} [{lo:+.2f}, {hi:+.2f}]")
+        lines.append(f"| {'all methods' if drop is None else 'without ' + drop} | {len(keep)} | {cells[0]} | {cells[1]} |")
+    return lines
 
 
 def _finding(paired, fails, base: str, m: int) -> list[str]:
