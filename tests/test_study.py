@@ -237,3 +237,13 @@ def test_within_seed_spearman_removes_what_the_task_draw_moves():
     rho0, lo0, hi0 = within_seed_spearman(x, noise, seeds)
     assert lo0 < 0 < hi0
     assert math.isnan(within_seed_spearman(x[:9], y[:9], seeds[:9])[1])  # 3 seeds: too few for an interval
+
+
+def test_within_seed_spearman_gives_no_interval_when_only_one_seed_varies():
+    from ltlab.reports.study import within_seed_spearman
+
+    seeds = [s for s in range(6) for _ in range(3)]
+    x = [1.0, 2.0, 3.0] + [5.0] * 15  # only seed 0's runs differ: most resamples are constant
+    y = [1.0, 3.0, 2.0] + [7.0] * 15
+    rho, lo, hi = within_seed_spearman(x, y, seeds, reps=3, rng_seed=6)  # rng 6: no resample holds seed 0
+    assert rho == pytest.approx(0.5) and math.isnan(lo) and math.isnan(hi)

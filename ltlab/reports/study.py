@@ -92,6 +92,8 @@ def within_seed_spearman(x: list[float], y: list[float], seeds: list[int], reps:
     rng = np.random.default_rng(rng_seed)
     boot = [rho_of(rng.choice(keys, size=len(keys), replace=True)) for _ in range(reps)]
     boot = [b for b in boot if math.isfinite(b)]
+    if not boot:  # every resample constant (only one seed's runs differ): no interval
+        return rho, float("nan"), float("nan")
     return rho, float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
 
 
