@@ -344,6 +344,25 @@ def test_p_value_and_holm_against_hand_computation():
     assert "Holm p" in adj[1].format()
 
 
+def test_a_declared_endpoint_moves_holm_and_the_labels():
+    """A study may declare a tail metric as its primary endpoint: Holm then covers that column, the table
+    labels it primary and the multiplicity sentence names it; overall becomes exploratory."""
+    from ltlab.results import paired_table
+    from ltlab.stats import with_holm
+
+    rows = [{"label": n, "optimizer": n, "seed": s, "overall": 70.0 + d * (1 + 0.1 * s),
+             "few": 50.0 + 2 * d * (1 + 0.2 * s), "sec_per_step": 0.1}
+            for s in range(4) for n, d in (("sgd", 0.0), ("gnm", 1.0), ("sam", 0.3))]
+    plain = paired_table(rows, "sgd", metrics=("overall", "few"))
+    few = paired_table(rows, "sgd", metrics=("overall", "few"), primary="few")
+    for n in ("gnm", "sam"):
+        assert few[n]["overall"].p_holm is None and plain[n]["few"].p_holm is None
+        assert few[n]["few"].p_holm == pytest.approx(with_holm([plain[m]["few"] for m in ("gnm", "sam")])[
+            ("gnm", "sam").index(n)].p_holm)
+    table = format_table(aggregate(rows), few, columns=("overall", "few"), endpoint="few")
+    assert "few (primary)" in table and "overall (exploratory)" in table
+    assert "2 primary intervals (few accuracy;" in table
+
 def test_linear_probe_reference_shares_everything_but_the_prompts(tmp_path):
     from ltlab.config import to_dict
     from ltlab.reports.comparison import write_report

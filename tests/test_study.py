@@ -166,6 +166,7 @@ def test_tune_selects_on_validation_only(tmp_path, monkeypatch):
     ({"evaluation": {"seeds": [1, 7]}}, ["share [1]", "fresh"]),
     ({"lr": [0.1, 0.1]}, ["repeats a value"]),
     ({"score": "top1"}, ["score='top1'"]),
+    ({"endpoint": "tail"}, ["endpoint='tail'", "few"]),
     ({"methods": ["sgd", "sma"]}, ["sma"]),
     ({"evaluation": {"reference": ["linear"]}}, ["evaluation.reference"]),
     ({"contrasts": [["gnm", "asam"]]}, ["contrasts", "asam is not in methods"]),

@@ -4,7 +4,7 @@
     python -m ltlab study studies/synthetic.yaml --out runs/study [-j 2] [--resume]   # tune, evaluate, probe, report
 
 A study file (YAML) declares, before anything is trained: the preset, the methods (the first is the base),
-the selection score, the tuning seeds, the shared lr values, the base's lr values, each method's own option
+the selection score, the primary endpoint of the evaluation (default: overall), the tuning seeds, the shared lr values, the base's lr values, each method's own option
 values, and the evaluation (seeds, whether a seed redraws the task sample, reference rows, probe images, the
 failure rule). `load_study` checks the file: every grid has the same number of configurations.
 
@@ -52,6 +52,7 @@ class Study:
     probe_images: int = 128
     failure_points: float = 10.0
     contrasts: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (a, b): a − b paired directly
+    endpoint: str = "overall"  # the test metric Holm covers (a confirmation may declare a tail metric)
 
     @property
     def base(self) -> str:
@@ -83,7 +84,7 @@ def _list(where: str, value: Any, kind: type, allow_empty: bool = False) -> list
     return out
 
 
-STUDY_KEYS = ("preset", "methods", "score", "tuning_seeds", "lr", "base_lr", "options", "contrasts", "evaluation")
+STUDY_KEYS = ("preset", "methods", "score", "endpoint", "tuning_seeds", "lr", "base_lr", "options", "contrasts", "evaluation")
 EVALUATION_KEYS = ("seeds", "redraw_data", "references", "probe_images", "failure_points")
 
 
@@ -113,7 +114,7 @@ def load_study(path: str | Path) -> Study:
         raise ConfigError(f"{path}: options must map a method to its option values, e.g. sam: {{rho: [0.01, 0.05]}}")
     study = Study(
         path=path, preset=str(data.get("preset", "synthetic")), methods=methods,
-        score=str(data.get("score", "overall")),
+        score=str(data.get("score", "overall")), endpoint=str(data.get("endpoint", "overall")),
         tuning_seeds=_list(f"{path}: tuning_seeds", data.get("tuning_seeds", [0, 1, 2]), int),
         lr=_list(f"{path}: lr", data.get("lr"), float), base_lr=_list(f"{path}: base_lr", data.get("base_lr"), float),
         options={str(m): {str(k): _list(f"{path}: options.{m}.{k}", v, lambda x: x) for k, v in (o or {}).items()}
@@ -143,6 +144,8 @@ def _check(s: Study) -> None:
                 raise ConfigError(f"{where}: contrasts: {m} is not in methods ({', '.join(s.methods)})")
     if s.score not in ACCURACY:
         raise ConfigError(f"{where}: score={s.score!r}; choose one of {', '.join(ACCURACY)} (validation accuracy)")
+    if s.endpoint not in ACCURACY:
+        raise ConfigError(f"{where}: endpoint={s.endpoint!r}; choose one of {', '.join(ACCURACY)} (test accuracy)")
     for m, opts in s.options.items():
         if m not in s.methods:
             raise ConfigError(f"{where}: options.{m}: {m} is not in methods ({', '.join(s.methods)})")

@@ -151,7 +151,8 @@ def write_study_report(study, out: str | Path, command: str = "", timing: dict[s
                              if r["label"] in study.methods + list(REFERENCES.values()) else 99, r["seed"]))
     seeds = sorted({r["seed"] for r in rows})
     agg = aggregate(rows, extra=("lambda_max", "lambda_min", "trace", "gaussian_sharpness", "lambda_max_few"))
-    paired = paired_table(rows, base, metrics=ACCURACY)
+    endpoint = study.endpoint
+    paired = paired_table(rows, base, metrics=ACCURACY, primary=endpoint)
     figs = out / "figures"
     L: list[str] = [f"# ltlab study: {', '.join(study.methods)} at their validation-selected settings", ""]
     if command:
@@ -168,11 +169,11 @@ def write_study_report(study, out: str | Path, command: str = "", timing: dict[s
              "texture) classes, which of them are head or tail, and every image), the same for every method on "
              "that seed" if study.redraw_data else "; every seed on the preset's task sample (data.seed fixed)")
           + ". Headline: test accuracy at the last epoch; differences paired by seed.",
-          "- **Primary endpoint**: overall test accuracy, each method − the base, Holm-corrected over the methods; "
-          "every other interval is exploratory and says so.", ""]
+          f"- **Primary endpoint**: {endpoint} test accuracy, each method − the base, "
+          "Holm-corrected over the methods; every other interval is exploratory and says so.", ""]
     L += ["## Tuning (validation)", "", *_tune_lines(tune), "", "![tuning](tune/tune.png)", ""]
     L += ["## Test results on the evaluation seeds", "", rule_sentence(agg), "",
-          format_table(agg, paired, columns=ACCURACY), ""]
+          format_table(agg, paired, columns=ACCURACY, endpoint=endpoint), ""]
     # GNM vs SAM, and the reference rows
     extra: dict[str, dict[str, PairedDiff]] = {}
     for a, b in study.contrasts:  # the study file's declared direct pairings, e.g. gnm − sam
@@ -193,7 +194,7 @@ def write_study_report(study, out: str | Path, command: str = "", timing: dict[s
               "seed, mean [95 % CI] verdict; not in the Holm family.", "",
               "| pairing | n | " + " | ".join(ACCURACY) + " |", "|" + "---|" * (len(ACCURACY) + 2)]
         for name, diffs in extra.items():
-            L.append(f"| {name} | {diffs[PRIMARY].n} | " + " | ".join(diffs[m].format(2) for m in ACCURACY) + " |")
+            L.append(f"| {name} | {diffs[endpoint].n} | " + " | ".join(diffs[m].format(2) for m in ACCURACY) + " |")
         count = sum(d.n >= 2 for diffs in extra.values() for d in diffs.values())
         L += ["", f"These {count} intervals are exploratory: each word follows its own 95 % interval, so about "
               f"{chance_resolved(count):.1f} of them would read 'resolved' by chance alone if nothing differed.", ""]
@@ -220,7 +221,7 @@ def write_study_report(study, out: str | Path, command: str = "", timing: dict[s
           "(same dropout draws for both); mean over epochs, then mean ± sd over the evaluation runs.", "",
           *diagnostics_table(runs, [base, *methods]), ""]
     # power and the finding
-    L += ["## Power and the finding", "", *_finding(paired, fails, base, len(methods)), ""]
+    L += ["## Power and the finding", "", *_finding(paired, fails, base, len(methods), endpoint), ""]
     if timing:
         n = int(timing.get("invocations", 1))
         L += ["## Wall time", "", f"Tuning {timing.get('tune', 0):.0f} s, evaluation and probes "
@@ -292,14 +293,14 @@ def _within_seed_table(probed: list[dict[str, Any]], labels: list[str]) -> list[
     return lines
 
 
-def _finding(paired, fails, base: str, m: int) -> list[str]:
+def _finding(paired, fails, base: str, m: int, endpoint: str = PRIMARY) -> list[str]:
     lines = []
     for name, diffs in paired.items():
-        d = diffs[PRIMARY]
+        d = diffs[endpoint]
         mde = smallest_resolvable(d, 0.05 / max(m, 1))
         word = d.verdict if d.verdict else NO_VERDICT
         resolved = word != NO_VERDICT
-        lines.append(f"- **{name}** − {base}, overall: {d.format(2)}. "
+        lines.append(f"- **{name}** − {base}, {endpoint}: {d.format(2)}. "
                      + (f"A resolved difference of {d.mean:+.2f} points." if resolved else
                         f"Not resolved. With n = {d.n} seeds and the observed paired sd {d.std:.2f}, the smallest "
                         f"effect this study would detect with {POWER:.0%} power at the strictest Holm level "

@@ -12,19 +12,21 @@ from ..stats import PairedDiff, chance_resolved
 from .vocabulary import ACCURACY, FLATNESS, PRIMARY
 
 
-def interval_count(paired: dict[str, dict[str, PairedDiff]], columns: Sequence[str]) -> tuple[int, int]:
+def interval_count(paired: dict[str, dict[str, PairedDiff]], columns: Sequence[str],
+                   endpoint: str = PRIMARY) -> tuple[int, int]:
     """(primary, exploratory) intervals a paired table holds (cells with n >= 2)."""
     cells = [(m, d) for diffs in paired.values() for m, d in diffs.items() if m in columns and d.n >= 2]
-    primary = sum(m == PRIMARY for m, _ in cells)
+    primary = sum(m == endpoint for m, _ in cells)
     return primary, len(cells) - primary
 
 
-def multiplicity_sentence(paired: dict[str, dict[str, PairedDiff]], columns: Sequence[str]) -> str:
+def multiplicity_sentence(paired: dict[str, dict[str, PairedDiff]], columns: Sequence[str],
+                          endpoint: str = PRIMARY) -> str:
     """How many intervals a table holds and how many 'resolved' words chance alone would give."""
-    primary, exploratory = interval_count(paired, columns)
+    primary, exploratory = interval_count(paired, columns, endpoint)
     parts = []
     if primary:
-        parts.append(f"{counted(primary, 'primary interval')} (overall accuracy; verdicts Holm-corrected over the "
+        parts.append(f"{counted(primary, 'primary interval')} ({endpoint} accuracy; verdicts Holm-corrected over the "
                      f"{counted(primary, 'method')}, family-wise error ≤ 5 %)")
     if exploratory:
         parts.append(f"{counted(exploratory, 'exploratory interval')} (every other column: each word follows its own "
@@ -40,10 +42,11 @@ def _pm(mean: float, std: float, n: int, fmt: str) -> str:
 
 
 def format_table(agg: list[dict[str, Any]], paired: dict[str, dict[str, PairedDiff]] | None = None,
-                 columns: Sequence[str] | None = None) -> str:
+                 columns: Sequence[str] | None = None, endpoint: str = PRIMARY) -> str:
     """Markdown: mean ± std over seeds, cost per step; then (when given) paired differences to the base.
 
-    columns: the measures shown (default: accuracy, ECE and every flatness column present)."""
+    columns: the measures shown (default: accuracy, ECE and every flatness column present); endpoint: the
+    column whose verdicts `paired` Holm-corrected."""
     extra = tuple(c for c in FLATNESS if agg and c in agg[0])
     cols = tuple(columns) if columns is not None else ACCURACY + ("ece",) + extra
     base = agg[0]["label"] if agg else "-"
@@ -58,14 +61,14 @@ def format_table(agg: list[dict[str, Any]], paired: dict[str, dict[str, PairedDi
                      f" | {a['sec_per_step']:.3f} | {ratio:.2f} | {'-' if mb != mb else f'{mb:.0f}'} |")
     if paired:
         metrics = [m for m in next(iter(paired.values())) if columns is None or m in cols]
-        heads = [m + (" (primary)" if m == PRIMARY else " (exploratory)") for m in metrics]
+        heads = [m + (" (primary)" if m == endpoint else " (exploratory)") for m in metrics]
         lines += ["", f"Paired difference to {base} (method - {base}, same seeds): mean [95 % CI] verdict", "",
                   "| method | n | " + " | ".join(heads) + " |", "|" + "---|" * (len(metrics) + 2)]
         for name, diffs in paired.items():
             n = max(d.n for d in diffs.values())
             lines.append(f"| {name} | {n} | " + " | ".join(
                 diffs[m].format(None if m in FLATNESS else 2) for m in metrics) + " |")
-        lines += ["", multiplicity_sentence(paired, metrics)]
+        lines += ["", multiplicity_sentence(paired, metrics, endpoint)]
     return "\n".join(lines)
 
 
