@@ -12,7 +12,7 @@ STAMP := $(VENV)/.ltlab-installed-$(subst $(comma),-,$(EXTRAS))
 # another in one of them (the xdist_group in tests/conftest.py) while the other takes the tests; 1 thread each
 TEST_WORKERS ?= 2
 
-.PHONY: setup demo probes family study study-gcl docs test test-full test-fast test-regime test-long lab figures report bench tensorboard clean
+.PHONY: setup demo probes family study study-gcl study-gcl-confirm docs test test-full test-fast test-regime test-long lab figures report bench tensorboard clean
 
 # uv (from PyPI) installs in parallel, with the sources pip is configured with (.ci/uv_flags.py); pip is the
 # fallback. torch/torchvision are pinned to a tested pair where a package index offers it, unpinned otherwise.
@@ -71,6 +71,11 @@ study: $(STAMP)
 # gnm), report in studies/synthetic_gcl/; resumable like make study.
 study-gcl: $(STAMP)
 	$(call run_study,synthetic_gcl,runs/study_gcl)
+
+# a declared confirmation of study-gcl's exploratory tail result (studies/synthetic_gcl_confirm.yaml: gnm - sgd on
+# few-class accuracy, 24 fresh seeds, the same tuning), report in studies/synthetic_gcl_confirm/; resumable.
+study-gcl-confirm: $(STAMP)
+	$(call run_study,synthetic_gcl_confirm,runs/study_gcl_confirm)
 
 # make test: every module and every notebook (nbmake, headless, smoke mode: small grids, few epochs), a few minutes.
 # What is long moves to make test-long / make test-full, each with a fast version left here: the real-browser
