@@ -13,6 +13,7 @@ from pathlib import Path
 
 
 from .probes.budget import BUDGET  # noqa: E402  (a dataclass of numbers: cheap)
+from .results.vocabulary import ACCURACY  # noqa: E402  (the endpoint choices of report)
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -272,7 +273,8 @@ def cmd_study(a: argparse.Namespace) -> int:
 def cmd_report(a: argparse.Namespace) -> int:
     from .reports.comparison import write_report
 
-    report = write_report(a.runs_dir, out=a.out, base=a.base, figures=not a.no_figures, method=a.interval)
+    report = write_report(a.runs_dir, out=a.out, base=a.base, figures=not a.no_figures, method=a.interval,
+                          endpoint=a.endpoint)
     print(report.markdown)
     print(f"\nreport: {report.path}")
     return 0
@@ -394,6 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--base", default=None, help="optimizer to pair against (default: the config's base)")
     rp.add_argument("--interval", choices=("t", "bootstrap"), default="t",
                     help="paired 95%% interval: Student t (default) or a percentile bootstrap of the paired differences")
+    rp.add_argument("--endpoint", choices=ACCURACY, default="overall",
+                    help="the primary endpoint, whose verdicts are Holm-corrected over the methods (default overall; "
+                         "a study that declared another: its study file's endpoint)")
     rp.add_argument("--no-figures", action="store_true", help="write the report without its figures")
     rp.set_defaults(func=cmd_report)
 

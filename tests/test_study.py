@@ -184,10 +184,14 @@ def test_bad_study_files(tmp_path, capsys, change, words):
 @pytest.mark.slow
 def test_study_end_to_end(tmp_path):
     """make study in small: tune, evaluate on fresh seeds (each its own task sample), probes, report."""
-    p = study_file(tmp_path, methods=["sgd", "sam"], options={"sam": {"rho": [0.01, 0.05]}}, contrasts=[["sam", "sgd"]])
+    p = study_file(tmp_path, methods=["sgd", "sam"], options={"sam": {"rho": [0.01, 0.05]}}, contrasts=[["sam", "sgd"]],
+                   endpoint="few")
     out = tmp_path / "out"
     assert main(["study", str(p), "--out", str(out), "--no-progress"]) == 0
     text = (out / "study.md").read_text()
+    # the declared endpoint is the primary one, in the study's report and in its evaluation runs' report
+    assert "few (primary)" in text and "overall (exploratory)" in text and "- **sam** − sgd, few:" in text
+    assert "primary endpoint few" in (out / "eval" / "report.md").read_text()
     assert "| sam − sgd |" in text.split("### Direct pairings")[1].split("###")[0]  # the declared contrast
     for words in ("## Tuning (validation)", "Holm", "equal-compute − sgd", "sgd − linear-probe", "Failure rate",
                   "Spearman ρ", "Within a seed", "| all methods |", "Minima?", "smallest effect", "‖e‖ / ‖w‖"):

@@ -19,7 +19,7 @@ from ..results import (ACCURACY, FLATNESS, PRIMARY, aggregate, finished_runs, is
                        pick_base, reference_difference, summary_row)
 
 
-def conclusions(paired: dict[str, dict[str, Any]], base: str) -> list[str]:
+def conclusions(paired: dict[str, dict[str, Any]], base: str, endpoint: str = PRIMARY) -> list[str]:
     """One sentence per method, computed from the intervals: the primary endpoint (Holm-corrected) first,
     then what the exploratory cells resolve and what they do not."""
     lines = []
@@ -29,9 +29,9 @@ def conclusions(paired: dict[str, dict[str, Any]], base: str) -> list[str]:
             lines.append(f"- **{name}** vs {base}: one seed only, so no interval and no verdict.")
             continue
         text = f"- **{name}** vs {base} (n = {n} paired seeds): "
-        if PRIMARY in diffs:
-            text += f"primary endpoint {PRIMARY} {diffs[PRIMARY].format(2)}. "
-        rest = {m: d for m, d in diffs.items() if m != PRIMARY}
+        if endpoint in diffs:
+            text += f"primary endpoint {endpoint} {diffs[endpoint].format(2)}. "
+        rest = {m: d for m, d in diffs.items() if m != endpoint}
         resolved = [f"{m} {d.format(None if m in FLATNESS else 2)}" for m, d in rest.items()
                     if d.verdict and d.verdict != NO_VERDICT]
         unresolved = [m for m, d in rest.items() if d.verdict == NO_VERDICT]
@@ -77,8 +77,10 @@ class Report:
 
 
 def write_report(runs_dir: str | Path, out: str | Path | None = None, base: str | None = None,
-                 figures: bool = True, method: str = "t", title: str | None = None, command: str = "") -> Report:
-    """Write RUNS_DIR/report.md (or `out`) and its figures (RUNS_DIR/figures); returns the `Report`."""
+                 figures: bool = True, method: str = "t", title: str | None = None, command: str = "",
+                 endpoint: str = PRIMARY) -> Report:
+    """Write RUNS_DIR/report.md (or `out`) and its figures (RUNS_DIR/figures); returns the `Report`. `endpoint`:
+    the primary endpoint, the accuracy column Holm covers (overall unless a study declared another)."""
     runs_dir = Path(runs_dir)
     runs = finished_runs(runs_dir)
     rows = [summary_row(r.summary, r.path) for r in runs]
@@ -92,7 +94,8 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, base: str 
     rows.sort(key=lambda r: ((order.index(r["label"]) if r["label"] != base else -1), r["seed"]))
     agg = aggregate(rows)
     methods = [r for r in rows if not is_reference(r["label"])]
-    paired = paired_table(rows, base, method=method) if len({r['label'] for r in methods}) > 1 else {}
+    paired = (paired_table(rows, base, method=method, primary=endpoint) if len({r['label'] for r in methods}) > 1
+              else {})
     epochs = cfg.get("epochs")
     d = cfg.get("data", {})
     out = Path(out) if out else runs_dir / "report.md"
@@ -110,9 +113,10 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, base: str 
            + ("t-interval with n − 1 degrees of freedom" if method == "t" else "percentile bootstrap")
            + "; the word follows the interval (better / worse / no resolved difference; higher / lower for "
            "curvature, which has no good direction).", ""]
-    sec["Headline"] = [format_table(agg, paired, columns=ACCURACY + ("ece",)), "", *reference_lines(rows, base, method)]
+    sec["Headline"] = [format_table(agg, paired, columns=ACCURACY + ("ece",), endpoint=endpoint), "",
+                       *reference_lines(rows, base, method)]
     if paired:
-        sec["What the intervals say"] = [*conclusions(paired, base), ""]
+        sec["What the intervals say"] = [*conclusions(paired, base, endpoint), ""]
 
     # the other rule, beside (never the headline unless the config asks for it)
     md = sec["Best-on-validation, beside (opt-in rule, not the headline)" if rows[0]["select"] == "last"
@@ -149,7 +153,7 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, base: str 
             "the words are higher / lower."
             + (" The linear probe is left out: its Hessian is over the head alone, not over prompts + head, so "
                "its curvature is not comparable." if len(methods) < len(rows) else ""), "",
-            format_table(aggregate(methods), paired, columns=flat), ""]
+            format_table(aggregate(methods), paired, columns=flat, endpoint=endpoint), ""]
     if figures:
         md = sec["Figures"] = []
         for p in compare_figures(runs_dir, runs_dir / "figures", base=base, method=method):

@@ -143,7 +143,8 @@ def write_study_report(study, out: str | Path, command: str = "", timing: dict[s
     out = Path(out)
     tune = json.loads((out / "tune" / "tune.json").read_text())
     eval_dir = out / "eval"
-    write_report(eval_dir, title="ltlab study: evaluation runs (tuned configurations, fresh seeds)", command=command)
+    write_report(eval_dir, title="ltlab study: evaluation runs (tuned configurations, fresh seeds)", command=command,
+                 endpoint=study.endpoint)
     runs = finished_runs(eval_dir)
     rows = [summary_row(r.summary, r.path) for r in runs]
     base, methods = study.base, [m for m in study.methods if m != study.base]
