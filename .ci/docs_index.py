@@ -1,26 +1,29 @@
-"""docs/index.md for the documentation site: the README, its docs/ links made relative to docs/ (make docs)."""
+"""docs/index.md and the study pages for the documentation site, from the README and the committed reports
+(make docs). Each committed study studies/NAME is linked into docs/ as docs/PAGE (its figures) and becomes
+docs/PAGE.md; the README's links into studies/ become links to those pages."""
 import re
 from pathlib import Path
 
 root = Path(__file__).resolve().parents[1]
+PAGES = {"synthetic": "study", "synthetic_gcl": "study_gcl", "synthetic_gcl_confirm": "study_gcl_confirm"}
+
 text = (root / "README.md").read_text()
 text = re.sub(r"\]\(docs/", "](", text)  # README links docs/x.md; the site lives in docs/
-text = text.replace("](studies/synthetic/study.md)", "](study.md)").replace("](studies/synthetic/", "](study/")
-text = text.replace("](studies/synthetic_gcl/study.md)", "](study_gcl.md)").replace("](studies/synthetic_gcl/", "](study_gcl/")
+for name, page in PAGES.items():
+    text = text.replace(f"](studies/{name}/study.md)", f"]({page}.md)").replace(f"](studies/{name}/", f"]({page}/")
 # a link to a repository file (not a page of the site): its text alone, the path stays readable in the text
-text = re.sub(r"(?<!!)\[([^\]]+)\]\((?!https?:|#|figures/|study/|study_gcl/|[a-z_]+\.md)[^)]+\)", r"\1", text)
+pages = "|".join(f"{p}/" for p in PAGES.values())
+text = re.sub(rf"(?<!!)\[([^\]]+)\]\((?!https?:|#|figures/|{pages}|[a-z_]+\.md)[^)]+\)", r"\1", text)
 (root / "docs" / "index.md").write_text(text)
-# the study's report (studies/synthetic, linked into docs/ as docs/study): its figures are relative to it
-study = (root / "studies" / "synthetic" / "study.md").read_text()
-study = re.sub(r"\]\((tune|figures)/", r"](study/\1/", study)
-(root / "docs" / "study.md").write_text(study)
-# LPT vs VPT (bench/lpt_vs_vpt.py, committed as studies/lpt_vs_vpt.md) as the page's last section
+# each study's report, its figures relative to its link in docs/
+reports = {page: re.sub(r"\]\((tune|figures)/", rf"]({page}/\1/", (root / "studies" / name / "study.md").read_text())
+           for name, page in PAGES.items()}
+# LPT vs VPT (bench/lpt_vs_vpt.py, committed as studies/lpt_vs_vpt.md) as the first study page's last section
 lpt = (root / "studies" / "lpt_vs_vpt.md").read_text().splitlines()
 title, body = lpt[0], "\n".join(lpt[1:]).replace("\n## ", "\n### ")
 command = re.search(r"`([^`]+)`", title).group(1)
-study += (f"\n\n## LPT vs VPT\n\nMade by `{command}` (LPT's recipe selected on validation with the study's budget; "
-          f"both on the study's 12 evaluation seeds).\n{body}\n\n![LPT vs VPT](figures/lpt_vs_vpt_synthetic.png)\n")
-(root / "docs" / "study.md").write_text(study)
-# the GCL + DRW study (make study-gcl, studies/synthetic_gcl, linked into docs/ as docs/study_gcl)
-gcl = (root / "studies" / "synthetic_gcl" / "study.md").read_text()
-(root / "docs" / "study_gcl.md").write_text(re.sub(r"\]\((tune|figures)/", r"](study_gcl/\1/", gcl))
+reports["study"] += (f"\n\n## LPT vs VPT\n\nMade by `{command}` (LPT's recipe selected on validation with the "
+                     f"study's budget; both on the study's 12 evaluation seeds).\n{body}\n\n"
+                     "![LPT vs VPT](figures/lpt_vs_vpt_synthetic.png)\n")
+for page, report in reports.items():
+    (root / "docs" / f"{page}.md").write_text(report)
