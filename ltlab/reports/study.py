@@ -207,9 +207,11 @@ def write_study_report(study, out: str | Path, command: str = "", timing: dict[s
           "| method | failures / seeds | rate [95 % CI] |", "|---|---|---|"]
     L += [f"| {m} | {k} / {n} | {k / n:.2f} [{lo:.2f}, {hi:.2f}] |" for m, (k, n, lo, hi) in fails.items() if n]
     L += [""]
-    save(seed_dots(rows, [base, *methods, *[x for x in REFERENCES.values() if x in labels]],
+    refs = [x for x in REFERENCES.values() if x in labels]
+    save(seed_dots(rows, [base, *methods, *refs],
                    caption=f"Test accuracy at the last epoch, one dot per evaluation seed ({len(seeds)} seeds); "
-                           "bar: mean. The reference rows (grey) are not methods. " + paired_note(base),
+                           "bar: mean. " + ("The reference rows (grey) are not methods. " if refs else "")
+                           + paired_note(base),
                    effects=paired_table(rows, base, metrics=ACCURACY, references=True), base=base),
          "study_seeds", figs)
     L += ["![per-seed accuracy](figures/study_seeds.png)", ""]
