@@ -266,7 +266,7 @@ def _mechanism(rows, labels, figs, save, flatness_vs_tail) -> list[str]:
              f"reported checkpoint) against few-class test accuracy, one point per prompted evaluation run "
              f"(n = {len(probed)}): Spearman ρ = {rho:+.2f} [{lo:+.2f}, {hi:+.2f}] (95 %, Fisher z). The same with the "
              f"Gaussian sharpness: ρ = {rho_s:+.2f} [{lo_s:+.2f}, {hi_s:+.2f}]. The paper's argument predicts a "
-             "negative correlation (flatter tail, better tail).", "",
+             "negative correlation (flatter tail, better tail).", "", *_flatness_lines(probed, labels), "",
              "Each seed draws its own task sample, which moves flatness and accuracy together. Within a seed (each "
              "variable centred on its seed's mean, so only the methods differ, on one draw; 95 % interval from "
              "2,000 resamples of seeds), with each method left out in turn to show which carries the association "
@@ -278,6 +278,27 @@ def _mechanism(rows, labels, figs, save, flatness_vs_tail) -> list[str]:
         lines.append(" No method reaches a minimum on this schedule: every end point has a direction of negative "
                      "curvature, so flatness here describes where the schedule stops, not a minimum.")
     return lines + [""]
+
+
+FLAT_SHOWN = {"lambda_max": "λ_max", "lambda_min": "λ_min", "gaussian_sharpness": "Gaussian sharpness",
+              "lambda_max_few": "few-class λ_max"}
+
+
+def _flatness_lines(probed: list[dict[str, Any]], labels: list[str]) -> list[str]:
+    """Where each method ends: its flatness (mean ± sd over seeds) and each method − the base, paired by seed."""
+    cols = [c for c in FLAT_SHOWN if all(r.get(c) is not None for r in probed)]
+    base = labels[0]
+    paired = paired_table(probed, base, metrics=cols)
+    lines = ["Where each method ends (mean ± sd over the seeds; then each method − the base, paired by seed, "
+             "95 % interval; exploratory, and curvature has no good direction, so the words are higher / lower):",
+             "", "| method | n | " + " | ".join(FLAT_SHOWN[c] for c in cols) + " |", "|" + "---|" * (len(cols) + 2)]
+    for a in aggregate(probed, extra=cols):
+        lines.append(f"| {a['label']} | {a['n']} | " + " | ".join(f"{a[c]:.3g} ± {a[c + '_std']:.2g}" for c in cols)
+                     + " |")
+    for name, diffs in paired.items():
+        lines.append(f"| {name} − {base} | {max(d.n for d in diffs.values())} | "
+                     + " | ".join(diffs[c].format(None) for c in cols) + " |")
+    return lines
 
 
 def _within_seed_table(probed: list[dict[str, Any]], labels: list[str]) -> list[str]:
