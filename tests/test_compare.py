@@ -354,7 +354,7 @@ def test_a_declared_endpoint_moves_holm_and_the_labels():
              "few": 50.0 + 2 * d * (1 + 0.2 * s), "sec_per_step": 0.1}
             for s in range(4) for n, d in (("sgd", 0.0), ("gnm", 1.0), ("sam", 0.3))]
     plain = paired_table(rows, "sgd", metrics=("overall", "few"))
-    few = paired_table(rows, "sgd", metrics=("overall", "few"), primary="few")
+    few = paired_table(rows, "sgd", metrics=("overall", "few"), endpoint="few")
     for n in ("gnm", "sam"):
         assert few[n]["overall"].p_holm is None and plain[n]["few"].p_holm is None
         assert few[n]["few"].p_holm == pytest.approx(with_holm([plain[m]["few"] for m in ("gnm", "sam")])[

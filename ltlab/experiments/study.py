@@ -4,9 +4,9 @@
     python -m ltlab study studies/synthetic.yaml --out runs/study [-j 2] [--resume]   # tune, evaluate, probe, report
 
 A study file (YAML) declares, before anything is trained: the preset, the methods (the first is the base),
-the selection score, the primary endpoint of the evaluation (default: overall), the tuning seeds, the shared lr values, the base's lr values, each method's own option
-values, and the evaluation (seeds, whether a seed redraws the task sample, reference rows, probe images, the
-failure rule). `load_study` checks the file: every grid has the same number of configurations.
+the selection score, the primary endpoint of the evaluation (`endpoint`, default overall), the tuning seeds, the
+shared lr values, the base's lr values, each method's own option values, and the evaluation (seeds, whether a
+seed redraws the task sample, reference rows, probe images, the failure rule). `load_study` checks the file: every grid has the same number of configurations.
 
 Tuning runs (OUT/tune/<method>/<config>-s<seed>) train with `eval.test=false`: the trainer withholds the test
 split (any read raises), so selection reads validation only. OUT/tune/tuned.yaml is the selected
@@ -84,7 +84,8 @@ def _list(where: str, value: Any, kind: type, allow_empty: bool = False) -> list
     return out
 
 
-STUDY_KEYS = ("preset", "methods", "score", "endpoint", "tuning_seeds", "lr", "base_lr", "options", "contrasts", "evaluation")
+STUDY_KEYS = ("preset", "methods", "score", "endpoint", "tuning_seeds", "lr", "base_lr", "options", "contrasts",
+              "evaluation")
 EVALUATION_KEYS = ("seeds", "redraw_data", "references", "probe_images", "failure_points")
 
 

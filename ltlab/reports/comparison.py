@@ -94,7 +94,7 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, base: str 
     rows.sort(key=lambda r: ((order.index(r["label"]) if r["label"] != base else -1), r["seed"]))
     agg = aggregate(rows)
     methods = [r for r in rows if not is_reference(r["label"])]
-    paired = (paired_table(rows, base, method=method, primary=endpoint) if len({r['label'] for r in methods}) > 1
+    paired = (paired_table(rows, base, method=method, endpoint=endpoint) if len({r['label'] for r in methods}) > 1
               else {})
     epochs = cfg.get("epochs")
     d = cfg.get("data", {})

@@ -153,7 +153,7 @@ def write_study_report(study, out: str | Path, command: str = "", timing: dict[s
     seeds = sorted({r["seed"] for r in rows})
     agg = aggregate(rows, extra=("lambda_max", "lambda_min", "trace", "gaussian_sharpness", "lambda_max_few"))
     endpoint = study.endpoint
-    paired = paired_table(rows, base, metrics=ACCURACY, primary=endpoint)
+    paired = paired_table(rows, base, metrics=ACCURACY, endpoint=endpoint)
     figs = out / "figures"
     L: list[str] = [f"# ltlab study: {', '.join(study.methods)} at their validation-selected settings", ""]
     if command:

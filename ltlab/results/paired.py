@@ -39,9 +39,9 @@ def per_seed(rows: list[dict[str, Any]], metrics: Sequence[str] = ACCURACY) -> d
 
 
 def paired_table(rows: list[dict[str, Any]], base: str, metrics: Sequence[str] = (), method: str = "t",
-                 references: bool = False, primary: str = PRIMARY) -> dict[str, dict[str, PairedDiff]]:
+                 references: bool = False, endpoint: str = PRIMARY) -> dict[str, dict[str, PairedDiff]]:
     """{label: {metric: PairedDiff(label - base)}} paired by seed, for every method but the base (and the
-    reference rows too when `references`, as figures draw them). The primary endpoint (`primary`, overall accuracy
+    reference rows too when `references`, as figures draw them). The primary endpoint (`endpoint`, overall accuracy
     unless a study declares another) carries Holm-adjusted p-values and verdicts over the methods of the table,
     never the reference rows; every other cell is exploratory (its word follows its own interval)."""
     metrics = tuple(metrics) or ACCURACY + tuple(c for c in FLATNESS if any(r.get(c) is not None for r in rows))
@@ -55,9 +55,9 @@ def paired_table(rows: list[dict[str, Any]], base: str, metrics: Sequence[str] =
             continue
         out[name] = _paired(by, base, name, base_seeds, metrics, method)
     methods = [n for n in out if not is_reference(n)]
-    if methods and primary in metrics:
-        for name, d in zip(methods, with_holm([out[n][primary] for n in methods])):
-            out[name][primary] = d
+    if methods and endpoint in metrics:
+        for name, d in zip(methods, with_holm([out[n][endpoint] for n in methods])):
+            out[name][endpoint] = d
     return out
 
 
