@@ -74,6 +74,8 @@ study-gcl: $(STAMP)
 
 # a declared confirmation of study-gcl's exploratory tail result (studies/synthetic_gcl_confirm.yaml: gnm - sgd on
 # few-class accuracy, 24 fresh seeds, the same tuning), report in studies/synthetic_gcl_confirm/; resumable.
+# 1,357 s on an Intel Xeon with study-gcl's 24 sgd and gnm tuning runs copied into runs/study_gcl_confirm/tune
+# (kept as finished runs of the same config); from scratch it trains them first (about 6 more minutes).
 study-gcl-confirm: $(STAMP)
 	$(call run_study,synthetic_gcl_confirm,runs/study_gcl_confirm)
 
