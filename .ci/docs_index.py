@@ -9,6 +9,7 @@ PAGES = {"synthetic": "study", "synthetic_gcl": "study_gcl", "synthetic_gcl_conf
 
 text = (root / "README.md").read_text()
 text = re.sub(r"\]\(docs/", "](", text)  # README links docs/x.md; the site lives in docs/
+text = text.replace("](studies/gnm_lr_control.md)", "](study_gcl_confirm.md)")  # a section of that page (below)
 for name, page in PAGES.items():
     text = text.replace(f"](studies/{name}/study.md)", f"]({page}.md)").replace(f"](studies/{name}/", f"]({page}/")
 # a link to a repository file (not a page of the site): its text alone, the path stays readable in the text
@@ -25,5 +26,11 @@ command = re.search(r"`([^`]+)`", title).group(1)
 reports["study"] += (f"\n\n## LPT vs VPT\n\nMade by `{command}` (LPT's recipe selected on validation with the "
                      f"study's budget; both on the study's 12 evaluation seeds).\n{body}\n\n"
                      "![LPT vs VPT](figures/lpt_vs_vpt_synthetic.png)\n")
+# GNM or its lr (bench/gnm_lr_control.py, committed as studies/gnm_lr_control.md) after the confirmation
+control = (root / "studies" / "gnm_lr_control.md").read_text().splitlines()
+command = re.search(r"`([^`]+)`", control[0]).group(1)
+reports["study_gcl_confirm"] += (f"\n\n## GNM or its lr? A 2 × 2 (exploratory)\n\nMade by `{command}`: each method "
+                                 "at both selected lr values, on the confirmation's seeds.\n"
+                                 + "\n".join(control[1:]) + "\n")
 for page, report in reports.items():
     (root / "docs" / f"{page}.md").write_text(report)
