@@ -194,7 +194,7 @@ def test_study_end_to_end(tmp_path):
     assert "primary endpoint few" in (out / "eval" / "report.md").read_text()
     assert "| sam − sgd |" in text.split("### Direct pairings")[1].split("###")[0]  # the declared contrast
     for words in ("## Tuning (validation)", "Holm", "equal-compute − sgd", "sgd − linear-probe", "Failure rate",
-                  "Spearman ρ", "Where each method ends", "| λ_max | λ_min | Gaussian sharpness | few-class λ_max |", "Within a seed", "| all methods |", "Minima?", "smallest effect", "‖e‖ / ‖w‖"):
+                  "Spearman ρ", "Where each method ends", "| lambda_max | lambda_min | gaussian_sharpness | lambda_max_few |", "Within a seed", "| all methods |", "Minima?", "smallest effect", "‖e‖ / ‖w‖"):
         assert words in text
     assert (out / "figures" / "study_flatness_vs_tail.png").exists() and (out / "figures" / "study_seeds.png").exists()
     drawn = {yaml.safe_load((d / "config.yaml").read_text())["data"]["seed"] for d in (out / "eval").glob("sam-s*")}

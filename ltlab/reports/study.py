@@ -280,25 +280,14 @@ def _mechanism(rows, labels, figs, save, flatness_vs_tail) -> list[str]:
     return lines + [""]
 
 
-FLAT_SHOWN = {"lambda_max": "λ_max", "lambda_min": "λ_min", "gaussian_sharpness": "Gaussian sharpness",
-              "lambda_max_few": "few-class λ_max"}
+FLAT_SHOWN = ("lambda_max", "lambda_min", "gaussian_sharpness", "lambda_max_few")
 
 
 def _flatness_lines(probed: list[dict[str, Any]], labels: list[str]) -> list[str]:
     """Where each method ends: its flatness (mean ± sd over seeds) and each method − the base, paired by seed."""
     cols = [c for c in FLAT_SHOWN if all(r.get(c) is not None for r in probed)]
-    base = labels[0]
-    paired = paired_table(probed, base, metrics=cols)
-    lines = ["Where each method ends (mean ± sd over the seeds; then each method − the base, paired by seed, "
-             "95 % interval; exploratory, and curvature has no good direction, so the words are higher / lower):",
-             "", "| method | n | " + " | ".join(FLAT_SHOWN[c] for c in cols) + " |", "|" + "---|" * (len(cols) + 2)]
-    for a in aggregate(probed, extra=cols):
-        lines.append(f"| {a['label']} | {a['n']} | " + " | ".join(f"{a[c]:.3g} ± {a[c + '_std']:.2g}" for c in cols)
-                     + " |")
-    for name, diffs in paired.items():
-        lines.append(f"| {name} − {base} | {max(d.n for d in diffs.values())} | "
-                     + " | ".join(diffs[c].format(None) for c in cols) + " |")
-    return lines
+    return ["Where each method ends (curvature has no good direction, so the words are higher / lower):", "",
+            format_table(aggregate(probed, extra=cols), paired_table(probed, labels[0], metrics=cols), columns=cols)]
 
 
 def _within_seed_table(probed: list[dict[str, Any]], labels: list[str]) -> list[str]:
