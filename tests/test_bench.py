@@ -72,6 +72,25 @@ def test_gnm_lr_control_quick(tmp_path):
         assert row in out
     assert len(list((tmp_path / "runs").glob("*-s*/summary.json"))) == 8
 
+def test_flatness_by_loss_measures_the_training_loss_beside_plain_ce(tmp_path):
+    """Probed GCL + DRW runs: the script measures each under its own loss (scalars_train.json, same images) and
+    leaves the plain-CE scalars.json the tables read untouched."""
+    tiny = ["epochs=2", "data.num_classes=5", "data.n_max=20", "data.imbalance_ratio=5", "data.val_per_class=4",
+            "data.test_per_class=4", "eval.train_images=16", "batch_size=16", "save_every=0", "loss.drw_epoch=1"]
+    run("-m", "ltlab", "compare", "--config", "synthetic_gcl", *tiny, "--optimizers", "sgd,gnm",
+        "--seeds", "0-1", "--probe", "--images", "16", "--no-figures", "--out", tmp_path / "runs", cwd=tmp_path)
+    ce = {p: p.read_text() for p in (tmp_path / "runs").glob("*/probes/scalars.json")}
+    out = run(BENCH / "flatness_by_loss.py", "--runs", tmp_path / "runs", "-j", "1", cwd=tmp_path)
+    assert len(ce) == 4 and all(p.read_text() == text for p, text in ce.items())
+    for p in ce:
+        saved, train = json.loads(p.read_text()), json.loads((p.parent / "scalars_train.json").read_text())
+        assert train["loss"] == "train" and train["images"] == saved["images"] == 16
+        assert train["lambda_max"] != saved["lambda_max"]  # another function's Hessian
+    for line in ("## Under the run's own training loss", "| gnm | 2 |", "gcl + DRW from epoch 1", "| lambda_max_few |"):
+        assert line in out, line
+    assert (tmp_path / "flatness_by_loss.md").read_text().strip() == out.strip()
+
+
 @pytest.mark.slow
 @pytest.mark.full
 def test_trace_estimators_prints_the_side_by_side_table(tmp_path):

@@ -189,18 +189,21 @@ SCALARS_VERSION = 2  # 2: per-group lambda_max on equal-size group batches
 
 
 def flatness_scalars(run_dir: str | Path, num_images: int = 256, seed: int = 0, reuse: bool = True,
-                     save: bool = True, trace_hvps: int = BUDGET.scalar_trace_hvps) -> dict[str, float]:
-    """lambda_max, lambda_min, Hutch++ trace and Gaussian sharpness of the headline checkpoint (plain CE),
-    and lambda_max of each class group (many / medium / few) on the same number of training images per
-    group (the smallest group's count, at most num_images / 2), so head and tail are measured alike.
+                     save: bool = True, trace_hvps: int = BUDGET.scalar_trace_hvps, loss: str = "ce"
+                     ) -> dict[str, float]:
+    """lambda_max, lambda_min, Hutch++ trace and Gaussian sharpness of the headline checkpoint (plain CE, or
+    with loss="train" the run's own training loss in its deterministic form), and lambda_max of each class group
+    (many / medium / few) on the same number of training images per group (the smallest group's count, at most
+    num_images / 2), so head and tail are measured alike.
 
-    Saved to RUN_DIR/probes/scalars.json (save=False: computed, nothing written, for a runs directory that
-    is not the caller's own); reuse=True returns that file when it was made with the same images, seed,
-    checkpoint, trace budget (`trace_hvps` Hutch++ products) and probe version.
+    Saved to RUN_DIR/probes/scalars.json (scalars_train.json for loss="train"; save=False: computed, nothing
+    written, for a runs directory that is not the caller's own); reuse=True returns that file when it was made
+    with the same images, seed, checkpoint, trace budget (`trace_hvps` Hutch++ products) and probe version.
     """
     import json
 
-    saved = Path(run_dir) / "probes" / "scalars.json"
+    suffix = "" if loss == "ce" else "_train"
+    saved = Path(run_dir) / "probes" / f"scalars{suffix}.json"
     checkpoint = json.loads((Path(run_dir) / "summary.json").read_text()).get("checkpoint", "last")
     key = (num_images, seed, checkpoint, trace_hvps, SCALARS_VERSION)
     if reuse and saved.exists():
@@ -208,14 +211,14 @@ def flatness_scalars(run_dir: str | Path, num_images: int = 256, seed: int = 0, 
         if (old.get("images_requested"), old.get("probe_seed"), old.get("checkpoint"),
                 old.get("trace_hvps", BUDGET.scalar_trace_hvps), old.get("version")) == key:
             return old
-    model, loss_fn, batch, data, train_eval = load_probe_inputs(run_dir, num_images, seed)
+    model, loss_fn, batch, data, train_eval = load_probe_inputs(run_dir, num_images, seed, loss=loss)
     eig = top_eigenvalues(model, loss_fn, batch, k=1, which="both", seed=seed)
     tr = hessian_trace(model, loss_fn, batch, num_hvps=trace_hvps, seed=seed)
     sh = gaussian_sharpness(model, loss_fn, batch, sigma=GAUSSIAN_SIGMA, samples=BUDGET.gaussian_samples, seed=seed)
     probes = Path(run_dir) / "probes"
     if save:
-        eig.save(probes / "eig1.npz")
-        sh.save(probes / "sharpness.npz")
+        eig.save(probes / f"eig1{suffix}.npz")
+        sh.save(probes / f"sharpness{suffix}.npz")
     out = {"lambda_max": float(eig.eigenvalues[0]), "lambda_min": float(eig.eigenvalues[1]), "trace": tr.estimate,
            "gaussian_sharpness": sh.estimate, "eig_converged": bool(eig.converged), "images": int(len(batch[1]))}
     targets = np.asarray(train_eval.targets)
@@ -227,25 +230,25 @@ def flatness_scalars(run_dir: str | Path, num_images: int = 256, seed: int = 0, 
             out[f"lambda_max_{g}"] = float(ge.eigenvalues[0])
             out["eig_converged"] = out["eig_converged"] and bool(ge.converged)
     out.update({"group_images": per_group, "images_requested": num_images, "probe_seed": seed,
-                "checkpoint": checkpoint, "trace_hvps": trace_hvps, "version": SCALARS_VERSION})
+                "checkpoint": checkpoint, "trace_hvps": trace_hvps, "version": SCALARS_VERSION, "loss": loss})
     if save:
-        (probes / "scalars.json").write_text(json.dumps(out, indent=2))
-        log_probe(run_dir, "flatness", {k: v for k, v in out.items() if k in FLATNESS})
+        saved.write_text(json.dumps(out, indent=2))
+        log_probe(run_dir, f"flatness{suffix}", {k: v for k, v in out.items() if k in FLATNESS})
     return out
 
 
-def _scalars_job(run_dir: str, num_images: int, reuse: bool, threads: int, save: bool, trace_hvps: int
-                 ) -> dict[str, Any]:
+def _scalars_job(run_dir: str, num_images: int, reuse: bool, threads: int, save: bool, trace_hvps: int,
+                 loss: str = "ce") -> dict[str, Any]:
     if threads:
         torch.set_num_threads(threads)
-    return flatness_scalars(run_dir, num_images, reuse=reuse, save=save, trace_hvps=trace_hvps)
+    return flatness_scalars(run_dir, num_images, reuse=reuse, save=save, trace_hvps=trace_hvps, loss=loss)
 
 
 def add_flatness_columns(rows: list[dict[str, Any]], num_images: int = 256, progress: bool = True,
                          reuse: bool = True, workers: int = 1, save: bool = True,
-                         trace_hvps: int = BUDGET.scalar_trace_hvps) -> list[dict[str, Any]]:
+                         trace_hvps: int = BUDGET.scalar_trace_hvps, loss: str = "ce") -> list[dict[str, Any]]:
     """compare --probe: the flatness scalars of every run, same images for all (probe seed 0); the trace from
-    `trace_hvps` Hutch++ products.
+    `trace_hvps` Hutch++ products; `loss` as in `flatness_scalars` (plain CE by default).
 
     workers > 1 probes that many runs at once, in separate processes (each with its share of the
     cores), as `compare` trains them; the numbers agree up to floating-point summation order. save=False writes
@@ -260,12 +263,13 @@ def add_flatness_columns(rows: list[dict[str, Any]], num_images: int = 256, prog
     rows_todo = [r for r in rows if not is_reference(r["label"])]
     todo = [str(r["run"]) for r in rows_todo]
     if workers <= 1 or len(todo) <= 1:
-        results = [flatness_scalars(r, num_images, reuse=reuse, save=save, trace_hvps=trace_hvps)
+        results = [flatness_scalars(r, num_images, reuse=reuse, save=save, trace_hvps=trace_hvps, loss=loss)
                    for r in tqdm(todo, desc="probes", unit="run", disable=not progress)]
     else:
         threads = max(1, (os.cpu_count() or 1) // workers)
         with WorkerPool(workers) as pool:
-            futures = [pool.submit(_scalars_job, r, num_images, reuse, threads, save, trace_hvps) for r in todo]
+            futures = [pool.submit(_scalars_job, r, num_images, reuse, threads, save, trace_hvps, loss)
+                       for r in todo]
             results = [f.result() for f in tqdm(futures, desc=f"probes ({workers} at a time)", unit="run",
                                                 disable=not progress)]
     for row, scalars in zip(rows_todo, results):
