@@ -2,6 +2,7 @@
 
     python bench/gnm_lr_control.py [--tuned studies/synthetic_gcl_confirm/tuned.yaml]
                                    [--study-runs runs/study_gcl_confirm/eval] [--seeds 200-223] [--out OUT] [-j 2]
+                                   [--probe [--images 128]]
 
 The confirmation study (make study-gcl-confirm) compares each method at its own selected setting: SGD at lr 0.01,
 GNM at lr 0.005 (rho 0.05). Its confirmed few-class gain could come from GNM or from the halved lr. This script
@@ -10,7 +11,9 @@ as in the study), and prints every cell (mean ± std) and the paired differences
 at each lr, and each method's lr effect (95 % t-intervals, exploratory, their count stated). The two selected
 cells are the study's own runs when --study-runs holds them with the same config; anything missing trains into
 OUT (default runs/gnm_lr_control). Writes OUT/gnm_lr_control.md. Resumable: finished runs of the same config
-are kept.
+are kept. --probe adds where each cell ends (λ_max and few-class λ_max under plain CE, the study's probe: the same
+seeded training images, its saved result reused) and the same contrasts of those: is GNM's sharper end GNM's, or
+its lr's (a smaller lr lets training settle where the curvature is higher)?
 """
 from __future__ import annotations
 
@@ -23,9 +26,11 @@ from pathlib import Path
 from ltlab.cli import seed_spec
 from ltlab.config import method_configs
 from ltlab.experiments.compare import finished_with, run_jobs
-from ltlab.results import ACCURACY
+from ltlab.results import ACCURACY, HIGHER_IS_BETTER
+from ltlab.results.probing import add_flatness_columns
 from ltlab.stats import chance_resolved, mean_std, paired_difference
 
+CURVATURE = ("lambda_max", "lambda_max_few")  # with --probe: where each cell ends
 QUICK = ["epochs=1", "data.num_classes=6", "data.n_max=20", "data.imbalance_ratio=5", "data.val_per_class=4",
          "data.test_per_class=4", "eval.train_images=16", "batch_size=16", "save_every=0"]
 
@@ -51,6 +56,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=seed_spec, default=list(range(200, 224)), help="seeds (default 200-223)")
     ap.add_argument("--out", default="runs/gnm_lr_control")
     ap.add_argument("-j", "--jobs", type=int, default=2, help="runs trained at once")
+    ap.add_argument("--probe", action="store_true", help="also probe every run's flatness (plain CE) and compare it")
+    ap.add_argument("--images", type=int, default=128, help="with --probe: probe images (the study's probe_images)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes (exercises the script)")
     a = ap.parse_args()
     out, study = Path(a.out), Path(a.study_runs)
@@ -66,17 +73,27 @@ def main() -> None:
     reused = sum(p.is_relative_to(study) for p in where.values())
     run_jobs(jobs, progress=not a.quick, workers=a.jobs, reuse=True)
     acc = {k: json.loads((p / "summary.json").read_text()) for k, p in where.items()}
+    if a.probe:
+        rows = [{"label": name, "run": str(p)} for (name, _, _), p in where.items()]
+        add_flatness_columns(rows, a.images, progress=not a.quick, workers=a.jobs)
+        for k, row in zip(where, rows):
+            acc[k].update({c: row[c] for c in CURVATURE})
 
     def values(name, lr, metric):
         return [acc[(name, lr, s)][metric] for s in seeds]
 
+    metrics = ACCURACY + (CURVATURE if a.probe else ())
+    probed = (f" With --probe, {' and '.join(CURVATURE)}: the top Hessian eigenvalue of plain CE at the reported "
+              f"checkpoint on {a.images} seeded training images, and the same on the few classes' images (the "
+              "study's probe)."
+              if a.probe else "")
     text = [f"# GNM's tail gain: GNM or its lr? (`{' '.join(['python', *sys.argv])}`)", "",
             f"Test accuracy (%) at the last epoch, mean ± std over {len(seeds)} paired seeds ({seeds[0]}–{seeds[-1]}, "
             f"each its own task sample); settings from `{a.tuned}` (SGD's selected lr {sgd_lr:g}, GNM's {gnm_lr:g}, "
-            f"GNM's other options as selected); {reused} of {len(where)} runs are the study's own.", "",
-            "| method | lr | overall | many | medium | few |", "|---|---|---|---|---|---|"]
+            f"GNM's other options as selected); {reused} of {len(where)} runs are the study's own.{probed}", "",
+            "| method | lr | " + " | ".join(metrics) + " |", "|---|---" + "|---" * len(metrics) + "|"]
     for name, lr in grid:
-        stats = [mean_std(values(name, lr, m)) for m in ACCURACY]
+        stats = [mean_std(values(name, lr, m)) for m in metrics]
         mark = " (selected)" if lr == (sgd_lr if name == "sgd" else gnm_lr) else ""
         text.append(f"| {name} | {lr:g}{mark} | " + " | ".join(f"{m:.2f} ± {sd:.2f}" for m, sd, _ in stats) + " |")
     contrasts = {
@@ -87,11 +104,12 @@ def main() -> None:
         "each at its selected lr (the confirmed contrast)": (("sgd", sgd_lr), ("gnm", gnm_lr)),
     }
     text += ["", "Paired differences by seed: mean [95 % t-interval] verdict", "",
-             "| contrast | overall | many | medium | few |", "|---|---|---|---|---|"]
+             "| contrast | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
     for label, (b, m) in contrasts.items():
-        diffs = [paired_difference(values(*b, k), values(*m, k)) for k in ACCURACY]
+        diffs = [paired_difference(values(*b, k), values(*m, k), higher_is_better=HIGHER_IS_BETTER[k])
+                 for k in metrics]
         text.append(f"| {label} | " + " | ".join(d.format(2) for d in diffs) + " |")
-    count = 4 * len(ACCURACY)
+    count = 4 * len(metrics)
     text += ["", f"The first four rows hold {count} exploratory intervals (each word follows its own 95 % interval, "
              f"so about {chance_resolved(count):.1f} would read 'resolved' by chance alone); the last row repeats "
              "the confirmation study's contrast on these runs."]

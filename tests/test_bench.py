@@ -66,11 +66,13 @@ def test_gnm_lr_control_quick(tmp_path):
     """The 2 x 2 of method x lr: four cells, the swapped ones trained, the study's reused only when identical."""
     tuned = Path(__file__).resolve().parents[1] / "studies" / "synthetic_gcl_confirm" / "tuned.yaml"
     out = run(BENCH / "gnm_lr_control.py", "--quick", "--seeds", "2", "--tuned", tuned, "--out", tmp_path / "runs",
-              "--study-runs", tmp_path / "none", cwd=tmp_path)
+              "--study-runs", tmp_path / "none", "--probe", "--images", "16", cwd=tmp_path)
     for row in ("| sgd | 0.01 (selected) |", "| sgd | 0.005 |", "| gnm | 0.01 |", "| gnm | 0.005 (selected) |",
-                "| gnm − sgd, both at lr 0.005 |", "| sgd: lr 0.005 − lr 0.01 |", "0 of 8 runs are the study's own"):
+                "| gnm − sgd, both at lr 0.005 |", "| sgd: lr 0.005 − lr 0.01 |", "0 of 8 runs are the study's own",
+                "| few | lambda_max | lambda_max_few |", "hold 24 exploratory intervals"):
         assert row in out
     assert len(list((tmp_path / "runs").glob("*-s*/summary.json"))) == 8
+    assert len(list((tmp_path / "runs").glob("*-s*/probes/scalars.json"))) == 8  # every cell probed alike
 
 def test_flatness_by_loss_measures_the_training_loss_beside_plain_ce(tmp_path):
     """Probed GCL + DRW runs: the script measures each under its own loss (scalars_train.json, same images) and

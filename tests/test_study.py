@@ -252,3 +252,16 @@ def test_within_seed_spearman_gives_no_interval_when_only_one_seed_varies():
     y = [1.0, 3.0, 2.0] + [7.0] * 15
     rho, lo, hi = within_seed_spearman(x, y, seeds, reps=3, rng_seed=6)  # rng 6: no resample holds seed 0
     assert rho == pytest.approx(0.5) and math.isnan(lo) and math.isnan(hi)
+
+
+def test_flatness_table_warns_when_the_methods_ran_at_different_lr():
+    """Curvature at the end point moves with the lr: a report comparing methods selected at different lr says so,
+    naming each lr; at one lr it does not."""
+    from ltlab.reports.study import _flatness_lines
+
+    rows = [{"label": m, "optimizer": m, "seed": s, "lambda_max": 10.0 + s + (m == "gnm"), "lambda_min": -1.0,
+             "gaussian_sharpness": 0.01, "lambda_max_few": 20.0 + 2 * s} for m in ("sgd", "gnm") for s in range(3)]
+    differ = "\n".join(_flatness_lines(rows, ["sgd", "gnm"], {"sgd": 0.01, "gnm": 0.005}))
+    assert "different learning rates (sgd 0.01, gnm 0.005)" in differ and "| gnm | 3 |" in differ
+    same = "\n".join(_flatness_lines(rows, ["sgd", "gnm"], {"sgd": 0.01, "gnm": 0.01}))
+    assert "different learning rates" not in same and same in differ

@@ -17,7 +17,8 @@ import numpy as np
 from ..stats import NO_VERDICT, PairedDiff, chance_resolved, mean_std, paired_difference
 from ..errors import counted
 from ..results.tables import format_table, rule_sentence
-from ..results import ACCURACY, PRIMARY, REFERENCES, aggregate, finished_runs, paired_table, summary_row
+from ..results import (ACCURACY, PRIMARY, REFERENCES, aggregate, finished_runs, paired_table, summary_label,
+                       summary_row)
 
 LAMBDA_MIN_EPS = 0.01  # a point counts as a minimum when lambda_min >= -LAMBDA_MIN_EPS * lambda_max
 POWER = 0.8
@@ -216,7 +217,8 @@ def write_study_report(study, out: str | Path, command: str = "", timing: dict[s
          "study_seeds", figs)
     L += ["![per-seed accuracy](figures/study_seeds.png)", ""]
     # the mechanism
-    L += _mechanism(rows, [base, *methods], figs, save, flatness_vs_tail)
+    lrs = {summary_label(r.summary): r.config.get("optimizer", {}).get("lr") for r in runs}
+    L += _mechanism(rows, [base, *methods], figs, save, flatness_vs_tail, lrs)
     # diagnostics
     L += ["## Step diagnostics (what each method penalises)", "",
           f"Every {runs[0].config.get('eval', {}).get('diagnostics_every', 50)} optimizer steps: ‖g‖ at w, the "
@@ -246,7 +248,7 @@ def _tune_lines(tune: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _mechanism(rows, labels, figs, save, flatness_vs_tail) -> list[str]:
+def _mechanism(rows, labels, figs, save, flatness_vs_tail, lrs: dict[str, float]) -> list[str]:
     probed = [r for r in rows if r["label"] in labels and r.get("lambda_max_few") is not None]
     if not probed:
         return []
@@ -266,7 +268,7 @@ def _mechanism(rows, labels, figs, save, flatness_vs_tail) -> list[str]:
              f"reported checkpoint) against few-class test accuracy, one point per prompted evaluation run "
              f"(n = {len(probed)}): Spearman ρ = {rho:+.2f} [{lo:+.2f}, {hi:+.2f}] (95 %, Fisher z). The same with the "
              f"Gaussian sharpness: ρ = {rho_s:+.2f} [{lo_s:+.2f}, {hi_s:+.2f}]. The paper's argument predicts a "
-             "negative correlation (flatter tail, better tail).", "", *_flatness_lines(probed, labels), "",
+             "negative correlation (flatter tail, better tail).", "", *_flatness_lines(probed, labels, lrs), "",
              "Each seed draws its own task sample, which moves flatness and accuracy together. Within a seed (each "
              "variable centred on its seed's mean, so only the methods differ, on one draw; 95 % interval from "
              "2,000 resamples of seeds), with each method left out in turn to show which carries the association "
@@ -283,11 +285,19 @@ def _mechanism(rows, labels, figs, save, flatness_vs_tail) -> list[str]:
 FLAT_SHOWN = ("lambda_max", "lambda_min", "gaussian_sharpness", "lambda_max_few")
 
 
-def _flatness_lines(probed: list[dict[str, Any]], labels: list[str]) -> list[str]:
-    """Where each method ends: its flatness (mean ± sd over seeds) and each method − the base, paired by seed."""
+def _flatness_lines(probed: list[dict[str, Any]], labels: list[str], lrs: dict[str, float]) -> list[str]:
+    """Where each method ends: its flatness (mean ± sd over seeds) and each method − the base, paired by seed;
+    with a warning where the methods were selected at different lr (the end point's curvature moves with it)."""
     cols = [c for c in FLAT_SHOWN if all(r.get(c) is not None for r in probed)]
-    return ["Where each method ends (curvature has no good direction, so the words are higher / lower):", "",
-            format_table(aggregate(probed, extra=cols), paired_table(probed, labels[0], metrics=cols), columns=cols)]
+    lines = ["Where each method ends (curvature has no good direction, so the words are higher / lower):", "",
+             format_table(aggregate(probed, extra=cols), paired_table(probed, labels[0], metrics=cols), columns=cols)]
+    selected = {m: lrs[m] for m in labels if lrs.get(m) is not None}
+    if len(set(selected.values())) > 1:
+        lines += ["", "The methods were selected at different learning rates (" + ", ".join(
+            f"{m} {lr:g}" for m, lr in selected.items()) + "), and where a run ends, so its curvature, moves with "
+            "the lr as well: these differences mix each method's effect with its lr's (`python "
+            "bench/gnm_lr_control.py --probe` separates the two for GNM and SGD under GCL + DRW)."]
+    return lines
 
 
 def _within_seed_table(probed: list[dict[str, Any]], labels: list[str]) -> list[str]:
