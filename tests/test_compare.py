@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from ltlab.cli import main
 from ltlab.config import load_config
@@ -405,6 +406,13 @@ def test_report_leaves_the_probe_out_of_flatness_and_says_why(tmp_path):
     flat = text.split("## Flatness probes")[1]
     assert "The linear probe is left out" in flat and "| linear-probe |" not in flat
     assert "| sam | 2 |" in flat
+    assert "Learning rates" not in flat  # one lr: nothing to warn about
+    for p in tmp_path.glob("sam-s*/config.yaml"):  # sam at half the lr: its curvature mixes method and lr
+        cfg = yaml.safe_load(p.read_text())
+        cfg["optimizer"]["lr"] /= 2
+        p.write_text(yaml.safe_dump(cfg))
+    flat = write_report(tmp_path, figures=False).markdown.split("## Flatness probes")[1]
+    assert "sam ran at another lr than" in flat and "linear-probe ran" not in flat
 
 
 # -- run directories written before optimizer.method existed --------------------------------------------------

@@ -254,14 +254,18 @@ def test_within_seed_spearman_gives_no_interval_when_only_one_seed_varies():
     assert rho == pytest.approx(0.5) and math.isnan(lo) and math.isnan(hi)
 
 
-def test_flatness_table_warns_when_the_methods_ran_at_different_lr():
+def test_flatness_tables_warn_when_methods_ran_at_another_lr():
     """Curvature at the end point moves with the lr: a report comparing methods selected at different lr says so,
     naming each lr; at one lr it does not."""
     from ltlab.reports.study import _flatness_lines
+    from ltlab.results.tables import lr_sentence
 
     rows = [{"label": m, "optimizer": m, "seed": s, "lambda_max": 10.0 + s + (m == "gnm"), "lambda_min": -1.0,
              "gaussian_sharpness": 0.01, "lambda_max_few": 20.0 + 2 * s} for m in ("sgd", "gnm") for s in range(3)]
     differ = "\n".join(_flatness_lines(rows, ["sgd", "gnm"], {"sgd": 0.01, "gnm": 0.005}))
-    assert "different learning rates (sgd 0.01, gnm 0.005)" in differ and "| gnm | 3 |" in differ
+    assert "Learning rates: sgd 0.01, gnm 0.005. gnm ran at another lr than sgd" in differ and "| gnm | 3 |" in differ
     same = "\n".join(_flatness_lines(rows, ["sgd", "gnm"], {"sgd": 0.01, "gnm": 0.01}))
-    assert "different learning rates" not in same and same in differ
+    assert "Learning rates" not in same and same in differ
+    three = lr_sentence({"sgd": 0.2, "sam": 0.2, "rsam": 0.1, "gnm": 0.05}, "sgd")
+    assert "rsam, gnm ran at another lr than sgd" in three and "their flatness differences mix" in three
+    assert lr_sentence({"sgd": 0.2, "legacy": None}, "sgd") == ""  # a run without optimizer.lr is not compared

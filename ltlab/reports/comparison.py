@@ -14,9 +14,9 @@ from typing import Any
 from .figures import compare_figures
 from ..errors import ConfigError
 from ..stats import NO_VERDICT, mean_std
-from ..results.tables import format_table, rule_sentence, write_csv
-from ..results import (ACCURACY, FLATNESS, PRIMARY, aggregate, finished_runs, is_reference, method_order, paired_table,
-                       pick_base, reference_difference, summary_row)
+from ..results.tables import format_table, lr_sentence, rule_sentence, write_csv
+from ..results import (ACCURACY, FLATNESS, PRIMARY, aggregate, finished_runs, is_reference, learning_rates,
+                       method_order, paired_table, pick_base, reference_difference, summary_row)
 
 
 def conclusions(paired: dict[str, dict[str, Any]], base: str, endpoint: str = PRIMARY) -> list[str]:
@@ -154,6 +154,8 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, base: str 
             + (" The linear probe is left out: its Hessian is over the head alone, not over prompts + head, so "
                "its curvature is not comparable." if len(methods) < len(rows) else ""), "",
             format_table(aggregate(methods), paired, columns=flat, endpoint=endpoint), ""]
+        note = lr_sentence({k: v for k, v in learning_rates(runs).items() if not is_reference(k)}, base)
+        sec["Flatness probes"] += [note, ""] if note else []
     if figures:
         md = sec["Figures"] = []
         for p in compare_figures(runs_dir, runs_dir / "figures", base=base, method=method):

@@ -16,8 +16,8 @@ import numpy as np
 
 from ..stats import NO_VERDICT, PairedDiff, chance_resolved, mean_std, paired_difference
 from ..errors import counted
-from ..results.tables import format_table, rule_sentence
-from ..results import (ACCURACY, PRIMARY, REFERENCES, aggregate, finished_runs, paired_table, summary_label,
+from ..results.tables import format_table, lr_sentence, rule_sentence
+from ..results import (ACCURACY, PRIMARY, REFERENCES, aggregate, finished_runs, learning_rates, paired_table,
                        summary_row)
 
 LAMBDA_MIN_EPS = 0.01  # a point counts as a minimum when lambda_min >= -LAMBDA_MIN_EPS * lambda_max
@@ -217,8 +217,7 @@ def write_study_report(study, out: str | Path, command: str = "", timing: dict[s
          "study_seeds", figs)
     L += ["![per-seed accuracy](figures/study_seeds.png)", ""]
     # the mechanism
-    lrs = {summary_label(r.summary): r.config.get("optimizer", {}).get("lr") for r in runs}
-    L += _mechanism(rows, [base, *methods], figs, save, flatness_vs_tail, lrs)
+    L += _mechanism(rows, [base, *methods], figs, save, flatness_vs_tail, learning_rates(runs))
     # diagnostics
     L += ["## Step diagnostics (what each method penalises)", "",
           f"Every {runs[0].config.get('eval', {}).get('diagnostics_every', 50)} optimizer steps: ‖g‖ at w, the "
@@ -248,7 +247,7 @@ def _tune_lines(tune: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _mechanism(rows, labels, figs, save, flatness_vs_tail, lrs: dict[str, float]) -> list[str]:
+def _mechanism(rows, labels, figs, save, flatness_vs_tail, lrs: dict[str, float | None]) -> list[str]:
     probed = [r for r in rows if r["label"] in labels and r.get("lambda_max_few") is not None]
     if not probed:
         return []
@@ -285,19 +284,15 @@ def _mechanism(rows, labels, figs, save, flatness_vs_tail, lrs: dict[str, float]
 FLAT_SHOWN = ("lambda_max", "lambda_min", "gaussian_sharpness", "lambda_max_few")
 
 
-def _flatness_lines(probed: list[dict[str, Any]], labels: list[str], lrs: dict[str, float]) -> list[str]:
+def _flatness_lines(probed: list[dict[str, Any]], labels: list[str], lrs: dict[str, float | None]
+                    ) -> list[str]:
     """Where each method ends: its flatness (mean ± sd over seeds) and each method − the base, paired by seed;
     with a warning where the methods were selected at different lr (the end point's curvature moves with it)."""
     cols = [c for c in FLAT_SHOWN if all(r.get(c) is not None for r in probed)]
     lines = ["Where each method ends (curvature has no good direction, so the words are higher / lower):", "",
              format_table(aggregate(probed, extra=cols), paired_table(probed, labels[0], metrics=cols), columns=cols)]
-    selected = {m: lrs[m] for m in labels if lrs.get(m) is not None}
-    if len(set(selected.values())) > 1:
-        lines += ["", "The methods were selected at different learning rates (" + ", ".join(
-            f"{m} {lr:g}" for m, lr in selected.items()) + "), and where a run ends, so its curvature, moves with "
-            "the lr as well: these differences mix each method's effect with its lr's (`python "
-            "bench/gnm_lr_control.py --probe` separates the two for GNM and SGD under GCL + DRW)."]
-    return lines
+    note = lr_sentence({m: lrs.get(m) for m in labels}, labels[0])
+    return lines + (["", note] if note else [])
 
 
 def _within_seed_table(probed: list[dict[str, Any]], labels: list[str]) -> list[str]:

@@ -8,10 +8,11 @@
 - `probing`: the probes of finished runs (flatness columns, saved probe results).
 """
 from .paired import aggregate, paired_table, per_seed, pick_base, reference_difference
-from .runs import finished_runs, load_rows, runs_by_method, summary_row, task_of
+from .runs import finished_runs, learning_rates, load_rows, runs_by_method, summary_row, task_of
 from .vocabulary import (ACCURACY, COLUMNS, FLATNESS, HIGHER_IS_BETTER, PRIMARY, REFERENCES, is_reference, label,
                          method_order, run_name, summary_label)
 
 __all__ = ["ACCURACY", "COLUMNS", "FLATNESS", "HIGHER_IS_BETTER", "PRIMARY", "REFERENCES", "aggregate", "finished_runs",
-           "is_reference", "label", "load_rows", "method_order", "paired_table", "per_seed", "pick_base",
-           "reference_difference", "run_name", "runs_by_method", "summary_label", "summary_row", "task_of"]
+           "is_reference", "label", "learning_rates", "load_rows", "method_order", "paired_table", "per_seed",
+           "pick_base", "reference_difference", "run_name", "runs_by_method", "summary_label", "summary_row",
+           "task_of"]

@@ -70,6 +70,11 @@ def finished_runs(root: str | Path) -> list[Run]:
     return sorted(runs, key=lambda r: (order.index(label(r)), r.summary["seed"]))
 
 
+def learning_rates(runs: list[Run]) -> dict[str, float | None]:
+    """{label: the lr its runs trained at} (None for a config without optimizer.lr), in the runs' order."""
+    return {label(r): (r.config.get("optimizer") or {}).get("lr") for r in runs}
+
+
 def runs_by_method(runs: list[Run]) -> dict[str, list[Run]]:
     """{label: its runs (one per seed)} in the fixed method order (reference rows last)."""
     out: dict[str, list[Run]] = {}

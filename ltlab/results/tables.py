@@ -35,6 +35,20 @@ def multiplicity_sentence(paired: dict[str, dict[str, PairedDiff]], columns: Seq
     return "This table holds " + " and ".join(parts) + "." if parts else ""
 
 
+def lr_sentence(lrs: dict[str, float | None], base: str) -> str:
+    """Which methods ran at another learning rate than the base ('' when none did). Where a run ends, and so its
+    curvature, moves with the lr as well, so such a method's flatness difference mixes the method with its lr."""
+    other = [m for m, lr in lrs.items() if lr is not None and lr != lrs.get(base)]
+    if not other:
+        return ""
+    one = len(other) == 1
+    return (f"Learning rates: {', '.join(f'{m} {lr:g}' for m, lr in lrs.items() if lr is not None)}. "
+            f"{', '.join(other)} ran at another lr than {base}, and where a run ends, so its curvature, moves with "
+            f"the lr as well: {'its flatness difference mixes' if one else 'their flatness differences mix'} the "
+            "method with its lr (`python bench/gnm_lr_control.py --probe` separates the two for GNM and SGD under "
+            "GCL + DRW).")
+
+
 def _pm(mean: float, std: float, n: int, fmt: str) -> str:
     if mean != mean:
         return "-"
