@@ -62,10 +62,10 @@ def test_lpt_vs_vpt_quick(tmp_path):
     assert "last epoch" in out
 
 
-def test_gnm_lr_control_quick(tmp_path):
+def test_lr_control_quick(tmp_path):
     """The 2 x 2 of method x lr: four cells, the swapped ones trained, the study's reused only when identical."""
     tuned = Path(__file__).resolve().parents[1] / "studies" / "synthetic_gcl_confirm" / "tuned.yaml"
-    out = run(BENCH / "gnm_lr_control.py", "--quick", "--seeds", "2", "--tuned", tuned, "--out", tmp_path / "runs",
+    out = run(BENCH / "lr_control.py", "--quick", "--seeds", "2", "--tuned", tuned, "--out", tmp_path / "runs",
               "--study-runs", tmp_path / "none", "--probe", "--images", "16", cwd=tmp_path)
     for row in ("| sgd | 0.01 (selected) |", "| sgd | 0.005 |", "| gnm | 0.01 |", "| gnm | 0.005 (selected) |",
                 "| gnm − sgd, both at lr 0.005 |", "| sgd: lr 0.005 − lr 0.01 |", "0 of 8 runs are the study's own",

@@ -45,8 +45,7 @@ def lr_sentence(lrs: dict[str, float | None], base: str) -> str:
     return (f"Learning rates: {', '.join(f'{m} {lr:g}' for m, lr in lrs.items() if lr is not None)}. "
             f"{', '.join(other)} ran at another lr than {base}, and where a run ends, so its curvature, moves with "
             f"the lr as well: {'its flatness difference mixes' if one else 'their flatness differences mix'} the "
-            "method with its lr (`python bench/gnm_lr_control.py --probe` separates the two for GNM and SGD under "
-            "GCL + DRW).")
+            "method with its lr (`python bench/lr_control.py --probe` separates the two).")
 
 
 def _pm(mean: float, std: float, n: int, fmt: str) -> str:

@@ -1,18 +1,21 @@
-"""Is GNM's tail gain under GCL + DRW GNM's, or its smaller lr's? A 2 x 2 of method x lr on fresh seeds.
+"""A method or its lr? A 2 x 2 of method x lr on a study's fresh seeds, when the method and the base were selected
+at different learning rates.
 
-    python bench/gnm_lr_control.py [--tuned studies/synthetic_gcl_confirm/tuned.yaml]
-                                   [--study-runs runs/study_gcl_confirm/eval] [--seeds 200-223] [--out OUT] [-j 2]
-                                   [--probe [--images 128]]
+    python bench/lr_control.py [--method gnm] [--base sgd] [--tuned studies/synthetic_gcl_confirm/tuned.yaml]
+                               [--study-runs runs/study_gcl_confirm/eval] [--seeds 200-223] [--out OUT] [-j 2]
+                               [--probe [--images 128]]
 
-The confirmation study (make study-gcl-confirm) compares each method at its own selected setting: SGD at lr 0.01,
-GNM at lr 0.005 (rho 0.05). Its confirmed few-class gain could come from GNM or from the halved lr. This script
-adds the two swapped cells, SGD at GNM's lr and GNM at SGD's lr, on the same seeds (each seed its own task sample,
-as in the study), and prints every cell (mean ± std) and the paired differences that separate the two: GNM − SGD
-at each lr, and each method's lr effect (95 % t-intervals, exploratory, their count stated). The two selected
-cells are the study's own runs when --study-runs holds them with the same config; anything missing trains into
-OUT (default runs/gnm_lr_control). Writes OUT/gnm_lr_control.md. Resumable: finished runs of the same config
-are kept. --probe adds where each cell ends (λ_max and few-class λ_max under plain CE, the study's probe: the same
-seeded training images, its saved result reused) and the same contrasts of those: is GNM's sharper end GNM's, or
+A study compares each method at its own selected setting. Under GCL + DRW (the confirmation study, the defaults)
+SGD was selected at lr 0.01 and GNM at 0.005 (rho 0.05), so GNM's confirmed few-class gain could come from GNM or
+from the halved lr; in the CE study (`--method rsam --tuned studies/synthetic/tuned.yaml --study-runs
+runs/study/eval --seeds 100-111`) RSAM ran at half SGD's lr. This script adds the two swapped cells, the base at
+the method's lr and the method at the base's lr, on the same seeds (each seed its own task sample, as in the
+study), and prints every cell (mean ± std) and the paired differences that separate the two: method − base at
+each lr, and each one's lr effect (95 % t-intervals, exploratory, their count stated). The two selected cells are
+the study's own runs when --study-runs holds them with the same config; anything missing trains into OUT (default
+runs/METHOD_lr_control). Writes OUT/METHOD_lr_control.md. Resumable: finished runs of the same config are kept.
+--probe adds where each cell ends (λ_max and few-class λ_max under plain CE, the study's probe: the same seeded
+training images, its saved result reused) and the same contrasts of those: is the method's end point its own, or
 its lr's (a smaller lr lets training settle where the curvature is higher)?
 """
 from __future__ import annotations
@@ -35,34 +38,38 @@ QUICK = ["epochs=1", "data.num_classes=6", "data.n_max=20", "data.imbalance_rati
          "data.test_per_class=4", "eval.train_images=16", "batch_size=16", "save_every=0"]
 
 
-def cells(tuned: str, extra: list[str]) -> tuple[dict[tuple[str, float], object], float, float]:
-    """({(method, lr): config}, SGD's selected lr, GNM's): each method at its selected setting and at the other
-    method's selected lr."""
-    sgd, gnm = method_configs(tuned, ["sgd", "gnm"], extra).values()
-    lrs = (sgd.optimizer.lr, gnm.optimizer.lr)
+def cells(tuned: str, base: str, method: str, extra: list[str]
+          ) -> tuple[dict[tuple[str, float], object], float, float]:
+    """({(name, lr): config}, the base's selected lr, the method's): each at its selected setting and at the
+    other's selected lr."""
+    configs = method_configs(tuned, [base, method], extra)
+    lrs = tuple(configs[m].optimizer.lr for m in (base, method))
     if lrs[0] == lrs[1]:
-        sys.exit(f"{tuned}: sgd and gnm selected the same lr ({lrs[0]:g}); there is no lr difference to separate")
-    grid = {(cfg.optimizer.name, lr): dataclasses.replace(cfg, optimizer=dataclasses.replace(cfg.optimizer, lr=lr))
-            for cfg in (sgd, gnm) for lr in lrs}
+        sys.exit(f"{tuned}: {base} and {method} selected the same lr ({lrs[0]:g}); there is no lr difference to "
+                 "separate")
+    grid = {(m, lr): dataclasses.replace(configs[m], optimizer=dataclasses.replace(configs[m].optimizer, lr=lr))
+            for m in (base, method) for lr in lrs}
     return grid, *lrs
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--method", default="gnm", help="the method whose lr differs from the base's (default gnm)")
+    ap.add_argument("--base", default="sgd", help="the study's base (default sgd)")
     ap.add_argument("--tuned", default="studies/synthetic_gcl_confirm/tuned.yaml",
-                    help="the selected settings (a preset with sgd and gnm blocks)")
+                    help="the selected settings (a preset with a block for the base and the method)")
     ap.add_argument("--study-runs", default="runs/study_gcl_confirm/eval",
                     help="the study's evaluation runs, reused where their config is the cell's")
     ap.add_argument("--seeds", type=seed_spec, default=list(range(200, 224)), help="seeds (default 200-223)")
-    ap.add_argument("--out", default="runs/gnm_lr_control")
+    ap.add_argument("--out", default=None, help="where missing runs train (default runs/METHOD_lr_control)")
     ap.add_argument("-j", "--jobs", type=int, default=2, help="runs trained at once")
     ap.add_argument("--probe", action="store_true", help="also probe every run's flatness (plain CE) and compare it")
     ap.add_argument("--images", type=int, default=128, help="with --probe: probe images (the study's probe_images)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes (exercises the script)")
     a = ap.parse_args()
-    out, study = Path(a.out), Path(a.study_runs)
+    out, study, base, method = Path(a.out or f"runs/{a.method}_lr_control"), Path(a.study_runs), a.base, a.method
     seeds = list(range(a.seeds)) if isinstance(a.seeds, int) else a.seeds
-    grid, sgd_lr, gnm_lr = cells(a.tuned, QUICK if a.quick else [])
+    grid, base_lr, method_lr = cells(a.tuned, base, method, QUICK if a.quick else [])
     jobs, where = [], {}
     for (name, lr), cfg in grid.items():
         for s in seeds:
@@ -87,21 +94,22 @@ def main() -> None:
               f"checkpoint on {a.images} seeded training images, and the same on the few classes' images (the "
               "study's probe)."
               if a.probe else "")
-    text = [f"# GNM's tail gain: GNM or its lr? (`{' '.join(['python', *sys.argv])}`)", "",
+    text = [f"# {method} − {base}: the method or its lr? (`{' '.join(['python', *sys.argv])}`)", "",
             f"Test accuracy (%) at the last epoch, mean ± std over {len(seeds)} paired seeds ({seeds[0]}–{seeds[-1]}, "
-            f"each its own task sample); settings from `{a.tuned}` (SGD's selected lr {sgd_lr:g}, GNM's {gnm_lr:g}, "
-            f"GNM's other options as selected); {reused} of {len(where)} runs are the study's own.{probed}", "",
+            f"each its own task sample); settings from `{a.tuned}` ({base}'s selected lr {base_lr:g}, {method}'s "
+            f"{method_lr:g}, {method}'s other options as selected); {reused} of {len(where)} runs are the study's "
+            f"own.{probed}", "",
             "| method | lr | " + " | ".join(metrics) + " |", "|---|---" + "|---" * len(metrics) + "|"]
     for name, lr in grid:
         stats = [mean_std(values(name, lr, m)) for m in metrics]
-        mark = " (selected)" if lr == (sgd_lr if name == "sgd" else gnm_lr) else ""
+        mark = " (selected)" if lr == (base_lr if name == base else method_lr) else ""
         text.append(f"| {name} | {lr:g}{mark} | " + " | ".join(f"{m:.2f} ± {sd:.2f}" for m, sd, _ in stats) + " |")
     contrasts = {
-        f"gnm − sgd, both at lr {gnm_lr:g}": (("sgd", gnm_lr), ("gnm", gnm_lr)),
-        f"gnm − sgd, both at lr {sgd_lr:g}": (("sgd", sgd_lr), ("gnm", sgd_lr)),
-        f"sgd: lr {gnm_lr:g} − lr {sgd_lr:g}": (("sgd", sgd_lr), ("sgd", gnm_lr)),
-        f"gnm: lr {gnm_lr:g} − lr {sgd_lr:g}": (("gnm", sgd_lr), ("gnm", gnm_lr)),
-        "each at its selected lr (the confirmed contrast)": (("sgd", sgd_lr), ("gnm", gnm_lr)),
+        f"{method} − {base}, both at lr {method_lr:g}": ((base, method_lr), (method, method_lr)),
+        f"{method} − {base}, both at lr {base_lr:g}": ((base, base_lr), (method, base_lr)),
+        f"{base}: lr {method_lr:g} − lr {base_lr:g}": ((base, base_lr), (base, method_lr)),
+        f"{method}: lr {method_lr:g} − lr {base_lr:g}": ((method, base_lr), (method, method_lr)),
+        "each at its selected lr (the study's contrast)": ((base, base_lr), (method, method_lr)),
     }
     text += ["", "Paired differences by seed: mean [95 % t-interval] verdict", "",
              "| contrast | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
@@ -112,9 +120,9 @@ def main() -> None:
     count = 4 * len(metrics)
     text += ["", f"The first four rows hold {count} exploratory intervals (each word follows its own 95 % interval, "
              f"so about {chance_resolved(count):.1f} would read 'resolved' by chance alone); the last row repeats "
-             "the confirmation study's contrast on these runs."]
+             "the study's contrast on these runs."]
     out.mkdir(parents=True, exist_ok=True)
-    (out / "gnm_lr_control.md").write_text("\n".join(text) + "\n")
+    (out / f"{method}_lr_control.md").write_text("\n".join(text) + "\n")
     print("\n".join(text))
 
 
