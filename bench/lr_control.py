@@ -30,6 +30,7 @@ from ltlab.cli import seed_spec
 from ltlab.config import method_configs
 from ltlab.experiments.compare import finished_with, run_jobs
 from ltlab.results import ACCURACY, HIGHER_IS_BETTER
+from ltlab.probes.budget import BUDGET
 from ltlab.results.probing import add_flatness_columns
 from ltlab.stats import chance_resolved, mean_std, paired_difference
 
@@ -82,7 +83,8 @@ def main() -> None:
     acc = {k: json.loads((p / "summary.json").read_text()) for k, p in where.items()}
     if a.probe:
         rows = [{"label": name, "run": str(p)} for (name, _, _), p in where.items()]
-        add_flatness_columns(rows, a.images, progress=not a.quick, workers=a.jobs)
+        add_flatness_columns(rows, a.images, progress=not a.quick, workers=a.jobs,  # quick: a coarse (unused) trace
+                             trace_hvps=6 if a.quick else BUDGET.scalar_trace_hvps)
         for k, row in zip(where, rows):
             acc[k].update({c: row[c] for c in CURVATURE})
 
