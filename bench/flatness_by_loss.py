@@ -22,9 +22,9 @@ import sys
 from pathlib import Path
 
 from ltlab.reports.study import FLAT_SHOWN, spearman, within_seed_spearman
-from ltlab.results import aggregate, is_reference, load_rows, paired_table
+from ltlab.results import aggregate, finished_runs, is_reference, learning_rates, load_rows, paired_table
 from ltlab.results.probing import add_flatness_columns
-from ltlab.results.tables import format_table
+from ltlab.results.tables import format_table, lr_sentence
 
 
 def main() -> None:
@@ -55,6 +55,8 @@ def main() -> None:
         text += [f"## Under {name}", "",
                  format_table(aggregate(rs, extra=FLAT_SHOWN), paired_table(rs, a.base, metrics=FLAT_SHOWN),
                               columns=FLAT_SHOWN), ""]
+    note = lr_sentence({k: v for k, v in learning_rates(finished_runs(runs)).items() if not is_reference(k)}, a.base)
+    text += [note, ""] if note else []
     text += ["## Do the two losses rank the runs alike?", "",
              "| measure | Spearman ρ across runs, CE vs training loss [95 %] | within a seed (methods only) |",
              "|---|---|---|"]
