@@ -269,3 +269,20 @@ def test_flatness_tables_warn_when_methods_ran_at_another_lr():
     three = lr_sentence({"sgd": 0.2, "sam": 0.2, "rsam": 0.1, "gnm": 0.05}, "sgd")
     assert "rsam, gnm ran at another lr than sgd" in three and "their flatness differences mix" in three
     assert lr_sentence({"sgd": 0.2, "legacy": None}, "sgd") == ""  # a run without optimizer.lr is not compared
+
+
+def test_tuning_table_marks_the_choice_and_says_how_sure_it_is():
+    """▶ on the highest mean (ties: the first in grid order); the margin over the runner-up is paired by tuning seed,
+    so a choice ahead on every seed resolves and one that wins on average only does not."""
+    from ltlab.results.tables import tuning_table
+
+    def row(i, scores):
+        return {"id": i, "scores": scores, "mean": float(np.mean(scores)), "sd": float(np.std(scores, ddof=1))}
+
+    grid = {"sgd": [row("lr0.1", [80.0, 81.0, 79.0]), row("lr0.2", [83.0, 84.1, 81.9])],
+            "gnm": [row("a", [70.0, 90.0, 80.0]), row("b", [86.0, 74.0, 80.3]), row("c", [86.0, 74.0, 80.3])]}
+    text = "\n".join(tuning_table(grid))
+    assert "| sgd | ▶ lr0.2 |" in text and "| sgd | lr0.1 | 80.00 ± 1.00 |" in text
+    assert "| sgd | lr0.2 | lr0.1 | +3.00 [+2.75, +3.25] better |" in text  # paired: the seed-to-seed swing cancels
+    assert "| gnm | ▶ b |" in text and "| gnm | ▶ c |" not in text  # a tie goes to the first in grid order
+    assert "| gnm | b | c | +0.00 [+0.00, +0.00] no resolved difference |" in text

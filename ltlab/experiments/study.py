@@ -29,6 +29,7 @@ import yaml
 from ..config import ExperimentConfig, load_config, method_configs
 from ..errors import ConfigError
 from ..results import ACCURACY, REFERENCES, run_name
+from ..results.tables import tuning_table
 from ..experiments.compare import compare, run_jobs
 
 TUNE_OVERRIDES = ("eval.test=false", "save_every=0")  # tuning runs: validation only, no trajectory checkpoints
@@ -218,7 +219,7 @@ def tune(study: Study, out: str | Path, workers: int = 1, progress: bool = True,
     tdir.mkdir(parents=True, exist_ok=True)
     (tdir / "tune.json").write_text(json.dumps(result, indent=2))
     (tdir / "tuned.yaml").write_text(tuned_yaml(study, chosen, command))
-    (tdir / "tune.md").write_text(tune_markdown(study, table, chosen, command))
+    (tdir / "tune.md").write_text(tune_markdown(study, table, command))
     from ..plots import save
     from ..plots.headtail import tuning_curves
 
@@ -247,8 +248,7 @@ def tuned_yaml(study: Study, chosen: dict[str, dict[str, Any]], command: str = "
     return "\n".join(head) + "\n" + body
 
 
-def tune_markdown(study: Study, table: dict[str, list[dict[str, Any]]], chosen: dict[str, dict[str, Any]],
-                  command: str = "") -> str:
+def tune_markdown(study: Study, table: dict[str, list[dict[str, Any]]], command: str = "") -> str:
     seeds = ", ".join(map(str, study.tuning_seeds))
     lines = ["# ltlab tune: selection on validation", ""]
     if command:
@@ -256,12 +256,7 @@ def tune_markdown(study: Study, table: dict[str, list[dict[str, Any]]], chosen: 
     lines += [f"Score: validation {study.score} accuracy (%) at the last epoch, mean ± sd over the tuning seeds "
               f"({seeds}), and each seed's score. Every method has {len(study.grid(study.base))} configurations; "
               "the test split was withheld from every run. ▶ marks the selected configuration (ties: the first).", "",
-              "| method | configuration | mean ± sd | per seed |", "|---|---|---|---|"]
-    for m, rows in table.items():
-        for r in rows:
-            mark = "▶ " if r is chosen[m] else ""
-            lines.append(f"| {m} | {mark}{r['id']} | {r['mean']:.2f} ± {r['sd']:.2f} | "
-                         + ", ".join(f"{x:.2f}" for x in r["scores"]) + " |")
+              *tuning_table(table)]
     return "\n".join(lines) + "\n"
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..stats import NO_VERDICT, PairedDiff, chance_resolved, mean_std, paired_difference
 from ..errors import counted
-from ..results.tables import format_table, lr_sentence, rule_sentence
+from ..results.tables import format_table, lr_sentence, rule_sentence, tuning_table
 from ..results import (ACCURACY, PRIMARY, REFERENCES, aggregate, finished_runs, learning_rates, paired_table,
                        summary_row)
 
@@ -237,14 +237,8 @@ def write_study_report(study, out: str | Path, command: str = "", timing: dict[s
 
 
 def _tune_lines(tune: dict[str, Any]) -> list[str]:
-    lines = [f"Score: {tune['score']}. ▶ = selected (highest mean; ties: the first in grid order).", "",
-             "| method | configuration | mean ± sd | per seed |", "|---|---|---|---|"]
-    for m, rows in tune["grid"].items():
-        best = max(rows, key=lambda r: r["mean"])
-        for r in rows:
-            lines.append(f"| {m} | {'▶ ' if r is best else ''}{r['id']} | {r['mean']:.2f} ± {r['sd']:.2f} | "
-                         + ", ".join(f"{x:.2f}" for x in r["scores"]) + " |")
-    return lines
+    return [f"Score: {tune['score']}. ▶ = selected (highest mean; ties: the first in grid order).", "",
+            *tuning_table(tune["grid"])]
 
 
 def _mechanism(rows, labels, figs, save, flatness_vs_tail, lrs: dict[str, float | None]) -> list[str]:

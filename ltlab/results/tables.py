@@ -48,6 +48,36 @@ def lr_sentence(lrs: dict[str, float | None], base: str) -> str:
             "method with its lr (`python bench/lr_control.py --probe` separates the two).")
 
 
+def tuning_table(grid: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """A tuning grid's scores (each row: id, mean, sd, scores in tuning-seed order), ▶ on each method's selected
+    configuration (the highest mean; ties: the first in grid order), then how sure each choice is."""
+    lines = ["| method | configuration | mean ± sd | per seed |", "|---|---|---|---|"]
+    for m, rows in grid.items():
+        best = max(rows, key=lambda r: r["mean"])
+        for r in rows:
+            lines.append(f"| {m} | {'▶ ' if r is best else ''}{r['id']} | {r['mean']:.2f} ± {r['sd']:.2f} | "
+                         + ", ".join(f"{x:.2f}" for x in r["scores"]) + " |")
+    return [*lines, "", *selection_margins(grid)]
+
+
+def selection_margins(grid: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """How sure each validation choice is: per method, the selected configuration (the first of the highest mean
+    score) − the runner-up, paired by tuning seed."""
+    from ..stats import paired_difference
+
+    lines = ["How sure each choice is: the selected configuration − the runner-up, paired by tuning seed, mean "
+             "[95 % t-interval]. An interval that holds zero is a near-tie the tuning seeds cannot separate.", "",
+             "| method | selected | runner-up | margin |", "|---|---|---|---|"]
+    for m, rows in grid.items():
+        if len(rows) < 2:
+            continue
+        best = max(rows, key=lambda r: r["mean"])
+        second = max((r for r in rows if r is not best), key=lambda r: r["mean"])
+        d = paired_difference(second["scores"], best["scores"])
+        lines.append(f"| {m} | {best['id']} | {second['id']} | {d.format(2)} |")
+    return lines
+
+
 def _pm(mean: float, std: float, n: int, fmt: str) -> str:
     if mean != mean:
         return "-"
