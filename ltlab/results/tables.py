@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import counted
-from ..stats import PairedDiff, chance_resolved
+from ..stats import PairedDiff, chance_resolved, paired_difference
 from .vocabulary import ACCURACY, FLATNESS, PRIMARY
 
 
@@ -39,7 +39,7 @@ def lr_sentence(lrs: dict[str, float | None], base: str) -> str:
     """Which methods ran at another learning rate than the base ('' when none did). Where a run ends, and so its
     curvature, moves with the lr as well, so such a method's flatness difference mixes the method with its lr."""
     other = [m for m, lr in lrs.items() if lr is not None and lr != lrs.get(base)]
-    if not other:
+    if not other or lrs.get(base) is None:
         return ""
     one = len(other) == 1
     return (f"Learning rates: {', '.join(f'{m} {lr:g}' for m, lr in lrs.items() if lr is not None)}. "
@@ -63,8 +63,6 @@ def tuning_table(grid: dict[str, list[dict[str, Any]]]) -> list[str]:
 def selection_margins(grid: dict[str, list[dict[str, Any]]]) -> list[str]:
     """How sure each validation choice is: per method, the selected configuration (the first of the highest mean
     score) − the runner-up, paired by tuning seed."""
-    from ..stats import paired_difference
-
     lines = ["How sure each choice is: the selected configuration − the runner-up, paired by tuning seed, mean "
              "[95 % t-interval]. An interval that holds zero is a near-tie the tuning seeds cannot separate.", "",
              "| method | selected | runner-up | margin |", "|---|---|---|---|"]
