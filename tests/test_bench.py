@@ -66,7 +66,7 @@ def test_lr_control_quick(tmp_path):
     """The 2 x 2 of method x lr: four cells, the swapped ones trained, the study's reused only when identical."""
     tuned = Path(__file__).resolve().parents[1] / "studies" / "synthetic_gcl_confirm" / "tuned.yaml"
     out = run(BENCH / "lr_control.py", "--quick", "--seeds", "2", "--tuned", tuned, "--out", tmp_path / "runs",
-              "--study-runs", tmp_path / "none", "--probe", "--images", "16", cwd=tmp_path)
+              "--study-runs", tmp_path / "none", "--probe", "--images", "16", "-j", "1", cwd=tmp_path)
     for row in ("| sgd | 0.01 (selected) |", "| sgd | 0.005 |", "| gnm | 0.01 |", "| gnm | 0.005 (selected) |",
                 "| gnm − sgd, both at lr 0.005 |", "| sgd: lr 0.005 − lr 0.01 |", "0 of 8 runs are the study's own",
                 "| few | lambda_max | lambda_max_few |", "hold 24 exploratory intervals"):
@@ -74,13 +74,16 @@ def test_lr_control_quick(tmp_path):
     assert len(list((tmp_path / "runs").glob("*-s*/summary.json"))) == 8
     assert len(list((tmp_path / "runs").glob("*-s*/probes/scalars.json"))) == 8  # every cell probed alike
 
+
 def test_flatness_by_loss_measures_the_training_loss_beside_plain_ce(tmp_path):
     """Probed GCL + DRW runs: the script measures each under its own loss (scalars_train.json, same images) and
     leaves the plain-CE scalars.json the tables read untouched."""
     tiny = ["epochs=2", "data.num_classes=5", "data.n_max=20", "data.imbalance_ratio=5", "data.val_per_class=4",
             "data.test_per_class=4", "eval.train_images=16", "batch_size=16", "save_every=0", "loss.drw_epoch=1"]
-    run("-m", "ltlab", "compare", "--config", "synthetic_gcl", *tiny, "--optimizers", "sgd,gnm",
-        "--seeds", "0-1", "--probe", "--images", "16", "--no-figures", "--out", tmp_path / "runs", cwd=tmp_path)
+    from ltlab.cli import main
+
+    assert main(["compare", "--config", "synthetic_gcl", *tiny, "--optimizers", "sgd,gnm", "--seeds", "0-1", "--probe",
+                 "--images", "16", "--no-figures", "--no-progress", "--out", str(tmp_path / "runs")]) == 0
     ce = {p: p.read_text() for p in (tmp_path / "runs").glob("*/probes/scalars.json")}
     out = run(BENCH / "flatness_by_loss.py", "--runs", tmp_path / "runs", "-j", "1", cwd=tmp_path)
     assert len(ce) == 4 and all(p.read_text() == text for p, text in ce.items())
