@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from ltlab.reports.study import FLAT_SHOWN, spearman, within_seed_spearman
-from ltlab.results import aggregate, finished_runs, is_reference, learning_rates, load_rows, paired_table
+from ltlab.results import aggregate, finished_runs, is_reference, learning_rates, paired_table, summary_row
 from ltlab.results.probing import add_flatness_columns
 from ltlab.results.tables import format_table, lr_sentence
 
@@ -37,7 +37,8 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="where flatness_by_loss.md goes (default: the runs' parent)")
     a = ap.parse_args()
     runs = Path(a.runs)
-    rows = [r for r in load_rows(runs) if not is_reference(r["label"])]
+    found = finished_runs(runs)
+    rows = [r for r in (summary_row(run.summary, run.path) for run in found) if not is_reference(r["label"])]
     if not rows or any(r.get("lambda_max") is None for r in rows):
         sys.exit(f"{runs}: needs finished runs probed under plain CE (`ltlab compare --probe`, or a study)")
     if a.base not in {r["label"] for r in rows}:
@@ -50,12 +51,12 @@ def main() -> None:
             f"{len(rows)} runs of {', '.join(labels)} in `{runs}` (seeds {min(r['seed'] for r in rows)}–"
             f"{max(r['seed'] for r in rows)}), each probed at its reported checkpoint on the same {images} training "
             "images (evaluation transforms, probe seed 0), the group λ_max on equal-size group batches. "
-            f"Training loss: {loss_of(rows[0]['run'])}, in its deterministic form.", ""]
+            f"Training loss: {loss_of(found[0].config)}, in its deterministic form.", ""]
     for name, rs in (("plain cross-entropy (what the studies report)", rows), ("the run's own training loss", train)):
         text += [f"## Under {name}", "",
                  format_table(aggregate(rs, extra=FLAT_SHOWN), paired_table(rs, a.base, metrics=FLAT_SHOWN),
                               columns=FLAT_SHOWN), ""]
-    note = lr_sentence({k: v for k, v in learning_rates(finished_runs(runs)).items() if not is_reference(k)}, a.base)
+    note = lr_sentence(learning_rates(found), a.base)
     text += [note, ""] if note else []
     text += ["## Do the two losses rank the runs alike?", "",
              "| measure | Spearman ρ across runs, CE vs training loss [95 %] | within a seed (methods only) |",
@@ -77,11 +78,9 @@ def main() -> None:
     print("\n".join(text))
 
 
-def loss_of(run: str) -> str:
+def loss_of(config: dict) -> str:
     """The training loss a run's config names, with DRW where it uses it."""
-    from ltlab.train.runs import load_run
-
-    loss = load_run(run).config["loss"]
+    loss = config["loss"]
     return loss["name"] + (f" + DRW from epoch {loss['drw_epoch']}" if loss.get("drw_epoch") else "")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 
 from .probes.budget import BUDGET  # noqa: E402  (a dataclass of numbers: cheap)
-from .results.vocabulary import ACCURACY  # noqa: E402  (the endpoint choices of report)
+from .results.vocabulary import ACCURACY, PRIMARY  # noqa: E402  (the endpoint choices of report)
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -396,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--base", default=None, help="optimizer to pair against (default: the config's base)")
     rp.add_argument("--interval", choices=("t", "bootstrap"), default="t",
                     help="paired 95%% interval: Student t (default) or a percentile bootstrap of the paired differences")
-    rp.add_argument("--endpoint", choices=ACCURACY, default="overall",
+    rp.add_argument("--endpoint", choices=ACCURACY, default=PRIMARY,
                     help="the primary endpoint, whose verdicts are Holm-corrected over the methods (default overall; "
                          "a study that declared another: its study file's endpoint)")
     rp.add_argument("--no-figures", action="store_true", help="write the report without its figures")

@@ -269,6 +269,7 @@ def test_flatness_tables_warn_when_methods_ran_at_another_lr():
     three = lr_sentence({"sgd": 0.2, "sam": 0.2, "rsam": 0.1, "gnm": 0.05}, "sgd")
     assert "rsam, gnm ran at another lr than sgd" in three and "their flatness differences mix" in three
     assert lr_sentence({"sgd": 0.2, "legacy": None}, "sgd") == ""  # a run without optimizer.lr is not compared
+    assert lr_sentence({"sgd": 0.2, "linear-probe": 0.1}, "sgd") == ""  # a reference row is not a method
 
 
 def test_tuning_table_marks_the_choice_and_says_how_sure_it_is():

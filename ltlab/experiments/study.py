@@ -6,7 +6,8 @@
 A study file (YAML) declares, before anything is trained: the preset, the methods (the first is the base),
 the selection score, the primary endpoint of the evaluation (`endpoint`, default overall), the tuning seeds, the
 shared lr values, the base's lr values, each method's own option values, and the evaluation (seeds, whether a
-seed redraws the task sample, reference rows, probe images, the failure rule). `load_study` checks the file: every grid has the same number of configurations.
+seed redraws the task sample, reference rows, probe images, the failure rule). `load_study` checks the file:
+every grid has the same number of configurations.
 
 Tuning runs (OUT/tune/<method>/<config>-s<seed>) train with `eval.test=false`: the trainer withholds the test
 split (any read raises), so selection reads validation only. OUT/tune/tuned.yaml is the selected
@@ -28,7 +29,7 @@ import yaml
 
 from ..config import ExperimentConfig, load_config, method_configs
 from ..errors import ConfigError
-from ..results import ACCURACY, REFERENCES, run_name
+from ..results import ACCURACY, PRIMARY, REFERENCES, run_name
 from ..results.tables import tuning_table
 from ..experiments.compare import compare, run_jobs
 
@@ -53,7 +54,7 @@ class Study:
     probe_images: int = 128
     failure_points: float = 10.0
     contrasts: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (a, b): a − b paired directly
-    endpoint: str = "overall"  # the test metric Holm covers (a confirmation may declare a tail metric)
+    endpoint: str = PRIMARY  # the test metric Holm covers (a confirmation may declare a tail metric)
 
     @property
     def base(self) -> str:
@@ -116,7 +117,7 @@ def load_study(path: str | Path) -> Study:
         raise ConfigError(f"{path}: options must map a method to its option values, e.g. sam: {{rho: [0.01, 0.05]}}")
     study = Study(
         path=path, preset=str(data.get("preset", "synthetic")), methods=methods,
-        score=str(data.get("score", "overall")), endpoint=str(data.get("endpoint", "overall")),
+        score=str(data.get("score", "overall")), endpoint=str(data.get("endpoint", PRIMARY)),
         tuning_seeds=_list(f"{path}: tuning_seeds", data.get("tuning_seeds", [0, 1, 2]), int),
         lr=_list(f"{path}: lr", data.get("lr"), float), base_lr=_list(f"{path}: base_lr", data.get("base_lr"), float),
         options={str(m): {str(k): _list(f"{path}: options.{m}.{k}", v, lambda x: x) for k, v in (o or {}).items()}

@@ -154,7 +154,7 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, base: str 
             + (" The linear probe is left out: its Hessian is over the head alone, not over prompts + head, so "
                "its curvature is not comparable." if len(methods) < len(rows) else ""), "",
             format_table(aggregate(methods), paired, columns=flat, endpoint=endpoint), ""]
-        note = lr_sentence({k: v for k, v in learning_rates(runs).items() if not is_reference(k)}, base)
+        note = lr_sentence(learning_rates(runs), base)
         sec["Flatness probes"] += [note, ""] if note else []
     if figures:
         md = sec["Figures"] = []

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import counted
 from ..stats import PairedDiff, chance_resolved, paired_difference
-from .vocabulary import ACCURACY, FLATNESS, PRIMARY
+from .vocabulary import ACCURACY, FLATNESS, PRIMARY, is_reference
 
 
 def interval_count(paired: dict[str, dict[str, PairedDiff]], columns: Sequence[str],
@@ -36,13 +36,15 @@ def multiplicity_sentence(paired: dict[str, dict[str, PairedDiff]], columns: Seq
 
 
 def lr_sentence(lrs: dict[str, float | None], base: str) -> str:
-    """Which methods ran at another learning rate than the base ('' when none did). Where a run ends, and so its
-    curvature, moves with the lr as well, so such a method's flatness difference mixes the method with its lr."""
-    other = [m for m, lr in lrs.items() if lr is not None and lr != lrs.get(base)]
+    """Which methods ran at another learning rate than the base ('' when none did; reference rows are not
+    methods and are left out). Where a run ends, and so its curvature, moves with the lr as well, so such a
+    method's flatness difference mixes the method with its lr."""
+    lrs = {m: lr for m, lr in lrs.items() if lr is not None and not is_reference(m)}
+    other = [m for m, lr in lrs.items() if lr != lrs.get(base)]
     if not other or lrs.get(base) is None:
         return ""
     one = len(other) == 1
-    return (f"Learning rates: {', '.join(f'{m} {lr:g}' for m, lr in lrs.items() if lr is not None)}. "
+    return (f"Learning rates: {', '.join(f'{m} {lr:g}' for m, lr in lrs.items())}. "
             f"{', '.join(other)} ran at another lr than {base}, and where a run ends, so its curvature, moves with "
             f"the lr as well: {'its flatness difference mixes' if one else 'their flatness differences mix'} the "
             "method with its lr (`python bench/lr_control.py --probe` separates the two).")
