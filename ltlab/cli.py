@@ -472,7 +472,14 @@ def main(argv: list[str] | None = None) -> int:
     quiet = int(os.environ.get("RANK", "0")) > 0
     try:
         with contextlib.redirect_stderr(io.StringIO()) if quiet else contextlib.nullcontext():
-            a = parser.parse_args(argv)
+            a, extra = parser.parse_known_args(argv)
+            # overrides may sit on both sides of an option (`train a=1 --out x b=2`); argparse's nargs="*"
+            # positional takes only the first run of them
+            stray = [t for t in extra if t.startswith("-") or "=" not in t or not hasattr(a, "overrides")]
+            if stray:
+                parser.error(f"unrecognized arguments: {' '.join(stray)}")
+            if extra:
+                a.overrides = [*a.overrides, *extra]
     except SystemExit as e:  # argparse's own errors (exit 2, usage printed) and --help / --version (exit 0)
         return int(e.code or 0)
     a.argv = argv

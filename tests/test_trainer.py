@@ -114,6 +114,16 @@ def test_cli_bad_values_exit_2(override, text, capsys, tmp_path):
     assert text in capsys.readouterr().err
 
 
+def test_cli_overrides_on_both_sides_of_an_option(capsys, tmp_path):
+    # the override after --out reaches the config: its refusal proves it
+    assert main(["train", "epochs=1", "--out", str(tmp_path / "r"), "epochs=0"]) == 2
+    assert "epochs=0 is out of range" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+    for argv in (["train", "--out", str(tmp_path / "r"), "epochs=1", "--bogus"], ["report", str(tmp_path), "x=1"]):
+        assert main(argv) == 2  # what is neither an option nor an override is still refused by name
+        assert f"unrecognized arguments: {argv[-1]}" in capsys.readouterr().err
+
+
 def test_cli_missing_data_exits_2(capsys, tmp_path):
     assert main(["train", "data.name=cifar100_lt", f"data.root={tmp_path}", "--out", str(tmp_path / "r")]) == 2
     assert "download=true" in capsys.readouterr().err
