@@ -171,6 +171,10 @@ def test_tune_selects_on_validation_only(tmp_path, monkeypatch):
     ({"evaluation": {"reference": ["linear"]}}, ["evaluation.reference"]),
     ({"contrasts": [["gnm", "asam"]]}, ["contrasts", "asam is not in methods"]),
     ({"contrasts": [["gnm"]]}, ["contrasts", "a pair of methods"]),
+    ({"evaluation": {"redraw_data": "false"}}, ["evaluation.redraw_data", "true or false", "'false'"]),
+    ({"evaluation": {"probe_images": "many"}}, ["evaluation.probe_images", "positive whole number"]),
+    ({"evaluation": {"probe_images": 0}}, ["evaluation.probe_images", "got 0"]),
+    ({"evaluation": {"failure_points": -5}}, ["evaluation.failure_points", "positive number"]),
 ])
 def test_bad_study_files(tmp_path, capsys, change, words):
     p = study_file(tmp_path, **change)

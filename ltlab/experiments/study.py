@@ -123,13 +123,27 @@ def load_study(path: str | Path) -> Study:
         options={str(m): {str(k): _list(f"{path}: options.{m}.{k}", v, lambda x: x) for k, v in (o or {}).items()}
                  for m, o in options.items()},
         seeds=_list(f"{path}: evaluation.seeds", ev.get("seeds", list(range(100, 112))), int),
-        redraw_data=bool(ev.get("redraw_data", True)), references=_list(
+        redraw_data=_scalar(f"{path}: evaluation.redraw_data", ev.get("redraw_data", True), bool),
+        references=_list(
             f"{path}: evaluation.references", ev.get("references", ["linear", "compute"]), str, allow_empty=True),
-        probe_images=int(ev.get("probe_images", 128)), failure_points=float(ev.get("failure_points", 10.0)),
+        probe_images=_scalar(f"{path}: evaluation.probe_images", ev.get("probe_images", 128), int),
+        failure_points=_scalar(f"{path}: evaluation.failure_points", ev.get("failure_points", 10.0), float),
         contrasts=[_contrast(f"{path}: contrasts", c) for c in _list(f"{path}: contrasts", data.get("contrasts", []),
                                                                        lambda x: x, allow_empty=True)])
     _check(study)
     return study
+
+
+def _scalar(where: str, value: Any, kind: type) -> Any:
+    """A YAML boolean, or a positive number (an int where kind is int); "false" as a string is not false."""
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    ok = isinstance(value, int) or (kind is float and isinstance(value, float))
+    if isinstance(value, bool) or not ok or value <= 0:
+        raise ConfigError(f"{where}: expected a positive {'whole ' if kind is int else ''}number, got {value!r}")
+    return kind(value)
 
 
 def _contrast(where: str, pair: Any) -> tuple[str, str]:
