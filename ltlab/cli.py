@@ -281,13 +281,17 @@ def cmd_report(a: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(a: argparse.Namespace) -> int:
+    from .errors import ConfigError
     from .train.pretrain import pretrain_backbone
+    from .train.runs import writable_dir
 
     if a.out is None and not a.replace_bundled:
-        from .errors import ConfigError
-
         raise ConfigError("pretrain writes a backbone: give --out PATH, or --replace-bundled to overwrite the "
                           "bundled ltlab-tiny weights in the package")
+    if a.out is not None:  # before minutes of training: the weights' folder must take a file
+        if Path(a.out).is_dir():
+            raise ConfigError(f"--out {a.out} is a directory; give the weights' file, e.g. {Path(a.out) / 'weights.pt'}")
+        writable_dir(Path(a.out).resolve().parent, "the folder of --out")
     rec = pretrain_backbone(out=a.out, epochs=a.epochs, n_per_class=a.n_per_class, seed=a.seed,
                             texture_weight=a.texture_weight)
     print(f"source-task test accuracy {100 * rec['source_test_accuracy']:.1f}% in {rec['seconds']:.0f} s")
@@ -322,11 +326,15 @@ def cmd_probe(a: argparse.Namespace) -> int:
 
 def cmd_figures(a: argparse.Namespace) -> int:
     from .reports.figures import all_figures
+    from .results.runs import finished_runs
+    from .train.runs import writable_dir
 
     runs = a.runs_dir
     if runs is None:  # the study's evaluation runs (make study) when present, else the demo's
         study = Path("runs/study/eval")
         runs = str(study) if any(study.glob("*/summary.json")) else "runs/demo"
+    finished_runs(runs)  # what is wrong with RUNS first, then what is wrong with --out
+    writable_dir(a.out, "the figures' folder")
     for p in all_figures(runs, a.out, setups_dir=a.setups):
         print(f"figure: {p}")
     return 0

@@ -60,6 +60,20 @@ def test_report_and_figures_on_a_summary_that_is_not_a_mapping(tmp_path, finishe
     assert main(["figures", str(d), "--out", str(tmp_path / "f")]) == 2
 
 
+def test_figures_into_a_file_and_reports_of_one_run(tmp_path, finished, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    assert main(["figures", str(finished), "--out", str(afile)]) == 2
+    assert f"figures' folder {afile} is a file, not a directory" in capsys.readouterr().err
+    assert afile.read_text() == "keep me"
+    one = finished / "sam-s0"
+    for argv in (["report", str(one), "--no-figures"], ["figures", str(one), "--out", str(tmp_path / "f")]):
+        assert main(argv) == 2  # one run where a directory of runs belongs: the error names the one that holds it
+        assert f"{one} is one run, not a directory of runs; give the directory that holds it ({finished})" \
+            in capsys.readouterr().err
+    assert not (tmp_path / "f").exists()
+
+
 def test_report_base_that_does_not_exist(finished, capsys):
     assert main(["report", str(finished), "--base", "nosuch", "--no-figures", "--out", "/tmp/ltlab-r.md"]) == 2
     err = capsys.readouterr().err

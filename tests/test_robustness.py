@@ -360,6 +360,17 @@ def test_figures_on_nothing_says_so(tmp_path, capsys, make):
         (tmp_path / "runs").mkdir()
     assert main(["figures", str(tmp_path / "runs"), "--out", str(tmp_path / "fig")]) == 2
     assert "no finished runs" in capsys.readouterr().err or make == "missing"
+    assert not (tmp_path / "fig").exists()  # refused before anything was written
+
+
+def test_pretrain_refuses_an_output_in_the_way_before_training(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    for argv, text in ((["pretrain", "--out", str(afile / "w.pt")], f"folder of --out {afile} is a file"),
+                       (["pretrain", "--out", str(tmp_path)], "is a directory; give the weights' file")):
+        assert main(argv) == 2
+        assert text in capsys.readouterr().err
+    assert afile.read_text() == "keep me"
 
 
 @pytest.mark.parametrize("args,text", [(["--epochs", "-1"], "--epochs"), (["--epochs", "0"], "--epochs"),

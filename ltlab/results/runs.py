@@ -51,6 +51,8 @@ def finished_runs(root: str | Path) -> list[Run]:
         raise DataError(f"{root} is not a directory of runs; train some first, e.g. python -m ltlab compare "
                         f"--out {root}")
     runs = [load_run(p.parent) for p in sorted(root.glob("*/summary.json"))]
+    if not runs and (root / "summary.json").exists():
+        raise DataError(f"{root} is one run, not a directory of runs; give the directory that holds it ({root.parent})")
     if not runs:
         raise DataError(f"{root} holds no finished runs (no */summary.json); run python -m ltlab compare --out {root}")
     first = next((r for r in runs if not is_reference(label(r))), runs[0])

@@ -79,6 +79,22 @@ TIMING_FIELDS = frozenset({"sec_per_step", "images_per_sec", "peak_memory_mb", "
                            "provenance"})
 
 
+def writable_dir(path: str | Path, what: str = "the output directory") -> Path:
+    """Create `path` (and its parents) and write a file there, before any long work: a DataError names the path,
+    the reason and the fix (a file in the way, a read-only disk, no permission)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise DataError(f"{what} {path} is a file, not a directory; choose another --out")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".ltlab-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise DataError(f"cannot write {what} {path}: {e.strerror or e}; choose another --out") from None
+    return path
+
+
 class RunDir:
     """Writer for one run directory."""
 
@@ -122,14 +138,7 @@ class RunDir:
                 elif target.exists():
                     target.unlink()
             self.remove_stale_temps()
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            probe = self.path / ".ltlab-write-test"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as e:
-            raise DataError(f"cannot write the run directory {self.path}: {e.strerror or e}; choose another --out") \
-                from None
+        writable_dir(self.path, "the run directory")
 
     def remove_stale_temps(self) -> list[Path]:
         """Delete the hidden temp files (.NAME.XXXX.tmp) that an atomic write killed mid-way (kill -9, power loss)
