@@ -270,8 +270,23 @@ def cmd_study(a: argparse.Namespace) -> int:
     return 0
 
 
+def _file_out(path: str, example: str) -> None:
+    """An --out that names a file: refused (exit 2) when it is a directory or its folder cannot take a file."""
+    from .errors import ConfigError
+    from .train.runs import writable_dir
+
+    if Path(path).is_dir():
+        raise ConfigError(f"--out {path} is a directory; give a file, e.g. {Path(path) / example}")
+    writable_dir(Path(path).resolve().parent, "the folder of --out")
+
+
 def cmd_report(a: argparse.Namespace) -> int:
     from .reports.comparison import write_report
+    from .results.runs import finished_runs
+
+    if a.out is not None:
+        finished_runs(a.runs_dir)  # what is wrong with RUNS first, then what is wrong with --out
+        _file_out(a.out, "report.md")
 
     report = write_report(a.runs_dir, out=a.out, base=a.base, figures=not a.no_figures, method=a.interval,
                           endpoint=a.endpoint)
@@ -283,15 +298,12 @@ def cmd_report(a: argparse.Namespace) -> int:
 def cmd_pretrain(a: argparse.Namespace) -> int:
     from .errors import ConfigError
     from .train.pretrain import pretrain_backbone
-    from .train.runs import writable_dir
 
     if a.out is None and not a.replace_bundled:
         raise ConfigError("pretrain writes a backbone: give --out PATH, or --replace-bundled to overwrite the "
                           "bundled ltlab-tiny weights in the package")
-    if a.out is not None:  # before minutes of training: the weights' folder must take a file
-        if Path(a.out).is_dir():
-            raise ConfigError(f"--out {a.out} is a directory; give the weights' file, e.g. {Path(a.out) / 'weights.pt'}")
-        writable_dir(Path(a.out).resolve().parent, "the folder of --out")
+    if a.out is not None:  # before minutes of training
+        _file_out(a.out, "weights.pt")
     rec = pretrain_backbone(out=a.out, epochs=a.epochs, n_per_class=a.n_per_class, seed=a.seed,
                             texture_weight=a.texture_weight)
     print(f"source-task test accuracy {100 * rec['source_test_accuracy']:.1f}% in {rec['seconds']:.0f} s")

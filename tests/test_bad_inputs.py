@@ -65,6 +65,9 @@ def test_figures_into_a_file_and_reports_of_one_run(tmp_path, finished, capsys):
     afile.write_text("keep me")
     assert main(["figures", str(finished), "--out", str(afile)]) == 2
     assert f"figures' folder {afile} is a file, not a directory" in capsys.readouterr().err
+    for out, text in ((afile / "r.md", f"folder of --out {afile} is a file"), (tmp_path, "is a directory; give a file")):
+        assert main(["report", str(finished), "--no-figures", "--out", str(out)]) == 2
+        assert text in capsys.readouterr().err
     assert afile.read_text() == "keep me"
     one = finished / "sam-s0"
     for argv in (["report", str(one), "--no-figures"], ["figures", str(one), "--out", str(tmp_path / "f")]):

@@ -367,7 +367,7 @@ def test_pretrain_refuses_an_output_in_the_way_before_training(tmp_path, capsys)
     afile = tmp_path / "afile"
     afile.write_text("keep me")
     for argv, text in ((["pretrain", "--out", str(afile / "w.pt")], f"folder of --out {afile} is a file"),
-                       (["pretrain", "--out", str(tmp_path)], "is a directory; give the weights' file")):
+                       (["pretrain", "--out", str(tmp_path)], "is a directory; give a file, e.g.")):
         assert main(argv) == 2
         assert text in capsys.readouterr().err
     assert afile.read_text() == "keep me"
