@@ -234,6 +234,12 @@ def test_invalid_arguments_name_the_argument(kw, arg):
             SAM([nn.Parameter(torch.zeros(2))], lr=0.1, rho=-0.1)
 
 
+@pytest.mark.parametrize("base", ["sgd", torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1), len])
+def test_a_base_optimizer_that_is_not_a_class_is_named(base):
+    with pytest.raises(TypeError, match="give a torch.optim.Optimizer class"):
+        SAM([nn.Parameter(torch.zeros(2))], base, lr=0.1)
+
+
 def test_parameters_without_grad_are_skipped():
     used, unused = nn.Parameter(torch.ones(3)), nn.Parameter(torch.ones(2))
     frozen = nn.Parameter(torch.ones(2), requires_grad=False)

@@ -52,6 +52,19 @@ def test_lanczos_top_k_matches_dense(problem, which):
     assert r.eigenvectors.shape == (len(evals), 3)
 
 
+def test_k_beyond_the_dimension_gives_every_distinct_eigenvalue_and_k_below_one_is_refused(problem):
+    model, loss_fn, batch, evals = problem
+    # a Krylov space holds each distinct eigenvalue once: the softmax's null directions (several exact zeros)
+    # come back as one zero, every other eigenvalue of the dense Hessian as itself
+    r = top_eigenvalues(model, loss_fn, batch, k=np.int64(len(evals) + 5), tol=1e-9, max_iter=200)
+    distinct = np.unique(np.round(evals, 8))
+    assert len(r.eigenvalues) == len(distinct) < len(evals)
+    assert np.allclose(np.sort(r.eigenvalues), distinct, atol=1e-7)
+    for k in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match=r"k=.*at least one eigenvalue"):
+            top_eigenvalues(model, loss_fn, batch, k=k)
+
+
 def test_power_method_matches_dense_top1(problem):
     model, loss_fn, batch, evals = problem
     r = top_eigenvalues(model, loss_fn, batch, k=1, method="power", tol=1e-8, max_iter=500)

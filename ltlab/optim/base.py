@@ -143,6 +143,9 @@ class PerturbedOptimizer(Optimizer):
             raise ValueError(f"rho_schedule={rho_schedule!r}: use 'constant' or 'lr' (rho follows the lr schedule)")
         check_nonnegative("rho_min", rho_min)
         self.rho_schedule, self.rho_min = rho_schedule, float(rho_min)
+        if not (isinstance(base_optimizer, type) and issubclass(base_optimizer, Optimizer)):
+            raise TypeError(f"base_optimizer={base_optimizer!r}: give a torch.optim.Optimizer class (not an instance "
+                            "or a name), e.g. torch.optim.SGD; its options go as keywords, e.g. lr=0.01, momentum=0.9")
         super().__init__(params, dict(defaults or {}))
         self.base_optimizer = base_optimizer(self.param_groups, **base_kwargs)
         # one set of groups and one state: schedulers may drive either object, state_dict holds both

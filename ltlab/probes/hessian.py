@@ -116,6 +116,8 @@ def top_eigenvalues(model: nn.Module, loss_fn: Callable, data: Any, k: int = 1, 
     """
     if method not in ("lanczos", "power"):
         raise ValueError(f"method={method!r}: use 'lanczos' or 'power'")
+    if isinstance(k, bool) or not hasattr(k, "__index__") or k < 1:  # numpy integers too
+        raise ValueError(f"k={k!r}: ask for at least one eigenvalue (k >= 1)")
     if which not in ("largest", "smallest", "both"):
         raise ValueError(f"which={which!r}: use 'largest', 'smallest' or 'both'")
     g = torch.Generator().manual_seed(seed)
