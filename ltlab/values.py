@@ -59,3 +59,16 @@ def coerce(key: str, value: Any, tp: Any, choices: tuple[str, ...] | None = None
             raise ConfigError(f"{key}={value!r}: expected a string")
         return str(value)
     return value
+
+
+def check_count(name: str, value: Any, low: int = 1) -> int:
+    """A whole-number argument of a library function (samples, steps, products): at least `low`, else a ValueError
+    that names it. numpy integers pass; a bool or a float does not."""
+    if isinstance(value, bool) or not hasattr(value, "__index__") or value < low:
+        raise ValueError(f"{name}={value!r}: must be a whole number >= {low}")
+    return int(value)
+
+
+def check_positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{name}={value}: must be > 0")

@@ -1,4 +1,6 @@
 """Probes against exact linear algebra (dense Hessians on tiny float64 models) and state-restoration rules."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -61,7 +63,7 @@ def test_k_beyond_the_dimension_gives_every_distinct_eigenvalue_and_k_below_one_
     assert len(r.eigenvalues) == len(distinct) < len(evals)
     assert np.allclose(np.sort(r.eigenvalues), distinct, atol=1e-7)
     for k in (0, -1, 1.5, True):
-        with pytest.raises(ValueError, match=r"k=.*at least one eigenvalue"):
+        with pytest.raises(ValueError, match=r"k=.*must be a whole number >= 1"):
             top_eigenvalues(model, loss_fn, batch, k=k)
 
 
@@ -165,6 +167,27 @@ def test_interpolate_and_trajectory_pca(problem):
     traj = [{n: v + 0.01 * k for n, v in a.items()} for k in range(5)]
     pca = trajectory_pca(traj)
     assert pca.coords.shape == (5, 2) and pca.explained_variance[0] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="at least two points of the trajectory; got 1"):
+        trajectory_pca(traj[:1])  # one point has no direction (none at all was an IndexError)
+
+
+@pytest.mark.parametrize("probe, kwargs, text", [
+    (hessian_trace, {"num_hvps": 0}, "num_hvps=0: must be a whole number >= 1"),
+    (hessian_trace, {"block": 0}, "block=0"),
+    (spectral_density, {"runs": 0}, "runs=0"),
+    (spectral_density, {"grid_points": 1}, "grid_points=1: must be a whole number >= 2"),
+    (gaussian_sharpness, {"samples": 0}, "samples=0"),
+    (worst_case_sharpness, {"steps": 0}, "steps=0"),
+    (surface_1d, {"steps": 1}, "steps=1: must be a whole number >= 2"),
+    (surface_1d, {"span": -1.0}, "span=-1.0: must be > 0"),
+    (surface_2d, {"steps": 2.5, "progress": False}, "steps=2.5"),
+    (hessian_ratio_along, {"steps": 0}, "steps=0"),
+])
+def test_probe_arguments_that_would_return_nonsense_are_refused_by_name(problem, probe, kwargs, text):
+    # each of these returned an empty, NaN or one-point result before it was checked
+    model, loss_fn, batch, _ = problem
+    with pytest.raises(ValueError, match=re.escape(text)):
+        probe(model, loss_fn, batch, **kwargs)
 
 
 def test_per_class_table(problem):

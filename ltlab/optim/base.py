@@ -515,8 +515,3 @@ def clip_gradients(optimizer: Optimizer, max_norm: float | None, grad_scaler: An
 def check_nonnegative(name: str, value: float) -> None:
     if value < 0:
         raise ValueError(f"{name}={value}: must be >= 0 ({name}=0 reduces to the base optimizer)")
-
-
-def check_positive(name: str, value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{name}={value}: must be > 0")

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from .base import PerturbedOptimizer, check_nonnegative, check_positive
+from ..values import check_positive
+from .base import PerturbedOptimizer, check_nonnegative
 
 
 class GNM(PerturbedOptimizer):

@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from .base import check_positive
+from ..values import check_positive
 from .sam import SAM
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..values import check_count
 from .hvp import HessianOperator, hessian_operator
 from .results import EigenResult, SpectralDensity, TraceResult
 
@@ -116,8 +117,7 @@ def top_eigenvalues(model: nn.Module, loss_fn: Callable, data: Any, k: int = 1, 
     """
     if method not in ("lanczos", "power"):
         raise ValueError(f"method={method!r}: use 'lanczos' or 'power'")
-    if isinstance(k, bool) or not hasattr(k, "__index__") or k < 1:  # numpy integers too
-        raise ValueError(f"k={k!r}: ask for at least one eigenvalue (k >= 1)")
+    k = check_count("k", k)
     if which not in ("largest", "smallest", "both"):
         raise ValueError(f"which={which!r}: use 'largest', 'smallest' or 'both'")
     g = torch.Generator().manual_seed(seed)
@@ -204,6 +204,7 @@ def hessian_trace(model: nn.Module, loss_fn: Callable, data: Any, method: str = 
     block: HVPs per batched double backward (`HessianOperator.matmat`); the estimate is the same to
     float rounding. 1 (one at a time) is the faster choice on the 2-core CPU (`bench/batched_hvp.py`).
     """
+    num_hvps, block = check_count("num_hvps", num_hvps), check_count("block", block)
     if method not in ("hutch++", "hutchinson", "xtrace"):
         raise ValueError(f"method={method!r}: use 'hutch++', 'xtrace' or 'hutchinson'")
     g = torch.Generator().manual_seed(seed)
@@ -237,6 +238,7 @@ def spectral_density(model: nn.Module, loss_fn: Callable, data: Any, runs: int =
     Each run: Lanczos from a normalised Rademacher vector; nodes = Ritz values, weights = squared
     first components of the Ritz vectors (they sum to 1). Density: Gaussian kernels averaged over runs.
     """
+    runs, steps, grid_points = check_count("runs", runs), check_count("steps", steps, 2), check_count("grid_points", grid_points, 2)
     g = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
     with hessian_operator(model, loss_fn, data, params) as op:

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..values import check_count, check_positive
 from .hvp import as_batches, flatten, model_device, probe_mode, select_params
 from .results import EigenRatio1D, Surface1D, Surface2D, TrajectoryPCA
 
@@ -44,8 +45,8 @@ def random_direction(params: Sequence[torch.Tensor], generator: torch.Generator 
 
 def centred_grid(span: float, steps: int) -> np.ndarray:
     """`steps` points on [-span, span]; with odd `steps` the middle one is exactly 0."""
-    if steps < 2:
-        return np.zeros(1)
+    steps = check_count("steps", steps, 2)
+    check_positive("span", span)
     half = (steps - 1) / 2
     return span * (np.arange(steps) - half) / half
 
@@ -108,6 +109,7 @@ def interpolate(model: nn.Module, loss_fn: Callable, data: Any, state_a: Mapping
                 state_b: Mapping[str, torch.Tensor], steps: int = 21, margin: float = 0.25,
                 label: str = "") -> Surface1D:
     """Loss along (1 - t) w_a + t w_b for t in [-margin, 1 + margin] over the tensors both states hold."""
+    steps = check_count("steps", steps, 2)
     names = [n for n in state_a if n in state_b]
     named = dict(model.named_parameters())
     ps = [named[n] for n in names]
@@ -127,6 +129,9 @@ def interpolate(model: nn.Module, loss_fn: Callable, data: Any, state_a: Mapping
 def trajectory_pca(checkpoints: Sequence[Mapping[str, torch.Tensor]], final: Mapping[str, torch.Tensor] | None = None
                    ) -> TrajectoryPCA:
     """PCA of the training trajectory (w_i - w_final), as in Li et al. (2018); top-2 directions."""
+    if len(checkpoints) + (final is not None) < 2:
+        raise ValueError(f"trajectory_pca needs at least two points of the trajectory; got {len(checkpoints)} "
+                         f"checkpoint(s){' and the final state' if final is not None else ''}")
     final = final if final is not None else checkpoints[-1]
     names = list(final)
     W = torch.stack([flatten([c[n].double().cpu() for n in names]) for c in checkpoints])

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..values import check_count, check_positive
 from .hvp import as_batches, gather_list, model_device, probe_mode, select_params
 from .results import SharpnessResult
 
@@ -20,8 +21,8 @@ from .results import SharpnessResult
 def gaussian_sharpness(model: nn.Module, loss_fn: Callable, data: Any, sigma: float = 0.005, samples: int = 20,
                        params: Sequence[str] | None = None, seed: int = 0) -> SharpnessResult:
     """E_e[L(w + e)] - L(w), e ~ N(0, sigma^2 I) over the probed parameters; stderr over samples."""
-    if sigma <= 0:
-        raise ValueError(f"sigma={sigma}: must be > 0")
+    check_positive("sigma", sigma)
+    samples = check_count("samples", samples)
     named = select_params(model, params)
     ps = [p for _, p in named]
     g = torch.Generator().manual_seed(seed)
@@ -54,10 +55,11 @@ def worst_case_sharpness(model: nn.Module, loss_fn: Callable, data: Any, rho: fl
         raise ValueError(f"norm={norm!r}: use 'l2' or 'linf'")
     if rho < 0:
         raise ValueError(f"rho={rho}: must be >= 0")
+    steps = check_count("steps", steps)
     named = select_params(model, params)
     ps = [p for _, p in named]
     g = torch.Generator().manual_seed(seed)
-    lr = 2.5 * rho / max(steps, 1)
+    lr = 2.5 * rho / steps
     t0 = time.perf_counter()
     vals, base_losses = [], []
     with probe_mode(model, ps, loss_fn):

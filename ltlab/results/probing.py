@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import DataError
 from ..probes import (ProbeResult, gaussian_sharpness, hessian_ratio_along, hessian_trace, per_class, spectral_density,
                      pca_directions, surface_1d, surface_2d, top_eigenvalues, trajectory_pca, worst_case_sharpness)
 from .vocabulary import FLATNESS, is_reference, method_order
@@ -315,7 +316,11 @@ def training_path(run_dir: str | Path, model: nn.Module, loss_fn, batch, steps: 
     final = run.checkpoint("last")["model"]
     order = [n for n, _ in model.named_parameters() if n in final]  # the model's order, as surface_2d walks it
     like = {n: final[n] for n in order}
-    pca = trajectory_pca([{n: s[n] for n in order} for s in run.epoch_states()], like)
+    states = run.epoch_states()
+    if not states:
+        raise DataError(f"{run_dir} kept no per-epoch checkpoints, so it has no training path to draw; train it with "
+                        "save_every=1 (the embedded preset's setting)")
+    pca = trajectory_pca([{n: s[n] for n in order} for s in states], like)
     span = margin * float(np.abs(pca.coords).max()) or 1.0
     surface = surface_2d(model, loss_fn, batch, directions=pca_directions(pca, like), span=span, steps=steps,
                          params=order, progress=progress, label=f"{Path(run_dir).name} path")
