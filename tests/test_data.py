@@ -105,6 +105,46 @@ def test_txt_list_dataset(tmp_path):
     assert x.shape == (3, 16, 16) and y == 0
 
 
+def _write_list_data(root, train_lines, test_lines):
+    from PIL import Image
+
+    for c in range(3):
+        (root / f"class{c}").mkdir(exist_ok=True)
+        for i in range(6):
+            Image.fromarray(np.full((20, 20, 3), 40 * c, np.uint8)).save(root / f"class{c}/img{i}.png")
+    (root / "train.txt").write_text("\n".join(train_lines))
+    (root / "test.txt").write_text("\n".join(test_lines))
+
+
+GOOD_LIST = [f"class{c}/img{i}.png {c}" for c in range(3) for i in range([6, 3, 2][c])]
+
+
+@pytest.mark.parametrize("train, test, words", [
+    ([*GOOD_LIST, "class0/img5.png -1"], GOOD_LIST, ["train.txt:12", "class index >= 0", "-1"]),
+    ([*GOOD_LIST, "class0/nope.png 0"], GOOD_LIST, ["1 of the 12 images", "class0/nope.png", "remove their lines"]),
+    ([], GOOD_LIST, ["data.train_list", "lists no images"]),
+    ([line.replace(" 2", " 5") for line in GOOD_LIST], GOOD_LIST, ["3 of the classes 0..5 have no image", "[2, 3, 4]"]),
+    (GOOD_LIST, [*GOOD_LIST, "class0/img0.png 7"], ["data.test_list", "label 7", "classes 0..2 only"]),
+])
+def test_txt_lists_that_would_fail_later_are_refused_up_front(tmp_path, train, test, words):
+    # each of these was a raw ValueError, a training-time FileNotFoundError, or a label the head cannot hold
+    _write_list_data(tmp_path, train, test)
+    cfg = DataConfig(name="places_lt", root=str(tmp_path), train_list="train.txt", test_list="test.txt",
+                     image_size=16, val_per_class=1, augment=False)
+    with pytest.raises(DataError) as e:
+        build_dataset(cfg)
+    assert all(w in str(e.value) for w in words), str(e.value)
+
+
+def test_an_unreadable_image_names_its_file_and_list(tmp_path):
+    _write_list_data(tmp_path, GOOD_LIST, GOOD_LIST)
+    (tmp_path / "class0/img0.png").write_bytes(b"not a png")
+    b = build_dataset(DataConfig(name="places_lt", root=str(tmp_path), train_list="train.txt",
+                                 test_list="test.txt", image_size=16, val_per_class=1, augment=False))
+    with pytest.raises(DataError, match=r"class0/img0.png \(listed in .*test.txt\) cannot be read as an image"):
+        b.test[0]
+
+
 def test_txt_list_missing_gives_clear_error(tmp_path):
     with pytest.raises(DataError, match="Places_LT_train.txt"):
         build_dataset(DataConfig(name="places_lt", root=str(tmp_path)))

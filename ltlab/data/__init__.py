@@ -109,6 +109,10 @@ def _txt_list(cfg: DataConfig, default_lists: tuple[str, str, str]) -> DatasetBu
     s = cfg.image_size
     full = ListDataset(cfg.root, train_list, imagenet_transform(True, s, cfg.augment), key="data.train_list")
     num_classes = int(full.targets.max()) + 1
+    empty = np.flatnonzero(np.bincount(full.targets, minlength=num_classes) == 0).tolist()
+    if empty:
+        raise DataError(f"data.train_list: {len(empty)} of the classes 0..{num_classes - 1} have no image in "
+                        f"{full.list_file} (e.g. {empty[:5]}); labels must be 0..C-1 with every class listed")
     if cfg.val_list:
         train, val = full, ListDataset(cfg.root, cfg.val_list, imagenet_transform(False, s), key="data.val_list")
     else:  # carve val_per_class images per class from the training list (never more than half a class)
@@ -123,6 +127,10 @@ def _txt_list(cfg: DataConfig, default_lists: tuple[str, str, str]) -> DatasetBu
         train.targets = full.targets[train_idx]
     counts = np.bincount(np.asarray(train.targets), minlength=num_classes).tolist()
     test = ListDataset(cfg.root, test_list, imagenet_transform(False, s), key="data.test_list")
+    for key, ds in (("data.val_list", val if cfg.val_list else None), ("data.test_list", test)):
+        if ds is not None and int(ds.targets.max()) >= num_classes:
+            raise DataError(f"{key}: {ds.list_file} has label {int(ds.targets.max())}, but the training list has "
+                            f"classes 0..{num_classes - 1} only; the lists must share one label set")
     return DatasetBundle(train, val, test, num_classes, counts, [str(c) for c in range(num_classes)])
 
 

@@ -111,14 +111,21 @@ class ListDataset(Dataset):
             if not line.strip():
                 continue
             parts = line.rsplit(maxsplit=1)
-            if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-                raise DataError(f"{list_file}:{n}: expected 'relative/path label', got {line!r}")
+            if len(parts) != 2 or not parts[1].isdigit():
+                raise DataError(f"{list_file}:{n}: expected 'relative/path label' with a class index >= 0, got {line!r}")
             self.paths.append(parts[0])
             targets.append(int(parts[1]))
         self.targets = np.asarray(targets, dtype=np.int64)
-        if len(self.paths) and not (self.root / self.paths[0]).exists():
+        self.list_file = list_file
+        if not self.paths:
+            raise DataError(f"{key}: {list_file} lists no images; it needs one 'relative/path label' per line")
+        if not (self.root / self.paths[0]).exists():
             raise DataError(f"image {self.root / self.paths[0]} listed in {list_file} does not exist: data.root="
                             f"{str(self.root)!r} must be the folder the list's paths are relative to")
+        missing = [p for p in self.paths if not (self.root / p).is_file()]  # one stat per image, before training
+        if missing:
+            raise DataError(f"{len(missing)} of the {len(self.paths)} images listed in {list_file} are missing under "
+                            f"{self.root}, e.g. {', '.join(missing[:3])}; restore them or remove their lines")
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -126,7 +133,11 @@ class ListDataset(Dataset):
     def __getitem__(self, i: int):
         from PIL import Image
 
-        with Image.open(self.root / self.paths[i]) as im:
-            img = im.convert("RGB")
+        try:
+            with Image.open(self.root / self.paths[i]) as im:
+                img = im.convert("RGB")
+        except OSError as e:  # a truncated or non-image file (PIL's UnidentifiedImageError is an OSError)
+            raise DataError(f"{self.root / self.paths[i]} (listed in {self.list_file}) cannot be read as an image "
+                            f"({type(e).__name__}); replace the file or remove its line") from None
         x = self.transform(img) if self.transform else torch.from_numpy(np.asarray(img)).permute(2, 0, 1)
         return x, int(self.targets[i])
