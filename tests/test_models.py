@@ -70,6 +70,10 @@ def test_group_prompts_lpt_option(tiny_vit):
     group, _ = m.select_group_prompts(x)
     tokens, n = m.tokens(x, group)
     assert tokens.shape[1] == n + 2 + 3
+    for layers in (4, 0):  # the tiny ViT has 3 blocks: more (or none) was silently clamped to what fits
+        with pytest.raises(ValueError, match=rf"model.group_layers={layers}: the backbone has 3 blocks"):
+            PromptedViT(tiny_vit, num_classes=4, pool_size=5, group_layers=layers)
+    assert PromptedViT(tiny_vit, num_classes=4, group_layers=99).group_layers == 99  # no pool: not used, not checked
 
 
 def test_rejects_models_without_class_token():

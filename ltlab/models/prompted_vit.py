@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from .heads import build_head
 
 
@@ -67,7 +68,10 @@ class PromptedViT(nn.Module):
         self.prompts = nn.Parameter(torch.empty(depth if mode == "deep" else 1, prompt_length, dim))
         nn.init.trunc_normal_(self.prompts, std=0.02)
         self.pool_size, self.top_k = pool_size, top_k
-        self.group_layers = min(group_layers, depth)
+        self.group_layers = group_layers
+        if pool_size > 0 and not 1 <= group_layers <= depth:  # a ConfigError is a ValueError: exit 2 from the CLI
+            raise ConfigError(f"model.group_layers={group_layers}: the backbone has {depth} blocks, so 1 to {depth} "
+                              f"of them can hold group prompts; set model.group_layers=1..{depth} (LPT: the last 6 of 12)")
         if pool_size > 0:
             if top_k > pool_size:
                 raise ValueError(f"top_k={top_k} exceeds pool_size={pool_size}")
