@@ -271,6 +271,7 @@ def test_single_seed_report_prints_no_verdict(tmp_path):
     compare(tiny_cfg("epochs=1"), ["adamw", "gnm"], seeds=1, out=tmp_path, progress=False)
     text = write_report(tmp_path, figures=False).markdown
     assert "one seed only, so no interval and no verdict" in text
+    assert "; 1 epoch; optimizer base" in text and "(1 epoch); one seed (0)" in text  # not "1 epochs"
     assert "better" not in text.split("## What the intervals say")[1].split("##")[0]
     assert json.loads((tmp_path / "gnm-s0/summary.json").read_text())["select"] == "last"
 

@@ -195,7 +195,7 @@ def write_summary(cells: list[Cell], rows: list[dict[str, Any]], out: str | Path
         lines += [f"Made by `{command}`.", ""]
     first = [r for r in rows if Path(r["run"]).parent == cells[0].path]
     lines += [rule_sentence(aggregate(first)), "",
-              f"Each grid cell is paired by seed ({len(seeds)} seeds) with its cell's {base} runs; "
+              f"Each grid cell is paired by seed ({counted(len(seeds), 'seed')}) with its cell's {base} runs; "
               f"paired difference (cell − {base}): mean [95 % CI] verdict. Per-cell tables: each cell's report.md.", "",
               "| cell | method | " + " | ".join(m + (" (primary)" if m == PRIMARY else "") for m in metrics) + " |",
               "|" + "---|" * (len(metrics) + 2)]
@@ -216,7 +216,7 @@ def write_summary(cells: list[Cell], rows: list[dict[str, Any]], out: str | Path
     # the figure: each method's effect on overall accuracy against its own swept values, a line per shared cell
     points = [(v.method, cell.name or "all", ", ".join(f"{_short(k)} {val}" for k, val in v.own) or "defaults",
                paired[PRIMARY]) for cell, v, paired in grid]
-    caption = (f"Paired difference in test overall accuracy to the cell's {base} runs (last epoch; {len(seeds)} seeds "
+    caption = (f"Paired difference in test overall accuracy to the cell's {base} runs (last epoch; {counted(len(seeds), 'seed')} "
                f"{', '.join(map(str, seeds))}); bars: 95 % t-intervals (not Holm-adjusted).")
     figures = save(effect_lines(points, ylabel=f"overall − {base} (points)", caption=caption), "sweep_effects", out)
     return {"markdown": "\n".join(lines), "path": out / "sweep.md", "figures": figures, "cells": cells}

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .figures import compare_figures
-from ..errors import ConfigError
+from ..errors import ConfigError, counted
 from ..stats import NO_VERDICT, mean_std
 from ..results.tables import format_table, lr_sentence, rule_sentence, write_csv
 from ..results import (ACCURACY, FLATNESS, PRIMARY, aggregate, finished_runs, is_reference, learning_rates,
@@ -108,7 +108,7 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, base: str 
     md += [f"Task: `{d.get('name')}`, {len(runs[0].summary['class_counts'])} classes, training images per class "
            f"{max(runs[0].summary['class_counts'])} → {min(runs[0].summary['class_counts'])}, many / medium / few = "
            + " / ".join(str(len(runs[0].summary['splits'].get(g, []))) for g in ("many", "medium", "few"))
-           + f" classes; {epochs} epochs; optimizer base `{base}`.", "",
+           + f" classes; {counted(epochs, 'epoch')}; optimizer base `{base}`.", "",
            rule_sentence(agg, epochs) + f" Differences are paired by seed against `{base}`; the 95 % interval is a "
            + ("t-interval with n − 1 degrees of freedom" if method == "t" else "percentile bootstrap")
            + "; the word follows the interval (better / worse / no resolved difference; higher / lower for "

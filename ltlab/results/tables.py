@@ -126,7 +126,8 @@ def rule_sentence(agg: list[dict[str, Any]], epochs: int | None = None, spread: 
     n = min(x["n"] for x in agg)
     seeds = ", ".join(str(s) for s in a["seeds"])
     what = f"{spread} over {n} seeds ({seeds})" if n > 1 else f"one seed ({seeds}): no interval, no verdict"
-    return f"Headline: {rule}{f' ({epochs} epochs)' if epochs else ''}; {what}."
+    span = f" ({counted(epochs, 'epoch')})" if epochs else ""
+    return f"Headline: {rule}{span}; {what}."
 
 
 def write_csv(rows: list[dict[str, Any]], path: str | Path) -> None:
