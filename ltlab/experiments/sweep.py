@@ -216,7 +216,7 @@ def write_summary(cells: list[Cell], rows: list[dict[str, Any]], out: str | Path
     # the figure: each method's effect on overall accuracy against its own swept values, a line per shared cell
     points = [(v.method, cell.name or "all", ", ".join(f"{_short(k)} {val}" for k, val in v.own) or "defaults",
                paired[PRIMARY]) for cell, v, paired in grid]
-    caption = (f"Paired difference in test overall accuracy to the cell's {base} runs (last epoch; {counted(len(seeds), 'seed')} "
-               f"{', '.join(map(str, seeds))}); bars: 95 % t-intervals (not Holm-adjusted).")
+    caption = (f"Paired difference in test overall accuracy to the cell's {base} runs (last epoch; "
+               f"{counted(len(seeds), 'seed')} {', '.join(map(str, seeds))}); bars: 95 % t-intervals (not Holm-adjusted).")
     figures = save(effect_lines(points, ylabel=f"overall − {base} (points)", caption=caption), "sweep_effects", out)
     return {"markdown": "\n".join(lines), "path": out / "sweep.md", "figures": figures, "cells": cells}

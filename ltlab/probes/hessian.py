@@ -238,7 +238,8 @@ def spectral_density(model: nn.Module, loss_fn: Callable, data: Any, runs: int =
     Each run: Lanczos from a normalised Rademacher vector; nodes = Ritz values, weights = squared
     first components of the Ritz vectors (they sum to 1). Density: Gaussian kernels averaged over runs.
     """
-    runs, steps, grid_points = check_count("runs", runs), check_count("steps", steps, 2), check_count("grid_points", grid_points, 2)
+    runs, steps = check_count("runs", runs), check_count("steps", steps, 2)
+    grid_points = check_count("grid_points", grid_points, 2)
     g = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
     with hessian_operator(model, loss_fn, data, params) as op:
