@@ -68,13 +68,13 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="tiny sizes (exercises the script)")
     a = ap.parse_args()
     out = Path(a.out)
-    quick = ["epochs=1", "lpt_phase1_epochs=1", "data.num_classes=6", "data.n_max=20", "data.imbalance_ratio=5",
-             "model.pool_size=3"] if a.quick else []
+    quick = ["epochs=1", "data.num_classes=6", "data.n_max=20", "data.imbalance_ratio=5"] if a.quick else []
+    quick_lpt = [*quick, "lpt_phase1_epochs=1", "model.pool_size=3"] if a.quick else []  # VPT has no pool
     tuning_seeds = (0, 1) if a.quick else TUNING_SEEDS
-    chosen, tune_lines = tuning(out, a.jobs, progress=not a.quick, seeds=tuning_seeds, extra=tuple(quick))
+    chosen, tune_lines = tuning(out, a.jobs, progress=not a.quick, seeds=tuning_seeds, extra=tuple(quick_lpt))
     seeds = list(range(a.seeds)) if isinstance(a.seeds, int) else a.seeds
     vpt = method_configs("synthetic_tuned", [BASE], quick)[BASE]
-    lpt = load_config("lpt_synthetic", [*RECIPES[chosen["recipe"]], *quick, f"optimizer.lr={chosen['lr']}"])
+    lpt = load_config("lpt_synthetic", [*RECIPES[chosen["recipe"]], *quick_lpt, f"optimizer.lr={chosen['lr']}"])
     jobs = []
     for s in seeds:
         for name, cfg in ((f"vpt+{BASE}", vpt), (f"lpt+{BASE}", lpt)):

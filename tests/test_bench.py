@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
@@ -60,6 +61,9 @@ def test_lpt_vs_vpt_quick(tmp_path):
               tmp_path / "fig", cwd=tmp_path)
     assert "| lpt+sgd − vpt+sgd |" in out and "▶" in out and (tmp_path / "fig" / "lpt_vs_vpt_quick.png").exists()
     assert "last epoch" in out
+    pools = {s: yaml.safe_load((tmp_path / "runs" / f"{s}+sgd-s0" / "config.yaml").read_text())["model"]["pool_size"]
+             for s in ("vpt", "lpt")}
+    assert pools == {"vpt": 0, "lpt": 3}  # the quick sizes gave VPT a group-prompt pool once
 
 
 def test_lr_control_quick(tmp_path):
