@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 from dataclasses import dataclass, field
@@ -122,7 +123,8 @@ def _txt_list(cfg: DataConfig, default_lists: tuple[str, str, str]) -> DatasetBu
             idx = rng.permutation(np.where(full.targets == c)[0])
             val_idx.extend(idx[: min(cfg.val_per_class, len(idx) // 2)].tolist())
         train_idx = np.setdiff1d(np.arange(len(full)), val_idx)
-        eval_view = ListDataset(cfg.root, train_list, imagenet_transform(False, s), key="data.train_list")
+        eval_view = copy.copy(full)  # the same list (parsed and checked once), with the evaluation transform
+        eval_view.transform = imagenet_transform(False, s)
         train, val = Subset(full, train_idx.tolist()), Subset(eval_view, sorted(val_idx))
         train.targets = full.targets[train_idx]
     counts = np.bincount(np.asarray(train.targets), minlength=num_classes).tolist()
