@@ -105,6 +105,13 @@ def _refuse_existing(a: argparse.Namespace, out: str | Path) -> None:
                           "another --out")
 
 
+def _groups(acc: dict) -> str:
+    """'many 81.20  medium 79.00  few 70.10', with '-' for a group that has no classes on this task."""
+    from .results.tables import cell
+
+    return "  ".join(f"{g} {cell(acc[g])}" for g in ("many", "medium", "few"))
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     from .config import load_config
     from .train import fit
@@ -120,11 +127,10 @@ def cmd_train(a: argparse.Namespace) -> int:
     if s.get("test", "absent") is None:  # eval.test=false: the test split was withheld
         v = s["val"]
         print(f"validation ({rule}, epoch {s['epoch']}; test split withheld): overall {v['overall']:.2f}  "
-              f"many {v['many']:.2f}  medium {v['medium']:.2f}  few {v['few']:.2f}  ({s['sec_per_step']:.3f} s/step, "
-              f"{time.time() - t0:.0f} s)")
+              f"{_groups(v)}  ({s['sec_per_step']:.3f} s/step, {time.time() - t0:.0f} s)")
         return 0
     print(f"test ({rule}, epoch {s['epoch']}): overall {s['overall']:.2f} ± {s['stderr']['overall']:.2f} (s.e.)  "
-          f"many {s['many']:.2f}  medium {s['medium']:.2f}  few {s['few']:.2f}  ECE {s['ece']:.2f}  "
+          f"{_groups(s)}  ECE {s['ece']:.2f}  "
           f"({s['sec_per_step']:.3f} s/step, {time.time() - t0:.0f} s)")
     return 0
 

@@ -71,3 +71,14 @@ def test_the_rerun_rule_is_one_rule(tmp_path, capsys):
     assert "already holds runs" in err and "--resume" in err and "--overwrite" in err
     assert main(sweep + ["--overwrite"]) == 0  # a list of seeds reaches the sweep
     assert sorted(p.name for p in (tmp_path / "o").glob("*-s*")) == ["sam-s0", "sam-s1", "sgd-s0", "sgd-s1"]
+
+
+def test_a_class_group_with_no_classes_prints_a_dash_not_nan(tmp_path, capsys):
+    """T's largest class has 20 images, so 'many' has no classes: the printed line and the report say '-'."""
+    assert main(["train", *T, "--out", str(tmp_path / "runs" / "sgd-s0"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "many -  medium " in out and "nan" not in out, out
+    assert main(["report", str(tmp_path / "runs"), "--no-figures"]) == 0
+    report = (tmp_path / "runs" / "report.md").read_text()
+    power = next(line for line in report.splitlines() if line.startswith("Standard error of one run"))
+    assert "many -," in power and "a class group with no classes" in power and "nan" not in report, power

@@ -14,7 +14,7 @@ from typing import Any
 from .figures import compare_figures
 from ..errors import ConfigError, counted
 from ..stats import NO_VERDICT, mean_std
-from ..results.tables import format_table, lr_sentence, rule_sentence, write_csv
+from ..results.tables import cell, format_table, lr_sentence, rule_sentence, write_csv
 from ..results import (ACCURACY, FLATNESS, PRIMARY, aggregate, finished_runs, is_reference, learning_rates,
                        method_order, paired_table, pick_base, reference_difference, summary_row)
 
@@ -137,7 +137,8 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, base: str 
     walls = [r["wall_seconds"] for r in rows]
     sec["Evaluation power and cost"] = [
         "Standard error of one run's test accuracy (binomial, per class for the groups), mean over runs: "
-        + ", ".join(f"{c} {se[c]:.2f}" for c in ACCURACY) + " points.", "",
+        + ", ".join(f"{c} {cell(se[c])}" for c in ACCURACY) + " points"
+        + (" (-: a class group with no classes on this task)." if any(v != v for v in se.values()) else "."), "",
         f"Wall time: {sum(walls):.0f} s of training over {len(rows)} runs ({min(walls):.0f}–{max(walls):.0f} s "
         "each); cost per step is the median over a run's steps.", ""]
     flat = [c for c in FLATNESS if any(r.get(c) is not None for r in methods)]

@@ -78,10 +78,16 @@ def selection_margins(grid: dict[str, list[dict[str, Any]]]) -> list[str]:
     return lines
 
 
+def cell(x: float | None, fmt: str = "{:.2f}") -> str:
+    """A number for a table or a printed line; "-" for a missing one (None, or nan: e.g. a class group with no
+    classes, such as 'many' on a task whose largest class has too few images)."""
+    return "-" if x is None or x != x else fmt.format(x)
+
+
 def _pm(mean: float, std: float, n: int, fmt: str) -> str:
     if mean != mean:
         return "-"
-    return fmt.format(mean) + (f" ± {fmt.format(std)}" if n > 1 and std == std else "")
+    return cell(mean, fmt) + (f" ± {fmt.format(std)}" if n > 1 and std == std else "")
 
 
 def format_table(agg: list[dict[str, Any]], paired: dict[str, dict[str, PairedDiff]] | None = None,
