@@ -141,12 +141,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
     from .experiments.compare import compare
 
     cfg = load_config(a.config or "synthetic", a.overrides)
-    from .optim import PAPER_COMPARISON
-
-    spec = a.optimizers or ",".join((cfg.optimizer.base, *PAPER_COMPARISON))
-    names = [n.strip() for n in spec.split(",") if n.strip()]
-    if names:  # an empty list: compare itself names the fix
-        _check_optimizers(names)
+    names = _optimizer_names(a.optimizers, cfg)
     _check_runs_args(a)
     from .config import method_configs
 
@@ -178,12 +173,8 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     from .experiments.sweep import run_sweep
 
     cfg = load_config(a.config or "synthetic", a.overrides)
-    from .optim import PAPER_COMPARISON
-
-    spec = a.optimizers or ",".join((cfg.optimizer.base, *PAPER_COMPARISON))
-    names = [n.strip() for n in spec.split(",") if n.strip()]
+    names = _optimizer_names(a.optimizers, cfg)
     _check_runs_args(a)
-    _check_optimizers(names)
     _refuse_existing(a, a.out)
     t0 = time.time()
     out = run_sweep(cfg, names, a.grid, a.seeds, a.out, workers=a.jobs, overwrite=a.overwrite,
@@ -217,17 +208,22 @@ def _check_runs_args(a: argparse.Namespace, probe: bool = True) -> None:
                           "everything again (--overwrite)")
 
 
-def _check_optimizers(names: list[str]) -> None:
+def _optimizer_names(spec: str | None, cfg) -> list[str]:
+    """--optimizers as a checked list; not given: the config's base and the paper's comparison. An empty list
+    ('' or ',') is refused, not read as the default."""
     from .errors import ConfigError
-    from .optim import optimizer_info
+    from .optim import PAPER_COMPARISON, optimizer_info
 
+    default = ",".join((cfg.optimizer.base, *PAPER_COMPARISON))
+    names = [n.strip() for n in (default if spec is None else spec).split(",") if n.strip()]
     if not names:
-        raise ConfigError("--optimizers: name at least one optimizer")
+        raise ConfigError(f"--optimizers {spec!r}: name at least one optimizer, e.g. {default}")
     for n in names:
         try:
             optimizer_info(n)
         except ConfigError as e:
             raise ConfigError(f"--optimizers: {e}") from None
+    return names
 
 
 def cmd_tune(a: argparse.Namespace) -> int:

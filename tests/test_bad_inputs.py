@@ -171,3 +171,22 @@ def test_a_value_with_a_colon_is_text_and_a_missing_checkpoint_names_a_command_t
     hint = capsys.readouterr().err.split("; ", 1)[1].split("python -m ltlab ", 1)[1].split()
     assert main([*hint, "--no-progress"]) == 0  # the command the message names works
     assert (run / "checkpoints" / "last.pt").exists()
+
+
+@pytest.mark.parametrize("command", ["compare", "sweep"])
+@pytest.mark.parametrize("spec", ["", " , "])
+def test_an_empty_optimizer_list_is_refused_not_read_as_the_default(tmp_path, capsys, command, spec):
+    assert main([command, *T, "--optimizers", spec, "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "name at least one optimizer, e.g. sgd," in err, err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("entry, fix", [
+    ("sam:rho=0.1,0.2", "sam:optimizer.method.rho=0.1,0.2"),  # a bare option name: the full key, values kept
+    ("sam:data.n_max=10", "leave out 'sam:'"),  # a task key belongs to every method
+])
+def test_a_method_grid_entry_names_its_fix(tmp_path, capsys, entry, fix):
+    assert main(["sweep", *T, "--optimizers", "sgd,sam", "--grid", entry, "--out", str(tmp_path / "s")]) == 2
+    assert fix in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()

@@ -28,6 +28,7 @@ from typing import Any
 
 from ..config import ExperimentConfig, apply_overrides, with_optimizer
 from ..errors import ConfigError, counted
+from ..optim import optimizer_info
 
 
 @dataclasses.dataclass
@@ -78,9 +79,12 @@ def parse_grid(tokens: list[str], optimizers: list[str], base: str = "") -> tupl
         if method:
             if method not in optimizers:
                 raise ConfigError(f"--grid {tok!r}: {method} is not in --optimizers ({','.join(optimizers)})")
+            if key in optimizer_info(method).options():  # a bare option name, e.g. sam:rho=0.1
+                raise ConfigError(f"--grid {tok!r}: write the option's full key, e.g. {method}:optimizer.method.{key}="
+                                  f"{','.join(values)}")
             if not key.startswith("optimizer."):
-                raise ConfigError(f"--grid {tok!r}: a method's own key must be an optimizer. key (the task stays the "
-                                  f"base run's); sweep {key} for every method by leaving out '{method}:'")
+                raise ConfigError(f"--grid {tok!r}: a method's own key starts with optimizer. (the task stays the base "
+                                  f"run's); to sweep {key} for every method, leave out '{method}:'")
             own.setdefault(method, []).append((key, values))
         else:
             if key.startswith("optimizer.method.") or key == "optimizer.name":
