@@ -175,6 +175,9 @@ def test_tune_selects_on_validation_only(tmp_path, monkeypatch):
     ({"evaluation": {"probe_images": "many"}}, ["evaluation.probe_images", "positive whole number"]),
     ({"evaluation": {"probe_images": 0}}, ["evaluation.probe_images", "got 0"]),
     ({"evaluation": {"failure_points": -5}}, ["evaluation.failure_points", "positive number"]),
+    ({"tuning_seeds": []}, ["tuning_seeds: expected a non-empty list, e.g. tuning_seeds: [0, 1, 2]; got []"]),
+    ({"tuning_seeds": [0.5, 1]}, ["tuning_seeds", "not a whole number"]),  # int(0.5) would silently be seed 0
+    ({"evaluation": {"seeds": [100, True]}}, ["evaluation.seeds", "not a whole number"]),
 ])
 def test_bad_study_files(tmp_path, capsys, change, words):
     p = study_file(tmp_path, **change)

@@ -76,7 +76,12 @@ def config_id(values: dict[str, Any]) -> str:
 
 def _list(where: str, value: Any, kind: type, allow_empty: bool = False) -> list[Any]:
     if not isinstance(value, list) or (not value and not allow_empty):
-        raise ConfigError(f"{where}: expected a list, e.g. {where.rsplit('.', 1)[-1]}: [0.1, 0.2], got {value!r}")
+        key = where.rsplit(": ", 1)[-1].rsplit(".", 1)[-1]
+        example = {int: "[0, 1, 2]", float: "[0.1, 0.2]"}.get(kind, "[a, b]")
+        raise ConfigError(f"{where}: expected a{'' if allow_empty else ' non-empty'} list, e.g. {key}: {example}; "
+                          f"got {value!r}")
+    if kind is int and not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise ConfigError(f"{where}: {value!r} holds a value that is not a whole number")  # int(0.5) would be 0
     try:
         out = [kind(v) if kind is not str else str(v) for v in value]
     except (TypeError, ValueError):
