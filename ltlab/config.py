@@ -439,6 +439,12 @@ def _read_yaml(name_or_path: str, depth: int = 0, relative_to: Path | None = Non
         raise ConfigError(f"{path} is not a valid YAML config ({first}); fix the file or give a preset name") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of config keys (key: value lines), not {type(data).__name__}")
+    hints = typing.get_type_hints(ExperimentConfig)
+    for k, v in data.items():  # before any merge: an override must not hide a malformed section
+        if dataclasses.is_dataclass(hints.get(k)) and not isinstance(v, dict):
+            sub = dataclasses.fields(hints[k])[0].name
+            raise ConfigError(f"{path}: {k} must be a mapping of sub-keys, one 'key: value' per indented line "
+                              f"(e.g. '{k}:' then '  {sub}: ...'), got {v!r}")
     base = data.pop("base", None)
     if base is not None:
         merged = _read_yaml(base, depth + 1, path.parent, chain + (str(path.resolve()),))

@@ -73,6 +73,15 @@ def test_yaml_files_malformed_not_a_mapping_binary_or_a_directory(tmp_path):
         load_config(str(tmp_path))
 
 
+@pytest.mark.parametrize("text, section", [("optimizer: 0.1\n", "optimizer"), ("data: [1]\n", "data"),
+                                           ("base: synthetic\nmodel: vit\n", "model")])
+def test_a_section_that_is_not_a_mapping_is_refused_even_when_overrides_cover_it(tmp_path, text, section):
+    """`optimizer: 0.1` crashed (AttributeError); `data: [1]` was silently replaced by the overrides' data keys."""
+    (tmp_path / "c.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=rf"c.yaml: {section} must be a mapping of sub-keys.*'{section}:' then"):
+        load_config(str(tmp_path / "c.yaml"), [f"{section}.seed=1" if section == "data" else "epochs=1"])
+
+
 def test_base_paths_resolve_next_to_the_file_and_cycles_are_caught(tmp_path, monkeypatch):
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub/parent.yaml").write_text("base: synthetic\nepochs: 4\n")
