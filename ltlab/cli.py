@@ -9,6 +9,7 @@ import errno
 import re
 import sys
 import time
+import warnings
 from pathlib import Path
 
 
@@ -481,6 +482,18 @@ def _init_distributed() -> None:
 _WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG, errno.EIO}
 
 
+def _warning_printer(quiet: bool):
+    """warnings.showwarning for the command line: ltlab's own as one 'warning: ...' line (rank 0 only), others as
+    Python prints them."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        if quiet:
+            return
+        own = Path(filename).resolve().is_relative_to(Path(__file__).resolve().parent)
+        print(f"warning: {message}" if own else warnings.formatwarning(message, category, filename, lineno, line),
+              file=sys.stderr, end="\n" if own else "")
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     from .errors import LtlabError
 
@@ -514,22 +527,24 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     _init_distributed()
-    try:
-        return a.func(a)
-    except LtlabError as e:
-        if not quiet:
-            print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    except OSError as e:  # a full disk, a read-only or vanished output: the atomic writers kept the last good files
-        if e.errno not in _WRITE_ERRORS:
-            raise
-        where = f" {e.filename}" if e.filename else ""
-        print(f"error: cannot write{where}: {e.strerror or e}. Files written before this point (the last good "
-              "checkpoint, metrics) are intact and no partial file was left; free some space or choose another "
-              "--out, then rerun (add --resume to continue a training run).", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        warnings.showwarning = _warning_printer(quiet)
+        try:
+            return a.func(a)
+        except LtlabError as e:
+            if not quiet:
+                print(f"error: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            return 130
+        except OSError as e:  # a full disk, a read-only or vanished output: the atomic writers kept the last good files
+            if e.errno not in _WRITE_ERRORS:
+                raise
+            where = f" {e.filename}" if e.filename else ""
+            print(f"error: cannot write{where}: {e.strerror or e}. Files written before this point (the last good "
+                  "checkpoint, metrics) are intact and no partial file was left; free some space or choose another "
+                  "--out, then rerun (add --resume to continue a training run).", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

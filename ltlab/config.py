@@ -10,6 +10,7 @@ import copy
 import dataclasses
 import difflib
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -302,7 +303,21 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
             raise ConfigError(f"{key}={value} is out of range; it must be <= {_UPPER[key]}")
     _check_optimizer(cfg.optimizer)
     _check_consistency(cfg)
+    _warn_schedule(cfg)
     return cfg
+
+
+def _warn_schedule(cfg: ExperimentConfig) -> None:
+    """A schedule that a shortened run never reaches is legal (quick looks shorten epochs on purpose), but it is
+    not the recipe the preset names: say so (a UserWarning, shown once per message)."""
+    drw, warmup = cfg.loss.drw_epoch, cfg.optimizer.warmup_epochs
+    if drw is not None and drw >= cfg.epochs:
+        warnings.warn(f"loss.drw_epoch={drw} is not before the last epoch (epochs={cfg.epochs}; 0-based): DRW never "
+                      "switches on in this run; lower loss.drw_epoch, or set loss.drw_epoch=null for no DRW",
+                      UserWarning, stacklevel=3)
+    if warmup > cfg.epochs:
+        warnings.warn(f"optimizer.warmup_epochs={warmup:g} is longer than the run (epochs={cfg.epochs}): the lr never "
+                      "reaches optimizer.lr; shorten the warm-up", UserWarning, stacklevel=3)
 
 
 def _check_optimizer(oc: OptimizerConfig) -> None:

@@ -39,3 +39,21 @@ def test_every_preset_loads_and_round_trips(tmp_path):
 def test_unknown_preset():
     with pytest.raises(ConfigError, match="did you mean 'synthetic'"):
         load_config("synthetc")
+
+
+def test_a_schedule_the_run_never_reaches_is_a_warning_not_silence(capsys):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the presets themselves reach their schedules
+        for name in list_presets():
+            load_config(name)
+    with pytest.warns(UserWarning, match=r"loss.drw_epoch=7 is not before the last epoch \(epochs=2.*never switches on"):
+        load_config("synthetic_gcl", ["epochs=2"])
+    with pytest.warns(UserWarning, match=r"optimizer.warmup_epochs=3 is longer than the run \(epochs=2\)"):
+        load_config("synthetic", ["epochs=2", "optimizer.warmup_epochs=3"])
+    from ltlab.cli import main
+
+    assert main(["train", "--config", "synthetic_gcl", "epochs=2", "--out", "/dev/null/x"]) == 2  # refused later
+    err = capsys.readouterr().err
+    assert err.startswith("warning: loss.drw_epoch=7") and "UserWarning" not in err, err
