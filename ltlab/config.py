@@ -442,7 +442,8 @@ def _read_yaml(name_or_path: str, depth: int = 0, relative_to: Path | None = Non
     if path.exists() and not path.is_file():
         raise ConfigError(f"config {str(path)!r} is a directory; give a preset name or a YAML file")
     if not path.exists():
-        near = difflib.get_close_matches(str(name_or_path), list_presets(), n=1)
+        near = difflib.get_close_matches(str(name_or_path), list_presets(), n=1) or sorted(
+            (p for p in list_presets() if str(name_or_path) in p), key=len)[:1]  # 'gcl' -> synthetic_gcl
         hint = f"; did you mean '{near[0]}'?" if near else ""
         raise ConfigError(
             f"config {name_or_path!r} is neither a preset ({', '.join(list_presets())}) nor a YAML file{hint}"

@@ -39,6 +39,8 @@ def test_every_preset_loads_and_round_trips(tmp_path):
 def test_unknown_preset():
     with pytest.raises(ConfigError, match="did you mean 'synthetic'"):
         load_config("synthetc")
+    with pytest.raises(ConfigError, match="did you mean 'synthetic_gcl'"):  # a part of a preset's name
+        load_config("gcl")
 
 
 def test_a_schedule_the_run_never_reaches_is_a_warning_not_silence(capsys):
