@@ -262,7 +262,8 @@ def test_report_refuses_empty_missing_and_mixed_directories(tmp_path, capsys):
     fit(tiny_cfg("epochs=1"), out=tmp_path / "mixed/adamw-s0", progress=False)
     fit(tiny_cfg("epochs=1", "data.imbalance_ratio=5"), out=tmp_path / "mixed/gnm-s0", progress=False)
     assert main(["report", str(tmp_path / "mixed")]) == 2
-    assert "different tasks" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "different tasks" in err and "differ in data.imbalance_ratio: 10.0 -> 5.0)" in err, err  # names the key
 
 
 def test_single_seed_report_prints_no_verdict(tmp_path):
@@ -513,5 +514,5 @@ def test_a_drw_comparison_with_its_equal_compute_row_loads_and_a_shifted_drw_is_
     shifted = yaml.safe_load(path.read_text())
     shifted["loss"]["drw_epoch"] = 1  # re-weighted for 3 of 4 epochs: another recipe, not the base's
     path.write_text(yaml.safe_dump(shifted))
-    with pytest.raises(DataError, match="different tasks"):
+    with pytest.raises(DataError, match=r"different tasks .*differ in loss.drw_epoch: 0.5 -> 0.25\)"):
         finished_runs(tmp_path)

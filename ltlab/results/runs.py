@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from ..train.checkpoint import config_changes
 from ..train.runs import Run, load_run
 from .vocabulary import ACCURACY, COLUMNS, FLATNESS, is_reference, label, method_order, summary_label
 
@@ -60,8 +61,10 @@ def finished_runs(root: str | Path) -> list[Run]:
     for r in runs:
         ref = is_reference(label(r))
         if task_of(r, reference=ref) != task_of(first, reference=ref):
-            raise DataError(f"{root} mixes runs of different tasks ({first.name} and {r.name} differ in data, "
-                            "model, loss, epochs or selection rule); put each task's runs in its own directory")
+            what = config_changes(task_of(first, reference=ref), task_of(r, reference=ref))
+            raise DataError(f"{root} mixes runs of different tasks ({first.name} and {r.name} differ in "
+                            + ("; ".join(what[:3]) if what else "data, model, loss, epochs or selection rule")
+                            + "); put each task's runs in its own directory")
         drawn = (r.config.get("data") or {}).get("seed")
         other = draws.setdefault(r.summary["seed"], (drawn, r.name))
         if other[0] != drawn:
