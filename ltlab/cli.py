@@ -318,7 +318,7 @@ def cmd_probe(a: argparse.Namespace) -> int:
 
     from .errors import ConfigError
 
-    what = [w.strip() for w in a.what.split(",") if w.strip()]
+    what = list(dict.fromkeys(w.strip() for w in a.what.split(",") if w.strip()))  # each probe once
     if not what:
         raise ConfigError("--what is empty; name probes, e.g. --what eig,trace,sharpness")
     images = None if a.images.strip().lower() == "all" else a.images

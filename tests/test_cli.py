@@ -82,3 +82,9 @@ def test_a_class_group_with_no_classes_prints_a_dash_not_nan(tmp_path, capsys):
     report = (tmp_path / "runs" / "report.md").read_text()
     power = next(line for line in report.splitlines() if line.startswith("Standard error of one run"))
     assert "many -," in power and "a class group with no classes" in power and "nan" not in report, power
+    capsys.readouterr()
+    assert main(["probe", str(tmp_path / "runs" / "sgd-s0"), "--what", "per-class,eig,per-class", "--images", "8",
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("per-class:") == 1 and out.count("eig:") == 1, out  # a repeated probe runs once
+    assert "many -, medium " in out and "nan" not in out, out

@@ -22,6 +22,7 @@ from torch import nn
 from ..errors import DataError
 from ..probes import (ProbeResult, gaussian_sharpness, hessian_ratio_along, hessian_trace, per_class, spectral_density,
                      pca_directions, surface_1d, surface_2d, top_eigenvalues, trajectory_pca, worst_case_sharpness)
+from .tables import cell
 from .vocabulary import FLATNESS, is_reference, method_order
 from ..probes.budget import BUDGET
 from ..train.tracking import log_probe
@@ -129,8 +130,8 @@ def run_probe(name: str, model, loss_fn, batch, data=None, train_eval=None, step
         r = per_class(top_eigenvalues, model, loss_fn, train_eval, class_counts=data.class_counts,
                       splits=data.splits, max_per_class=BUDGET.per_class_images, equal=True, seed=seed, tol=1e-2)
         gm = r.group_means()
-        return r, ("per-class lambda_max ({n} images per class): many {many:.3g}, medium {medium:.3g}, "
-                   "few {few:.3g}".format(n=r.images_per_class, **gm))
+        return r, (f"per-class lambda_max ({r.images_per_class} images per class): "
+                   + ", ".join(f"{g} {cell(gm[g], '{:.3g}')}" for g in ("many", "medium", "few")))
     raise ValueError(f"unknown probe {name!r}; choose from {', '.join(PROBES)}")
 
 
