@@ -27,7 +27,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from .optim import OPTIMIZERS, create_optimizer
+from .optim import create_optimizer, optimizer_info
+from .values import check_count, check_positive
 
 SHARP = (-1.0, 0.6, 0.3, 1.1)  # centre x, centre y, width, depth: narrow and slightly deeper
 FLAT = (0.9, -0.5, 1.0, 1.0)  # wide and slightly shallower
@@ -55,6 +56,8 @@ def two_minima_loss(w: torch.Tensor) -> torch.Tensor:
 
 
 def _grid(extent: float, points: int) -> torch.Tensor:
+    check_positive("extent", extent)
+    points = check_count("points", points, 2)
     lin = torch.linspace(-extent, extent, points, dtype=torch.float64)
     X, Y = torch.meshgrid(lin, lin, indexing="xy")
     return torch.stack([X, Y], -1)
@@ -69,6 +72,8 @@ def loss_grid(extent: float = 2.5, points: int = 121) -> tuple[np.ndarray, np.nd
 def max_over_ball_grid(rho: float, extent: float = 2.5, points: int = 81, angles: int = 48,
                        rings: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """SAM's objective max_{||e|| <= rho} L(w + e) on a grid (the max over `rings` circles of `angles` points)."""
+    if not rho >= 0:
+        raise ValueError(f"rho={rho}: a ball radius must be >= 0")
     W = _grid(extent, points)
     t = torch.linspace(0, 2 * math.pi, angles + 1, dtype=torch.float64)[:-1]
     r = torch.linspace(rho / rings, rho, rings, dtype=torch.float64)
@@ -192,6 +197,9 @@ def run_optimizer(name: str, start: tuple[float, float] = START, lr: float = 0.0
 
     rho is SAM's / RSAM's ball radius and GNM's noise scale (e = rho * clamp(N(0, sigma^2)));
     sigma is RSAM's smoothing std (relative to ||w||) and GNM's std before the clamp."""
+    if np.shape(start) != (2,):
+        raise ValueError(f"start={start!r}: a point of the plane, two numbers (x, y)")
+    steps = check_count("steps", steps)
     w = torch.nn.Parameter(torch.tensor(start, dtype=torch.float64))
     kw = {}
     if rho is not None:
@@ -247,13 +255,14 @@ def sweep(names=None, radii=(0.1, 0.2, 0.3, 0.5, 0.8, 1.2), seeds=range(3),
     ended in the sharp basin, the flat basin or stalled, and the mean final loss. names: the lesson's methods
     with a radius by default; sigma: {method: sigma}, the lesson's by default. Deterministic methods (no random
     perturbation: the class's ``stochastic`` is False) run once (the first seed)."""
-    rows = []
-    seeds = list(seeds)
+    rows, seeds, radii = [], list(seeds), list(radii)
+    if not seeds or not radii:
+        raise ValueError(f"sweep needs at least one seed and one radius; got seeds={seeds}, radii={radii}")
     sigma = {**LESSON["sigma"], **(sigma or {})}
     for name in names or list(LESSON["radius"]):
         for r in radii:
             runs = [run_optimizer(name, lr=lr, momentum=momentum, steps=steps, seed=s, rho=r, sigma=sigma.get(name))
-                    for s in (seeds if OPTIMIZERS[name].cls.stochastic else seeds[:1])]
+                    for s in (seeds if optimizer_info(name).cls.stochastic else seeds[:1])]
             ends = [t.outcome for t in runs]
             rows.append({"method": name, "radius": r, "runs": len(runs),
                          **{k: ends.count(k) / len(runs) for k in ("sharp basin", "flat basin", "stalled")},
@@ -294,7 +303,7 @@ def step_cost(names=None, steps: int = 30, batch: int = 512, width: int = 256,
 
 
 def closures_per_step(name: str) -> int:
-    return OPTIMIZERS[name].closures_per_step
+    return optimizer_info(name).closures_per_step
 
 
 def grid_minima(grid) -> list[tuple[float, float]]:

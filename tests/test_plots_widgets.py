@@ -91,6 +91,22 @@ def test_playground_sgd_goes_to_the_nearest_minimum():
     assert float(two_minima_loss(torch.tensor([0.9, -0.5], dtype=torch.float64))) < 0.3
 
 
+@pytest.mark.parametrize("call, words", [
+    (lambda pg: pg.run_optimizer("gnm", steps=0), "steps=0"),
+    (lambda pg: pg.run_optimizer("sgd", start=(1,)), "two numbers"),
+    (lambda pg: pg.max_over_ball_grid(-1), "rho=-1"),
+    (lambda pg: pg.loss_grid(points=1), "points=1"),
+    (lambda pg: pg.sweep(seeds=[]), "at least one seed"),
+    (lambda pg: pg.sweep(names=["nosuch"]), "'nosuch' is unknown; choose one of"),
+])
+def test_playground_bad_arguments_name_the_argument(call, words):
+    from ltlab import playground
+    from ltlab.errors import ConfigError
+
+    with pytest.raises((ValueError, ConfigError), match=words):
+        call(playground)
+
+
 def test_playground_lesson_defaults_show_each_methods_behaviour():
     """The notebook-00 defaults (chosen by a sweep): SGD stays sharp, SAM / RSAM / GNM reach the flat basin;
     a larger SAM radius stalls. Computed labels, never fixed strings."""
