@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import re
 import typing
 import warnings
 from dataclasses import dataclass, field
@@ -195,6 +196,9 @@ _LOWER: dict[str, tuple[float, bool]] = {
     "model.pool_size": (0, True), "model.group_prompt_length": (1, True), "model.group_layers": (1, True),
     "model.top_k": (1, True),
     "loss.drw_epoch": (0, True), "loss.beta": (0, True), "loss.m": (0, True), "loss.max_m": (0, True),
+    "loss.noise_mul": (0, True), "loss.tau": (0, True), "loss.gamma": (0, True), "loss.gamma_pos": (0, True),
+    "loss.gamma_neg": (0, True), "loss.ibs_gamma_pos": (0, True), "loss.ibs_gamma_neg": (0, True),
+    "data.many": (0, True), "data.few": (0, True),
     "optimizer.lr": (0, False), "optimizer.prompt_lr": (0, False), "optimizer.momentum": (0, True), "optimizer.weight_decay": (0, True),
     "optimizer.warmup_epochs": (0, True), "optimizer.clip_grad_norm": (0, False),
 }
@@ -351,9 +355,15 @@ def with_optimizer(cfg: ExperimentConfig, name: str, method: dict[str, Any] | No
 SYNTHETIC_MAX_CLASSES = 8 * 8 * 6  # shapes x hues x textures
 
 
+LABEL_FORM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]*")  # a label names run directories: LABEL-sSEED
+
+
 def _check_consistency(cfg: ExperimentConfig) -> None:
     """Checks that need more than one key; each names the keys and a fix."""
     d, m = cfg.data, cfg.model
+    if cfg.label and not LABEL_FORM.fullmatch(cfg.label):
+        raise ConfigError(f"label={cfg.label!r}: a label names run directories (LABEL-sSEED), so it is letters, digits "
+                          "and . _ + = - only, starting with a letter or digit; e.g. label=gnm_rho0.05")
     if d.many < d.few:
         raise ConfigError(f"data.many={d.many} < data.few={d.few}: a class would be both many (> many images) and few "
                           "(< few images); use many >= few (standard: many=100, few=20)")

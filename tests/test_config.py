@@ -21,6 +21,13 @@ def test_unknown_key_suggests_nearest():
     ("model.prompt_length=-2", "model.prompt_length=-2.*>= 0"),
     ("epochs=abc", "epochs='abc': expected an integer"),
     ("model.mode=deeep", "did you mean 'deep'"),
+    ("loss.gamma_pos=-1", r"loss.gamma_pos=-1.0 .*>= 0"),  # a negative focusing exponent trained silently
+    ("loss.tau=-1", r"loss.tau=-1.0 .*>= 0"),  # a negative tau inverts the logit adjustment
+    ("loss.noise_mul=-1", r"loss.noise_mul=-1.0 .*>= 0"),
+    ("data.few=-1", r"data.few=-1 .*>= 0"),
+    ("label=../x", r"label='../x': a label names run directories"),  # compare wrote OUT/../x-s0
+    ("label=a/b", "letters, digits and"),
+    ("label=sgd:x", "letters, digits and"),
 ])
 def test_bad_values_name_key_value_and_rule(override, pattern):
     with pytest.raises(ConfigError, match=pattern):

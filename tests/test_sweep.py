@@ -32,6 +32,10 @@ def test_plan_has_one_base_per_shared_cell_and_labelled_variants(tmp_path):
         assert {v.cfg.data.imbalance_ratio for v in (c.base, *c.variants)} == {int(c.name[-2:].lstrip("o"))}
     with pytest.raises(ConfigError, match="--grid"):
         plan(load_config("synthetic", QUICK), ["sgd", "sam"], ["sam:optimizer.method.rho=-1"], tmp_path)
+    # a method named by import path: its variants' labels (run directories) use its label, never the ':'
+    (c,) = plan(load_config("synthetic", QUICK), ["sgd", "ltlab.optim:GNM"],
+                ["ltlab.optim:GNM:optimizer.method.rho=0.005,0.05"], tmp_path)
+    assert [v.label for v in c.variants] == ["gnm_rho0.005", "gnm_rho0.05"]
 
 
 def test_sweep_trains_the_grid_reports_it_and_resumes_without_training(tmp_path, capsys):

@@ -120,7 +120,7 @@ def plan(cfg: ExperimentConfig, optimizers: list[str], grid: list[str], out: str
                 continue
             keys = own.get(method, [])
             for values in itertools.product(*[[(k, v) for v in vs] for k, vs in keys]):
-                label = "_".join([method] + [f"{_short(k)}{v}" for k, v in values])
+                label = "_".join([optimizer_info(method).label] + [f"{_short(k)}{v}" for k, v in values])
                 start = cell_cfg if method == cell_cfg.optimizer.name else with_optimizer(cell_cfg, method)
                 try:
                     vcfg = apply_overrides(start, [f"{k}={v}" for k, v in values] + [f"label={label if keys else ''}"])
