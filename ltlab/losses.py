@@ -14,6 +14,7 @@ so a margin m becomes s * m in logit units.
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -218,7 +219,27 @@ def build_loss(name: str, counts: Sequence[int], drw_epoch: int | None = None, b
     return cls(counts, drw_epoch=drw_epoch, beta=beta, **{k: v for k, v in kwargs.items() if k in accepted})
 
 
-__all__ = ["build_loss", "list_losses", "LOSSES", "class_balanced_weights"]
+__all__ = ["build_loss", "list_losses", "LOSSES", "class_balanced_weights", "unused_loss_options"]
+
+
+LOSS_OPTIONS = ("m", "max_m", "noise_mul", "tau", "gamma", "gamma_pos", "gamma_neg", "smoothing")  # loss.<key>: a
+# keyword of the same name in the losses that read it
+
+
+def unused_loss_options(cfg) -> list[str]:
+    """The loss.<key> settings that differ from their defaults but that cfg's loss does not read: each a sentence
+    naming the losses that do."""
+    from .config import LossConfig
+
+    def reads(name: str) -> set[str]:
+        return set(inspect.signature(LOSSES[name].cls.__init__).parameters)
+
+    default, lc = LossConfig(), cfg.loss
+    if lc.name not in LOSSES:
+        return []
+    return [f"loss.{k}={getattr(lc, k)!r} has no effect with loss.name={lc.name}; it is read by "
+            + ", ".join(n for n in LOSSES if k in reads(n))
+            for k in LOSS_OPTIONS if k not in reads(lc.name) and getattr(lc, k) != getattr(default, k)]
 
 
 def loss_from_config(cfg, class_counts: Sequence[int], part: str = "") -> LongTailLoss:
@@ -226,6 +247,8 @@ def loss_from_config(cfg, class_counts: Sequence[int], part: str = "") -> LongTa
     and a reloaded run (`Run.build`) build it. part="ibs": the loss of LPT's instance-balanced batch (its own
     asymmetric focusing, loss.ibs_gamma_pos / loss.ibs_gamma_neg)."""
     lc = cfg.loss
+    for message in unused_loss_options(cfg) if not part else ():
+        warnings.warn(message, UserWarning, stacklevel=2)
     gp, gn = (lc.ibs_gamma_pos, lc.ibs_gamma_neg) if part == "ibs" else (lc.gamma_pos, lc.gamma_neg)
     return build_loss(lc.name, class_counts, lc.drw_epoch, lc.beta, m=lc.m, max_m=lc.max_m, noise_mul=lc.noise_mul,
                       tau=lc.tau, gamma=lc.gamma, scale=cfg.model.head_scale, gamma_pos=gp, gamma_neg=gn,

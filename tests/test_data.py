@@ -148,3 +148,12 @@ def test_an_unreadable_image_names_its_file_and_list(tmp_path):
 def test_txt_list_missing_gives_clear_error(tmp_path):
     with pytest.raises(DataError, match="Places_LT_train.txt"):
         build_dataset(DataConfig(name="places_lt", root=str(tmp_path)))
+
+
+@pytest.mark.parametrize("name", ["synthetic", "cifar100_lt"])
+def test_image_lists_for_a_data_set_that_does_not_read_them_are_refused(tmp_path, name):
+    """data.val_list=... on the synthetic task trained on without it, silently."""
+    cfg = DataConfig(name=name, root=str(tmp_path), val_list="my_val.txt")
+    with pytest.raises(ConfigError, match=rf"data.val_list='my_val.txt': data.name={name} does not read image lists "
+                                          r"\(only imagenet_lt, places_lt, inat2018 do\)"):
+        build_dataset(cfg)

@@ -1,6 +1,8 @@
 """Each loss against a direct computation on a small example."""
 import math
 
+import pytest
+
 import torch
 import torch.nn.functional as F
 
@@ -70,3 +72,18 @@ def test_logit_adjusted_and_balanced_softmax():
     bs = build_loss("balanced_softmax", COUNTS)
     assert torch.allclose(bs(LOGITS, TARGET), manual_ce(LOGITS + torch.tensor(COUNTS).float().log(), TARGET))
     assert torch.allclose(bs(LOGITS, TARGET), F.cross_entropy(LOGITS + torch.tensor(COUNTS).float().log(), TARGET))
+
+
+def test_a_loss_option_the_loss_does_not_read_is_a_warning():
+    """loss.tau with loss.name=ce trained plain CE without a word; the presets set only what their loss reads."""
+    from ltlab.config import list_presets, load_config
+    from ltlab.losses import loss_from_config, unused_loss_options
+
+    assert all(unused_loss_options(load_config(n)) == [] for n in list_presets())
+    cfg = load_config("synthetic", ["loss.tau=2", "loss.gamma_pos=1"])
+    assert unused_loss_options(cfg) == ["loss.tau=2.0 has no effect with loss.name=ce; it is read by logit_adjusted",
+                                        "loss.gamma_pos=1.0 has no effect with loss.name=ce; it is read by agcl"]
+    with pytest.warns(UserWarning) as caught:
+        loss_from_config(cfg, [5, 3, 1])
+    assert [str(w.message) for w in caught] == unused_loss_options(cfg)
+    assert unused_loss_options(load_config("synthetic", ["loss.name=logit_adjusted", "loss.tau=2"])) == []

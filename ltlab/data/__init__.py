@@ -140,10 +140,13 @@ _BUILDERS: dict[str, Callable[[DataConfig], DatasetBundle]] = {
     "synthetic": _synthetic,
     "cifar10_lt": lambda c: _cifar(c, 10),
     "cifar100_lt": lambda c: _cifar(c, 100),
-    "imagenet_lt": lambda c: _txt_list(c, ("ImageNet_LT_train.txt", "ImageNet_LT_val.txt", "ImageNet_LT_test.txt")),
-    "places_lt": lambda c: _txt_list(c, ("Places_LT_train.txt", "Places_LT_val.txt", "Places_LT_test.txt")),
-    "inat2018": lambda c: _txt_list(c, ("iNaturalist18_train.txt", "", "iNaturalist18_val.txt")),
 }
+TXT_LISTS: dict[str, tuple[str, str, str]] = {  # data sets read from "relative/path label" lists: default lists
+    "imagenet_lt": ("ImageNet_LT_train.txt", "ImageNet_LT_val.txt", "ImageNet_LT_test.txt"),
+    "places_lt": ("Places_LT_train.txt", "Places_LT_val.txt", "Places_LT_test.txt"),
+    "inat2018": ("iNaturalist18_train.txt", "", "iNaturalist18_val.txt"),
+}
+_BUILDERS.update({name: (lambda c, lists=lists: _txt_list(c, lists)) for name, lists in TXT_LISTS.items()})
 
 
 def list_datasets() -> list[str]:
@@ -182,6 +185,10 @@ def build_dataset(cfg: DataConfig) -> DatasetBundle:
     """Build the train / val / test bundle named by `cfg.name` (see `list_datasets()`)."""
     if cfg.name not in _BUILDERS:
         raise ConfigError(f"data.name={cfg.name!r} is unknown; choose one of {', '.join(list_datasets())}")
+    lists = [k for k in ("train_list", "val_list", "test_list") if getattr(cfg, k)]
+    if lists and cfg.name not in TXT_LISTS:
+        raise ConfigError(f"data.{lists[0]}={getattr(cfg, lists[0])!r}: data.name={cfg.name} does not read image "
+                          f"lists (only {', '.join(TXT_LISTS)} do); remove it, or choose one of those data sets")
     bundle = _BUILDERS[cfg.name](cfg)
     bundle.splits = class_splits(bundle.class_counts, cfg.many, cfg.few, cfg.split_convention)
     return bundle
