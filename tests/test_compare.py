@@ -516,3 +516,18 @@ def test_a_drw_comparison_with_its_equal_compute_row_loads_and_a_shifted_drw_is_
     path.write_text(yaml.safe_dump(shifted))
     with pytest.raises(DataError, match=r"different tasks .*differ in loss.drw_epoch: 0.5 -> 0.25\)"):
         finished_runs(tmp_path)
+
+
+@pytest.mark.parametrize("seeds", [0, -2, []])
+def test_no_seeds_is_refused_by_compare_and_by_a_notebook_before_anything_is_trained(tmp_path, seeds):
+    """A notebook's SEEDS=0 trained nothing and then said its RUNS held no finished runs."""
+    from ltlab.notebook import notebook_runs
+
+    cfg = tiny_cfg("epochs=1")
+    with pytest.raises(ConfigError, match=r"seeds=.*need at least one seed"):
+        compare(cfg, ["sgd"], seeds=seeds, out=tmp_path / "c", progress=False)
+    with pytest.raises(ConfigError, match=r"seeds=.*need at least one seed"):
+        notebook_runs(tmp_path / "nb", cfg, ["sgd"], seeds=seeds, progress=False)
+    with pytest.raises(ConfigError, match="name at least one, e.g. sgd,"):
+        compare(cfg, [], seeds=1, out=tmp_path / "c", progress=False)
+    assert not list(tmp_path.glob("*/*/summary.json"))

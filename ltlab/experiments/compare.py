@@ -67,12 +67,6 @@ def compare(cfg: ExperimentConfig, optimizers: Sequence[str], seeds: int | Seque
     themselves. redraw_data=True: seed s also draws its own task sample (data.seed = s, the same for every
     method on that seed).
     """
-    if isinstance(seeds, int) and seeds < 1:
-        raise ConfigError(f"--seeds {seeds}: need at least one seed")
-    optimizers = list(dict.fromkeys(optimizers))
-    if not optimizers:
-        raise ConfigError("--optimizers: name at least one optimizer, e.g. "
-                          + ",".join((cfg.optimizer.base, *PAPER_COMPARISON)))
     return run_jobs(comparison_jobs(cfg, optimizers, seeds, out, reference, configs, redraw_data), progress=progress,
                     overwrite=overwrite, workers=workers, reuse=reuse)
 
@@ -83,6 +77,11 @@ def comparison_jobs(cfg: ExperimentConfig, optimizers: Sequence[str], seeds: int
     """(config, run directory) of every run of a comparison: each method with its own options (`configs`' for
     the methods it names, the config's for the method it names, the class defaults for the others) on the
     seeds (a count from cfg.seed, or a list); the reference rows last, built from the base's config."""
+    seed_list = [cfg.seed + k for k in range(seeds)] if isinstance(seeds, int) else list(seeds)
+    if not seed_list:
+        raise ConfigError(f"seeds={seeds!r}: need at least one seed (a count, or a list of seeds)")
+    if not list(optimizers):
+        raise ConfigError("optimizers: name at least one, e.g. " + ",".join((cfg.optimizer.base, *PAPER_COMPARISON)))
     configs = configs or {}
     variants = [configs.get(n) or (cfg if n == cfg.optimizer.name else with_optimizer(cfg, n))
                 for n in dict.fromkeys(optimizers)]
@@ -96,7 +95,6 @@ def comparison_jobs(cfg: ExperimentConfig, optimizers: Sequence[str], seeds: int
                                                else with_optimizer(cfg, cfg.optimizer.base))
     for kind in ([reference] if isinstance(reference, str) else list(reference or ())):
         variants.append(reference_config(base, kind))
-    seed_list = [cfg.seed + k for k in range(seeds)] if isinstance(seeds, int) else list(seeds)
     jobs = []
     for variant in variants:
         for s in seed_list:
