@@ -349,8 +349,14 @@ def cmd_figures(a: argparse.Namespace) -> int:
         study = Path("runs/study/eval")
         runs = str(study) if any(study.glob("*/summary.json")) else "runs/demo"
     finished_runs(runs)  # what is wrong with RUNS first, then what is wrong with --out
+    setups = a.setups or "runs/lpt_vs_vpt"  # the default is optional; a directory the user names is not
+    if a.setups is not None and not any(Path(a.setups).glob("*-s*/summary.json")):
+        from .errors import DataError
+
+        raise DataError(f"--setups {a.setups} holds no finished VPT / LPT setup runs; make them with python "
+                        "bench/lpt_vs_vpt.py, or leave --setups out")
     writable_dir(a.out, "the figures' folder")
-    for p in all_figures(runs, a.out, setups_dir=a.setups):
+    for p in all_figures(runs, a.out, setups_dir=setups):
         print(f"figure: {p}")
     return 0
 
@@ -459,8 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="directory of finished runs (default: runs/study/eval when make study made it, else runs/demo)")
     f.add_argument("--out", default="figures", help="where the figures go (default figures)")
     _renamed(f, "--runs", "the positional RUNS", " (as in ltlab report RUNS): ltlab figures RUNS")
-    f.add_argument("--setups", default="runs/lpt_vs_vpt",
-                   help="VPT / LPT setup runs of bench/lpt_vs_vpt.py (figure lpt_vs_vpt_*; skipped when absent)")
+    f.add_argument("--setups", default=None,
+                   help="VPT / LPT setup runs of bench/lpt_vs_vpt.py for figure lpt_vs_vpt_* (default runs/lpt_vs_vpt, "
+                        "skipped when absent; a directory named here must hold them)")
     f.set_defaults(func=cmd_figures)
     return p
 

@@ -190,3 +190,11 @@ def test_a_method_grid_entry_names_its_fix(tmp_path, capsys, entry, fix):
     assert main(["sweep", *T, "--optimizers", "sgd,sam", "--grid", entry, "--out", str(tmp_path / "s")]) == 2
     assert fix in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def test_figures_setups_named_but_missing_is_refused(tmp_path, finished, capsys):
+    """--setups /nonexistent drew the figures without the LPT / VPT one, without a word."""
+    assert main(["figures", str(finished), "--setups", str(tmp_path / "nosuch"), "--out", str(tmp_path / "f")]) == 2
+    err = capsys.readouterr().err
+    assert "--setups" in err and "holds no finished VPT / LPT setup runs" in err and "bench/lpt_vs_vpt.py" in err, err
+    assert not (tmp_path / "f").exists()
