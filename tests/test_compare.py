@@ -531,3 +531,12 @@ def test_no_seeds_is_refused_by_compare_and_by_a_notebook_before_anything_is_tra
     with pytest.raises(ConfigError, match="name at least one, e.g. sgd,"):
         compare(cfg, [], seeds=1, out=tmp_path / "c", progress=False)
     assert not list(tmp_path.glob("*/*/summary.json"))
+
+
+def test_a_repeated_reference_row_is_trained_once(tmp_path):
+    """--reference linear,linear trained the probe, then failed on its own second copy (\"already holds a run\")."""
+    from ltlab.experiments.compare import comparison_jobs
+
+    jobs = comparison_jobs(tiny_cfg("epochs=1"), ["sgd", "sgd"], 2, tmp_path, reference=["linear", "compute", "linear"])
+    dirs = [d for _, d in jobs]
+    assert len(dirs) == len(set(dirs)) == 6  # sgd, linear-probe, equal-compute on 2 seeds

@@ -93,7 +93,7 @@ def comparison_jobs(cfg: ExperimentConfig, optimizers: Sequence[str], seeds: int
                               "directories and table rows would collide; name each method once")
     base = configs.get(cfg.optimizer.base) or (cfg if cfg.optimizer.name == cfg.optimizer.base
                                                else with_optimizer(cfg, cfg.optimizer.base))
-    for kind in ([reference] if isinstance(reference, str) else list(reference or ())):
+    for kind in dict.fromkeys([reference] if isinstance(reference, str) else list(reference or ())):  # each once
         variants.append(reference_config(base, kind))
     jobs = []
     for variant in variants:
