@@ -231,15 +231,13 @@ def unused_loss_options(cfg) -> list[str]:
     naming the losses that do."""
     from .config import LossConfig
 
-    def reads(name: str) -> set[str]:
-        return set(inspect.signature(LOSSES[name].cls.__init__).parameters)
-
     default, lc = LossConfig(), cfg.loss
-    if lc.name not in LOSSES:
+    reads = {n: set(inspect.signature(info.cls.__init__).parameters) for n, info in LOSSES.items()}
+    if lc.name not in reads:
         return []
     return [f"loss.{k}={getattr(lc, k)!r} has no effect with loss.name={lc.name}; it is read by "
-            + ", ".join(n for n in LOSSES if k in reads(n))
-            for k in LOSS_OPTIONS if k not in reads(lc.name) and getattr(lc, k) != getattr(default, k)]
+            + ", ".join(n for n, keys in reads.items() if k in keys)
+            for k in LOSS_OPTIONS if k not in reads[lc.name] and getattr(lc, k) != getattr(default, k)]
 
 
 def loss_from_config(cfg, class_counts: Sequence[int], part: str = "") -> LongTailLoss:

@@ -87,7 +87,7 @@ def cell(x: float | None, fmt: str = "{:.2f}") -> str:
 def _pm(mean: float, std: float, n: int, fmt: str) -> str:
     if mean != mean:
         return "-"
-    return cell(mean, fmt) + (f" ± {fmt.format(std)}" if n > 1 and std == std else "")
+    return fmt.format(mean) + (f" ± {fmt.format(std)}" if n > 1 and std == std else "")
 
 
 def format_table(agg: list[dict[str, Any]], paired: dict[str, dict[str, PairedDiff]] | None = None,
