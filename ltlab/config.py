@@ -308,6 +308,7 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     _check_optimizer(cfg.optimizer)
     _check_consistency(cfg)
     _warn_schedule(cfg)
+    _warn_unread(cfg)
     return cfg
 
 
@@ -322,6 +323,25 @@ def _warn_schedule(cfg: ExperimentConfig) -> None:
     if warmup > cfg.epochs:
         warnings.warn(f"optimizer.warmup_epochs={warmup:g} is longer than the run (epochs={cfg.epochs}): the lr never "
                       "reaches optimizer.lr; shorten the warm-up", UserWarning, stacklevel=3)
+
+
+# LPT's keys that nothing reads without the part of LPT they belong to: key -> (what reads it, how to switch it on)
+_LPT_ONLY = {
+    "model.group_prompt_length": ("pool", "model.pool_size"), "model.group_layers": ("pool", "model.pool_size"),
+    "model.top_k": ("pool", "model.pool_size"), "lpt_key_weight": ("pool", "model.pool_size"),
+    "dual_ibs_weight": ("dual", "dual_sampling=true"),
+}
+
+
+def _warn_unread(cfg: ExperimentConfig) -> None:
+    """An LPT key set away from its default in a run that has no group-prompt pool (or no dual sampling) changes
+    nothing: say so, as for a loss option the loss does not read."""
+    default, on = ExperimentConfig(), {"pool": cfg.model.pool_size > 0, "dual": cfg.dual_sampling}
+    for key, (part, switch) in _LPT_ONLY.items():
+        if not on[part] and get_key(cfg, key) != get_key(default, key):
+            what = "a group-prompt pool (model.pool_size=0)" if part == "pool" else "dual sampling"
+            warnings.warn(f"{key}={get_key(cfg, key)!r} has no effect without {what}; set {switch} (method=lpt: "
+                          "a preset such as lpt_synthetic), or leave it out", UserWarning, stacklevel=3)
 
 
 def _check_optimizer(oc: OptimizerConfig) -> None:

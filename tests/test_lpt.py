@@ -83,3 +83,36 @@ def test_gnm_drives_lpt_phase2(tmp_path):
     names = {n for n, p in t.model.named_parameters() if p.requires_grad}
     assert names == {"group_prompts", "group_keys", "head.weight"}
     assert t.optimizer.closures_per_step == 1 and type(t.optimizer).__name__ == "GNM"
+
+
+def test_an_architecture_phase_2_cannot_build_is_refused_before_phase_1_trains(tmp_path):
+    """model.group_layers beyond the backbone's depth trained phase 1 in full, then failed building phase 2."""
+    from ltlab.cli import main
+
+    out = tmp_path / "lpt"
+    args = ["train", "--config", "lpt_synthetic", "--out", str(out), "--no-progress", "lpt_phase1_epochs=1", "epochs=1",
+            "batch_size=16", "data.num_classes=5", "data.n_max=20", "data.val_per_class=2", "data.test_per_class=3",
+            "model.group_layers=5"]  # the bundled backbone has 4 blocks
+    assert main(args) == 2
+    assert not (out / "phase1" / "checkpoints").exists()
+
+
+def test_lpt_only_keys_warn_where_nothing_reads_them_and_phase_1_says_what_it_used():
+    import warnings
+
+    import pytest
+
+    from ltlab.config import config_from_dict, to_dict
+
+    with pytest.warns(UserWarning) as caught:
+        load_config("synthetic", ["model.group_layers=3", "lpt_key_weight=0.2", "dual_ibs_weight=0.1"])
+    assert [str(w.message).split(" has no effect without ")[0] for w in caught] == [
+        "model.group_layers=3", "lpt_key_weight=0.2", "dual_ibs_weight=0.1"]
+    assert "set model.pool_size" in str(caught[0].message) and "set dual_sampling=true" in str(caught[2].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cfg = load_config("lpt_synthetic", ["lpt_key_weight=0.2"])  # read: the preset has a pool
+        p1, p2 = lpt_phases(cfg)
+        config_from_dict(to_dict(p1))  # phase 1's saved config reloads without a warning
+    assert (p1.model.group_layers, p1.lpt_key_weight) == (6, 0.5) and (p2.model.group_layers, p2.lpt_key_weight) == (
+        cfg.model.group_layers, 0.2)

@@ -6,18 +6,24 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..config import ExperimentConfig
+from ..config import ExperimentConfig, ModelConfig
 from ..errors import ConfigError
+from ..models import check_model
 from .runs import RunDir
 from .trainer import Trainer, fit_run
 
 
 def lpt_phases(cfg: ExperimentConfig) -> tuple[ExperimentConfig, ExperimentConfig]:
-    """(phase 1, phase 2) configs of LPT from one experiment config."""
+    """(phase 1, phase 2) configs of LPT from one experiment config. Phase 1 has no pool and no dual sampling,
+    so its config holds the defaults of the keys that only they read (what it says is what it used)."""
     if cfg.model.pool_size < 1:
         raise ConfigError("method=lpt needs a group-prompt pool: set model.pool_size (LPT: 20)")
-    p1 = dataclasses.replace(cfg, method="vpt", epochs=cfg.lpt_phase1_epochs, dual_sampling=False,
-                             model=dataclasses.replace(cfg.model, pool_size=0, freeze_shared_prompt=False))
+    plain, base = ModelConfig(), ExperimentConfig()
+    p1 = dataclasses.replace(
+        cfg, method="vpt", epochs=cfg.lpt_phase1_epochs, dual_sampling=False, dual_ibs_weight=base.dual_ibs_weight,
+        lpt_key_weight=base.lpt_key_weight,
+        model=dataclasses.replace(cfg.model, pool_size=0, freeze_shared_prompt=False, top_k=plain.top_k,
+                                  group_prompt_length=plain.group_prompt_length, group_layers=plain.group_layers))
     p2 = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, freeze_shared_prompt=True))
     return p1, p2
 
@@ -27,6 +33,7 @@ def fit_lpt(cfg: ExperimentConfig, out: Path, resume: bool = False, progress: bo
     """out/phase1 (shared prompt + head, the pool off), then out itself (phase 2: group prompts, keys and
     head, shared prompt frozen, dual sampling), started from phase 1's `eval.select` checkpoint."""
     p1, p2 = lpt_phases(cfg)
+    check_model(p2.model)  # an architecture phase 2 cannot build is refused before phase 1 trains
     run, phase1_dir = RunDir(out), out / "phase1"
     if resume:
         if not ((phase1_dir / "checkpoints" / "last.pt").exists() or (run.ckpt_dir / "last.pt").exists()):
