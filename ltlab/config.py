@@ -326,7 +326,7 @@ def _warn_schedule(cfg: ExperimentConfig) -> None:
 
 
 # LPT's keys that nothing reads without the part of LPT they belong to: key -> (what reads it, how to switch it on)
-_LPT_ONLY = {
+LPT_ONLY = {
     "model.group_prompt_length": ("pool", "model.pool_size"), "model.group_layers": ("pool", "model.pool_size"),
     "model.top_k": ("pool", "model.pool_size"), "lpt_key_weight": ("pool", "model.pool_size"),
     "dual_ibs_weight": ("dual", "dual_sampling=true"),
@@ -337,11 +337,21 @@ def _warn_unread(cfg: ExperimentConfig) -> None:
     """An LPT key set away from its default in a run that has no group-prompt pool (or no dual sampling) changes
     nothing: say so, as for a loss option the loss does not read."""
     default, on = ExperimentConfig(), {"pool": cfg.model.pool_size > 0, "dual": cfg.dual_sampling}
-    for key, (part, switch) in _LPT_ONLY.items():
+    for key, (part, switch) in LPT_ONLY.items():
         if not on[part] and get_key(cfg, key) != get_key(default, key):
             what = "a group-prompt pool (model.pool_size=0)" if part == "pool" else "dual sampling"
             warnings.warn(f"{key}={get_key(cfg, key)!r} has no effect without {what}; set {switch} (method=lpt: "
                           "a preset such as lpt_synthetic), or leave it out", UserWarning, stacklevel=3)
+
+
+def without_lpt_keys(cfg: ExperimentConfig) -> ExperimentConfig:
+    """A copy of cfg with every key of LPT_ONLY at its default (LPT's phase 1 has no pool and no dual sampling,
+    so its config says what it used)."""
+    out, default = copy.deepcopy(cfg), ExperimentConfig()
+    for key in LPT_ONLY:
+        owner, _, name = key.rpartition(".")
+        setattr(get_key(out, owner) if owner else out, name, get_key(default, key))
+    return out
 
 
 def _check_optimizer(oc: OptimizerConfig) -> None:

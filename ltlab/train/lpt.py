@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..config import ExperimentConfig, ModelConfig
+from ..config import ExperimentConfig, without_lpt_keys
 from ..errors import ConfigError
 from ..models import check_model
 from .runs import RunDir
@@ -18,12 +18,8 @@ def lpt_phases(cfg: ExperimentConfig) -> tuple[ExperimentConfig, ExperimentConfi
     so its config holds the defaults of the keys that only they read (what it says is what it used)."""
     if cfg.model.pool_size < 1:
         raise ConfigError("method=lpt needs a group-prompt pool: set model.pool_size (LPT: 20)")
-    plain, base = ModelConfig(), ExperimentConfig()
-    p1 = dataclasses.replace(
-        cfg, method="vpt", epochs=cfg.lpt_phase1_epochs, dual_sampling=False, dual_ibs_weight=base.dual_ibs_weight,
-        lpt_key_weight=base.lpt_key_weight,
-        model=dataclasses.replace(cfg.model, pool_size=0, freeze_shared_prompt=False, top_k=plain.top_k,
-                                  group_prompt_length=plain.group_prompt_length, group_layers=plain.group_layers))
+    p1 = without_lpt_keys(dataclasses.replace(cfg, method="vpt", epochs=cfg.lpt_phase1_epochs, dual_sampling=False,
+                          model=dataclasses.replace(cfg.model, pool_size=0, freeze_shared_prompt=False)))
     p2 = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, freeze_shared_prompt=True))
     return p1, p2
 
