@@ -490,12 +490,15 @@ _WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EP
 
 
 def _warning_printer(quiet: bool):
-    """warnings.showwarning for the command line: ltlab's own as one 'warning: ...' line (rank 0 only), others as
-    Python prints them."""
+    """warnings.showwarning for the command line: ltlab's own as one 'warning: ...' line, once per message (rank 0
+    only; a comparison loads one config per method), others as Python prints them."""
+    shown: set[str] = set()
+
     def show(message, category, filename, lineno, file=None, line=None):
-        if quiet:
-            return
         own = Path(filename).resolve().is_relative_to(Path(__file__).resolve().parent)
+        if quiet or (own and str(message) in shown):
+            return
+        shown.add(str(message))
         print(f"warning: {message}" if own else warnings.formatwarning(message, category, filename, lineno, line),
               file=sys.stderr, end="\n" if own else "")
     return show

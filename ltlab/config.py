@@ -595,7 +595,26 @@ def load_config(name_or_path: str = "synthetic", overrides: typing.Iterable[str]
     _merge(data, given)
     cfg = ExperimentConfig()
     _apply(cfg, data)
+    _warn_data_keys(cfg, given.get("data"))
     return validate(cfg)
+
+
+# data keys a data set does not read, because its own files fix them: data.name -> (keys, what fixes them)
+_CIFAR_FIX = (("num_classes", "test_per_class"), "the data set fixes its classes (cifar10_lt: 10, cifar100_lt: 100) "
+              "and its test split")
+_LISTS_FIX = (("num_classes", "n_max", "imbalance_ratio", "profile", "test_per_class"),
+              "the image lists (data.train_list, data.test_list) fix the classes, their counts and the test split")
+_FILES_FIX = {"cifar10_lt": _CIFAR_FIX, "cifar100_lt": _CIFAR_FIX,
+              "imagenet_lt": _LISTS_FIX, "places_lt": _LISTS_FIX, "inat2018": _LISTS_FIX}
+
+
+def _warn_data_keys(cfg: ExperimentConfig, typed: Any) -> None:
+    """A data key typed as an override that the chosen data set does not read changes nothing: say so. (Only the
+    typed ones: a list data set's preset inherits the CIFAR recipe's n_max and imbalance_ratio, unread and harmless.)"""
+    keys, fixed_by = _FILES_FIX.get(cfg.data.name, ((), ""))
+    for key in (k for k in keys if isinstance(typed, dict) and k in typed):
+        warnings.warn(f"data.{key}={get_key(cfg.data, key)!r} has no effect with data.name={cfg.data.name}: "
+                      f"{fixed_by}; leave it out", UserWarning, stacklevel=3)
 
 
 def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:

@@ -66,3 +66,35 @@ def test_a_schedule_the_run_never_reaches_is_a_warning_not_silence(capsys):
     assert main(["train", "--config", "synthetic_gcl", "epochs=2", "--out", "/dev/null/x"]) == 2  # refused later
     err = capsys.readouterr().err
     assert err.startswith("warning: loss.drw_epoch=7") and "UserWarning" not in err, err
+
+
+def test_a_typed_data_key_the_data_set_does_not_read_is_a_warning(capsys):
+    """data.imbalance_ratio=10 with places_lt (its lists fix the counts) and data.num_classes=10 with cifar100_lt
+    (still CIFAR-100) trained what the files say without a word."""
+    import warnings
+
+    from ltlab.config import _CHOICES, _FILES_FIX
+    from ltlab.data import TXT_LISTS
+
+    assert set(_FILES_FIX) == set(_CHOICES["data.name"]) - {"synthetic"}  # every data set but the one ltlab makes
+    assert {n for n, (keys, _) in _FILES_FIX.items() if "n_max" in keys} == set(TXT_LISTS)
+    with pytest.warns(UserWarning) as caught:
+        load_config("places_lt", ["data.imbalance_ratio=10", "data.val_per_class=3"])  # val_per_class is read
+    assert [str(w.message) for w in caught] == [
+        "data.imbalance_ratio=10.0 has no effect with data.name=places_lt: the image lists (data.train_list, "
+        "data.test_list) fix the classes, their counts and the test split; leave it out"]
+    with pytest.warns(UserWarning, match=r"data.num_classes=10 has no effect with data.name=cifar100_lt: the data set "
+                                         r"fixes its classes \(cifar10_lt: 10"):
+        load_config("cifar100_lt_ir100", ["data.num_classes=10"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_config("imagenet_lt")  # inherits CIFAR's n_max / imbalance_ratio from its base: not typed, no warning
+        load_config("synthetic", ["data.num_classes=10", "data.n_max=30"])  # read
+    from ltlab.cli import main
+
+    assert main(["train", "--config", "places_lt", "data.n_max=5", "--out", "/dev/null/x"]) == 2  # refused later
+    assert capsys.readouterr().err.startswith("warning: data.n_max=5 has no effect with data.name=places_lt")
+    # a comparison loads one config per method: the line is printed once
+    assert main(["compare", "--config", "places_lt", "data.n_max=5", "--optimizers", "sgd,sam", "--seeds", "1",
+                 "--out", "/dev/null/x"]) == 2
+    assert capsys.readouterr().err.count("warning: data.n_max=5") == 1
