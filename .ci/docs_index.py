@@ -5,7 +5,8 @@ import re
 from pathlib import Path
 
 root = Path(__file__).resolve().parents[1]
-PAGES = {"synthetic": "study", "synthetic_gcl": "study_gcl", "synthetic_gcl_confirm": "study_gcl_confirm"}
+PAGES = {"synthetic": "study", "synthetic_gcl": "study_gcl", "synthetic_gcl_confirm": "study_gcl_confirm",
+         "synthetic_confirm": "study_confirm"}
 # analyses of a study's runs (by bench scripts, committed as studies/NAME.md), as sections after its report
 SECTIONS = {"rsam_lr_control": ("study", "RSAM or its lr? A 2 × 2 (exploratory)",
                                 "each method at both selected lr values, on the study's seeds."),
