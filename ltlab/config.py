@@ -329,24 +329,26 @@ def _warn_schedule(cfg: ExperimentConfig) -> None:
 LPT_ONLY = {
     "model.group_prompt_length": ("pool", "model.pool_size"), "model.group_layers": ("pool", "model.pool_size"),
     "model.top_k": ("pool", "model.pool_size"), "lpt_key_weight": ("pool", "model.pool_size"),
-    "dual_ibs_weight": ("dual", "dual_sampling=true"),
+    "dual_ibs_weight": ("dual", "dual_sampling=true"), "lpt_phase1_epochs": ("lpt", "method=lpt"),
 }
+_LPT_PART = {"pool": "a group-prompt pool (model.pool_size=0)", "dual": "dual sampling",
+             "lpt": "LPT's two phases (method=vpt trains one phase of `epochs`)"}
 
 
 def _warn_unread(cfg: ExperimentConfig) -> None:
     """An LPT key set away from its default in a run that has no group-prompt pool (or no dual sampling) changes
     nothing: say so, as for a loss option the loss does not read."""
-    default, on = ExperimentConfig(), {"pool": cfg.model.pool_size > 0, "dual": cfg.dual_sampling}
+    default = ExperimentConfig()
+    on = {"pool": cfg.model.pool_size > 0, "dual": cfg.dual_sampling, "lpt": cfg.method == "lpt"}
     for key, (part, switch) in LPT_ONLY.items():
         if not on[part] and get_key(cfg, key) != get_key(default, key):
-            what = "a group-prompt pool (model.pool_size=0)" if part == "pool" else "dual sampling"
-            warnings.warn(f"{key}={get_key(cfg, key)!r} has no effect without {what}; set {switch} (method=lpt: "
-                          "a preset such as lpt_synthetic), or leave it out", UserWarning, stacklevel=3)
+            warnings.warn(f"{key}={get_key(cfg, key)!r} has no effect without {_LPT_PART[part]}; set {switch} "
+                          "(method=lpt: a preset such as lpt_synthetic), or leave it out", UserWarning, stacklevel=3)
 
 
 def without_lpt_keys(cfg: ExperimentConfig) -> ExperimentConfig:
-    """A copy of cfg with every key of LPT_ONLY at its default (LPT's phase 1 has no pool and no dual sampling,
-    so its config says what it used)."""
+    """A copy of cfg with every key of LPT_ONLY at its default (LPT's phase 1 is a one-phase run with no pool and
+    no dual sampling, so its config says what it used)."""
     out, default = copy.deepcopy(cfg), ExperimentConfig()
     for key in LPT_ONLY:
         owner, _, name = key.rpartition(".")

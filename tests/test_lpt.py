@@ -105,14 +105,17 @@ def test_lpt_only_keys_warn_where_nothing_reads_them_and_phase_1_says_what_it_us
     from ltlab.config import config_from_dict, to_dict
 
     with pytest.warns(UserWarning) as caught:
-        load_config("synthetic", ["model.group_layers=3", "lpt_key_weight=0.2", "dual_ibs_weight=0.1"])
+        load_config("synthetic", ["model.group_layers=3", "lpt_key_weight=0.2", "dual_ibs_weight=0.1",
+                                  "lpt_phase1_epochs=3"])
     assert [str(w.message).split(" has no effect without ")[0] for w in caught] == [
-        "model.group_layers=3", "lpt_key_weight=0.2", "dual_ibs_weight=0.1"]
+        "model.group_layers=3", "lpt_key_weight=0.2", "dual_ibs_weight=0.1", "lpt_phase1_epochs=3"]
     assert "set model.pool_size" in str(caught[0].message) and "set dual_sampling=true" in str(caught[2].message)
+    assert "set method=lpt" in str(caught[3].message)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         cfg = load_config("lpt_synthetic", ["lpt_key_weight=0.2"])  # read: the preset has a pool
         p1, p2 = lpt_phases(cfg)
         config_from_dict(to_dict(p1))  # phase 1's saved config reloads without a warning
+    assert (p1.epochs, p1.lpt_phase1_epochs) == (cfg.lpt_phase1_epochs, 10)  # phase 1 is lpt_phase1_epochs long
     assert (p1.model.group_layers, p1.lpt_key_weight) == (6, 0.5) and (p2.model.group_layers, p2.lpt_key_weight) == (
         cfg.model.group_layers, 0.2)
