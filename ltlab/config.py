@@ -343,7 +343,7 @@ def _warn_unread(cfg: ExperimentConfig) -> None:
     for key, (part, switch) in LPT_ONLY.items():
         if not on[part] and get_key(cfg, key) != get_key(default, key):
             warnings.warn(f"{key}={get_key(cfg, key)!r} has no effect without {_LPT_PART[part]}; set {switch} "
-                          "(method=lpt: a preset such as lpt_synthetic), or leave it out", UserWarning, stacklevel=3)
+                          "(LPT's presets, such as lpt_synthetic, set it), or leave it out", UserWarning, stacklevel=3)
 
 
 def without_lpt_keys(cfg: ExperimentConfig) -> ExperimentConfig:
