@@ -24,20 +24,26 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-class _Renamed(argparse.Action):
-    """An old flag: refused by name (exit 2), with the one that replaced it."""
+class _Refused(argparse.Action):
+    """A flag people bring from elsewhere (or an old one): refused by name (exit 2), with what to write instead."""
 
-    def __init__(self, option_strings, dest, new: str = "", why: str = "", **kw):
+    def __init__(self, option_strings, dest, message: str = "", **kw):
         kw.setdefault("nargs", 0)
         super().__init__(option_strings, dest=argparse.SUPPRESS, help=argparse.SUPPRESS, **kw)
-        self.new, self.why = new, why
+        self.message = message
 
     def __call__(self, parser, namespace, values, option_string=None):
-        parser.error(f"{option_string} was renamed {self.new}{self.why}")
+        parser.error(f"{option_string} {self.message}")
 
 
 def _renamed(p: argparse.ArgumentParser, old: str, new: str, why: str = "", takes_value: bool = True) -> None:
-    p.add_argument(old, action=_Renamed, new=new, why=why, nargs="?" if takes_value else 0)
+    p.add_argument(old, action=_Refused, message=f"was renamed {new}{why}", nargs="?" if takes_value else 0)
+
+
+def _positional(p: argparse.ArgumentParser, flags: tuple[str, ...], usage: str) -> None:
+    """`--runs X` where the command takes its directory as a positional argument (as `ltlab report RUNS`)."""
+    p.add_argument(*flags, action=_Refused, nargs="?",
+                   message=f"is not an option here: the directory is the positional argument, {usage}")
 
 
 def seed_spec(text: str) -> int | list[int]:
@@ -421,6 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="report.md from a directory of runs: mean ± std, paired CIs, verdicts")
     rp.add_argument("runs_dir", metavar="RUNS", help="directory of finished runs (compare's --out)")
+    _positional(rp, ("--runs",), "ltlab report RUNS")
     rp.add_argument("--out", default=None, help="report path (default RUNS_DIR/report.md)")
     rp.add_argument("--base", default=None, help="optimizer to pair against (default: the config's base)")
     rp.add_argument("--interval", choices=("t", "bootstrap"), default="t",
@@ -444,6 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("probe", help="flatness probes of a trained run (results under RUN_DIR/probes)")
     q.add_argument("run_dir", metavar="RUN", help="one finished run's directory")
+    _positional(q, ("--run", "--runs"), "ltlab probe RUN")
     q.add_argument("--what", default="eig,trace,sharpness", metavar="LIST",
                    help="comma-separated probes (default eig,trace,sharpness) from: " + ", ".join(_probe_names()))
     q.add_argument("--images", default=str(BUDGET.images),

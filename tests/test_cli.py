@@ -40,6 +40,22 @@ def test_old_flags_are_refused_by_name(argv, new, capsys):
     assert f"{argv[-2] if argv[-1][0] != '-' else argv[-1]} was renamed {new}" in err, err
 
 
+@pytest.mark.parametrize("argv, usage", [
+    (["report", "--runs", "runs/demo"], "ltlab report RUNS"),
+    (["probe", "--run", "runs/demo/sgd-s0"], "ltlab probe RUN"),
+    (["probe", "--runs", "runs/demo/sgd-s0"], "ltlab probe RUN"),
+])
+def test_a_directory_given_as_a_flag_names_the_positional_argument(argv, usage, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{argv[1]} is not an option here" in err and usage in err, err
+
+
+def test_a_study_path_that_is_a_directory_says_so(tmp_path, capsys):
+    assert main(["tune", str(tmp_path)]) == 2
+    assert "is a directory, not a study file" in capsys.readouterr().err
+
+
 def test_every_option_has_help():
     parser = build_parser()
     subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))

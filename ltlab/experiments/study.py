@@ -100,7 +100,8 @@ def load_study(path: str | Path) -> Study:
     """Read and check a study file; every error names the key and the fix."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"study file {str(path)!r} does not exist; give a YAML file such as studies/synthetic.yaml")
+        what = "is a directory, not a study file" if path.is_dir() else "does not exist"
+        raise ConfigError(f"study file {str(path)!r} {what}; give a YAML file such as studies/synthetic.yaml")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
