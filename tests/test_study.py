@@ -174,6 +174,7 @@ def test_tune_selects_on_validation_only(tmp_path, monkeypatch):
     ({"evaluation": {"redraw_data": "false"}}, ["evaluation.redraw_data", "true or false", "'false'"]),
     ({"evaluation": {"probe_images": "many"}}, ["evaluation.probe_images", "positive whole number"]),
     ({"evaluation": {"probe_images": 0}}, ["evaluation.probe_images", "got 0"]),
+    ({"evaluation": {"trace_hvps": 2.5}}, ["evaluation.trace_hvps", "positive whole number"]),
     ({"evaluation": {"failure_points": -5}}, ["evaluation.failure_points", "positive number"]),
     ({"tuning_seeds": []}, ["tuning_seeds: expected a non-empty list, e.g. tuning_seeds: [0, 1, 2]; got []"]),
     ({"tuning_seeds": [0.5, 1]}, ["tuning_seeds", "not a whole number"]),  # int(0.5) would silently be seed 0
@@ -192,7 +193,8 @@ def test_bad_study_files(tmp_path, capsys, change, words):
 def test_study_end_to_end(tmp_path):
     """make study in small: tune, evaluate on fresh seeds (each its own task sample), probes, report."""
     p = study_file(tmp_path, methods=["sgd", "sam"], options={"sam": {"rho": [0.01, 0.05]}}, contrasts=[["sam", "sgd"]],
-                   endpoint="few")
+                   endpoint="few", lr=[0.2], base_lr=[0.05, 0.2],
+                   evaluation={"seeds": [7, 8, 9, 10, 11], "probe_images": 8, "trace_hvps": 6})
     out = tmp_path / "out"
     assert main(["study", str(p), "--out", str(out), "--no-progress"]) == 0
     text = (out / "study.md").read_text()
@@ -204,6 +206,8 @@ def test_study_end_to_end(tmp_path):
                   "Spearman ρ", "Where each method ends", "| lambda_max | lambda_min | gaussian_sharpness | lambda_max_few |", "Within a seed", "| all methods |", "Minima?", "smallest effect", "‖e‖ / ‖w‖"):
         assert words in text
     assert (out / "figures" / "study_flatness_vs_tail.png").exists() and (out / "figures" / "study_seeds.png").exists()
+    probed = [json.loads(q.read_text()) for q in (out / "eval").glob("*/probes/scalars.json")]
+    assert len(probed) == 10 and {(q["images_requested"], q["trace_hvps"]) for q in probed} == {(8, 6)}  # as declared
     drawn = {yaml.safe_load((d / "config.yaml").read_text())["data"]["seed"] for d in (out / "eval").glob("sam-s*")}
     assert drawn == {7, 8, 9, 10, 11}  # each evaluation seed its own task sample
     eq = yaml.safe_load((out / "eval" / "equal-compute-s7" / "config.yaml").read_text())

@@ -6,7 +6,7 @@
 A study file (YAML) declares, before anything is trained: the preset, the methods (the first is the base),
 the selection score, the primary endpoint of the evaluation (`endpoint`, default overall), the tuning seeds, the
 shared lr values, the base's lr values, each method's own option values, and the evaluation (seeds, whether a
-seed redraws the task sample, reference rows, probe images, the failure rule). `load_study` checks the file:
+seed redraws the task sample, reference rows, probe images and the trace's Hutch++ products, the failure rule). `load_study` checks the file:
 every grid has the same number of configurations.
 
 Tuning runs (OUT/tune/<method>/<config>-s<seed>) train with `eval.test=false`: the trainer withholds the test
@@ -29,6 +29,7 @@ import yaml
 
 from ..config import ExperimentConfig, load_config, method_configs
 from ..errors import ConfigError
+from ..probes.budget import BUDGET
 from ..results import ACCURACY, PRIMARY, REFERENCES, run_name
 from ..results.tables import tuning_table
 from ..experiments.compare import compare, run_jobs
@@ -52,6 +53,7 @@ class Study:
     redraw_data: bool = True
     references: list[str] = dataclasses.field(default_factory=lambda: ["linear", "compute"])
     probe_images: int = 128
+    trace_hvps: int = BUDGET.scalar_trace_hvps  # Hutch++ products of each probed run's trace column
     failure_points: float = 10.0
     contrasts: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (a, b): a − b paired directly
     endpoint: str = PRIMARY  # the test metric Holm covers (a confirmation may declare a tail metric)
@@ -93,7 +95,7 @@ def _list(where: str, value: Any, kind: type, allow_empty: bool = False) -> list
 
 STUDY_KEYS = ("preset", "methods", "score", "endpoint", "tuning_seeds", "lr", "base_lr", "options", "contrasts",
               "evaluation")
-EVALUATION_KEYS = ("seeds", "redraw_data", "references", "probe_images", "failure_points")
+EVALUATION_KEYS = ("seeds", "redraw_data", "references", "probe_images", "trace_hvps", "failure_points")
 
 
 def load_study(path: str | Path) -> Study:
@@ -133,6 +135,7 @@ def load_study(path: str | Path) -> Study:
         references=_list(
             f"{path}: evaluation.references", ev.get("references", ["linear", "compute"]), str, allow_empty=True),
         probe_images=_scalar(f"{path}: evaluation.probe_images", ev.get("probe_images", 128), int),
+        trace_hvps=_scalar(f"{path}: evaluation.trace_hvps", ev.get("trace_hvps", BUDGET.scalar_trace_hvps), int),
         failure_points=_scalar(f"{path}: evaluation.failure_points", ev.get("failure_points", 10.0), float),
         contrasts=[_contrast(f"{path}: contrasts", c) for c in _list(f"{path}: contrasts", data.get("contrasts", []),
                                                                        lambda x: x, allow_empty=True)])
@@ -293,5 +296,5 @@ def evaluate(study: Study, tuned: str | Path, out: str | Path, workers: int = 1,
                    reuse=not overwrite, overwrite=overwrite, reference=study.references, configs=configs, redraw_data=study.redraw_data)
     from ..results.probing import add_flatness_columns
 
-    add_flatness_columns(rows, study.probe_images, progress=progress, workers=workers)
+    add_flatness_columns(rows, study.probe_images, progress=progress, workers=workers, trace_hvps=study.trace_hvps)
     return rows
