@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# The quick look (5-7 min on 2 cores): the base (SGD) and SAM / RSAM / GNM, each at its validation-selected setting
+# The quick look (5-10 min on 2 cores: docs/tests.md): the base (SGD) and SAM / RSAM / GNM, each at its validation-selected setting
 # (the preset synthetic_tuned, made by make study's tuning step), on 3 fresh seeds (100-102: not the tuning seeds,
 # the preset's task sample), plus the linear-probe reference, two runs at a time; ends with the report tables.
 # Three seeds resolve only large effects: the project's result is make study's report (studies/synthetic/study.md).
