@@ -336,8 +336,8 @@ _LPT_PART = {"pool": "a group-prompt pool (model.pool_size=0)", "dual": "dual sa
 
 
 def _warn_unread(cfg: ExperimentConfig) -> None:
-    """An LPT key set away from its default in a run that has no group-prompt pool (or no dual sampling) changes
-    nothing: say so, as for a loss option the loss does not read."""
+    """An LPT key set away from its default in a run without the part of LPT that reads it (a group-prompt pool,
+    dual sampling, or LPT's two phases) changes nothing: say so, as for a loss option the loss does not read."""
     default = ExperimentConfig()
     on = {"pool": cfg.model.pool_size > 0, "dual": cfg.dual_sampling, "lpt": cfg.method == "lpt"}
     for key, (part, switch) in LPT_ONLY.items():

@@ -6,8 +6,8 @@
 A study file (YAML) declares, before anything is trained: the preset, the methods (the first is the base),
 the selection score, the primary endpoint of the evaluation (`endpoint`, default overall), the tuning seeds, the
 shared lr values, the base's lr values, each method's own option values, and the evaluation (seeds, whether a
-seed redraws the task sample, reference rows, probe images and the trace's Hutch++ products, the failure rule). `load_study` checks the file:
-every grid has the same number of configurations.
+seed redraws the task sample, reference rows, probe images and the trace's Hutch++ products, the failure rule).
+`load_study` checks the file: every grid has the same number of configurations.
 
 Tuning runs (OUT/tune/<method>/<config>-s<seed>) train with `eval.test=false`: the trainer withholds the test
 split (any read raises), so selection reads validation only. OUT/tune/tuned.yaml is the selected
