@@ -21,6 +21,7 @@ import json
 import sys
 from pathlib import Path
 
+from ltlab.probes.budget import BUDGET
 from ltlab.reports.study import FLAT_SHOWN, spearman, within_seed_spearman
 from ltlab.results import aggregate, finished_runs, is_reference, learning_rates, paired_table, summary_row
 from ltlab.results.probing import add_flatness_columns
@@ -44,13 +45,16 @@ def main() -> None:
     if a.base not in {r["label"] for r in rows}:
         sys.exit(f"--base {a.base}: no such method in {runs}; choose from {sorted({r['label'] for r in rows})}")
     rows.sort(key=lambda r: r["label"] != a.base)  # the base first: format_table's ratios and pairs use it
-    images = a.images or json.loads((Path(rows[0]["run"]) / "probes" / "scalars.json").read_text())["images_requested"]
-    train = add_flatness_columns(copy.deepcopy(rows), images, workers=a.jobs, loss="train")
+    ce = json.loads((Path(rows[0]["run"]) / "probes" / "scalars.json").read_text())
+    images = a.images or ce["images_requested"]
+    hvps = ce.get("trace_hvps", BUDGET.scalar_trace_hvps)  # the trace budget the plain-CE column was measured with
+    train = add_flatness_columns(copy.deepcopy(rows), images, workers=a.jobs, loss="train", trace_hvps=hvps)
     labels = list(dict.fromkeys(r["label"] for r in rows))
     text = [f"# Flatness under plain CE and under the training loss (`{' '.join(['python', *sys.argv])}`)", "",
             f"{len(rows)} runs of {', '.join(labels)} in `{runs}` (seeds {min(r['seed'] for r in rows)}–"
             f"{max(r['seed'] for r in rows)}), each probed at its reported checkpoint on the same {images} training "
-            "images (evaluation transforms, probe seed 0), the group λ_max on equal-size group batches. "
+            f"images (evaluation transforms, probe seed 0), the trace from {hvps} Hutch++ products, the group λ_max "
+            "on equal-size group batches. "
             f"Training loss: {loss_of(found[0].config)}, in its deterministic form.", ""]
     for name, rs in (("plain cross-entropy (what the studies report)", rows), ("the run's own training loss", train)):
         text += [f"## Under {name}", "",

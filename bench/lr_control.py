@@ -35,8 +35,8 @@ from ltlab.results.probing import add_flatness_columns
 from ltlab.stats import chance_resolved, mean_std, paired_difference
 
 CURVATURE = ("lambda_max", "lambda_max_few")  # with --probe: where each cell ends
-QUICK = ["epochs=1", "data.num_classes=6", "data.n_max=20", "data.imbalance_ratio=5", "data.val_per_class=4",
-         "data.test_per_class=4", "eval.train_images=16", "batch_size=16", "save_every=0"]
+QUICK = ["epochs=2", "loss.drw_epoch=1", "data.num_classes=6", "data.n_max=20", "data.imbalance_ratio=5",
+         "data.val_per_class=4", "data.test_per_class=4", "eval.train_images=16", "batch_size=16", "save_every=0"]
 
 
 def cells(tuned: str, base: str, method: str, extra: list[str]

@@ -83,6 +83,9 @@ def _add_images_arg(p: argparse.ArgumentParser) -> None:
                    help=f"with --probe: training images (evaluation transforms, seeded subset) the probes use "
                         f"(default {BUDGET.images})")
     _renamed(p, "--probe-images", "--images", " (as in ltlab probe)")
+    p.add_argument("--trace-hvps", type=int, default=BUDGET.scalar_trace_hvps, metavar="N",
+                   help=f"with --probe: Hessian-vector products of each run's Hutch++ trace "
+                        f"(default {BUDGET.scalar_trace_hvps}; the study file's evaluation.trace_hvps)")
 
 
 def _add_runs_args(p: argparse.ArgumentParser, seeds: int, out: str) -> None:
@@ -160,7 +163,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
     if a.probe:
         from .results.probing import add_flatness_columns
 
-        add_flatness_columns(rows, a.images, progress=not a.no_progress, workers=a.jobs)
+        add_flatness_columns(rows, a.images, progress=not a.no_progress, workers=a.jobs, trace_hvps=a.trace_hvps)
     import shlex
 
     command = "python -m ltlab " + " ".join(shlex.quote(x) for x in a.argv)
@@ -185,7 +188,7 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     _refuse_existing(a, a.out)
     t0 = time.time()
     out = run_sweep(cfg, names, a.grid, a.seeds, a.out, workers=a.jobs, overwrite=a.overwrite,
-                    probe=a.images if a.probe else None,
+                    probe=a.images if a.probe else None, trace_hvps=a.trace_hvps,
                     progress=not a.no_progress, command="python -m ltlab " + " ".join(shlex.quote(x) for x in a.argv))
     print(out["markdown"])
     print(f"\nwall time {time.time() - t0:.0f} s; {out['path']}, {out['figures'][-1]} and each cell's report.md")
@@ -210,6 +213,9 @@ def _check_runs_args(a: argparse.Namespace, probe: bool = True) -> None:
         raise ConfigError(f"--jobs {a.jobs}: need at least 1 (runs trained at once)")
     if probe and a.images < 1:
         raise ConfigError(f"--images {a.images}: need at least 1 image")
+    if probe and a.trace_hvps < 1:
+        raise ConfigError(f"--trace-hvps {a.trace_hvps}: need at least 1 Hessian-vector product (default "
+                          f"{BUDGET.scalar_trace_hvps})")
     if a.resume and a.overwrite:
         raise ConfigError("--resume and --overwrite contradict each other: keep finished runs (--resume) or train "
                           "everything again (--overwrite)")

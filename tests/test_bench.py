@@ -32,6 +32,22 @@ def run(*args, cwd):
     return p.stdout
 
 
+def run_here(script, *args, monkeypatch, capsys) -> tuple[int, str]:
+    """A bench script in this process (as `python script args`, without a new interpreter's imports): its exit
+    code and what it printed."""
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", [str(script), *map(str, args)])
+    monkeypatch.syspath_prepend(str(BENCH))
+    capsys.readouterr()
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+        code = 0
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    return code, capsys.readouterr().out
+
+
 @pytest.mark.slow
 @pytest.mark.full
 def test_optimizer_cost_prints_ratios(tmp_path):
@@ -66,11 +82,13 @@ def test_lpt_vs_vpt_quick(tmp_path):
     assert pools == {"vpt": 0, "lpt": 3}  # the quick sizes gave VPT a group-prompt pool once
 
 
-def test_lr_control_quick(tmp_path):
+def test_lr_control_quick(tmp_path, monkeypatch, capsys):
     """The 2 x 2 of method x lr: four cells, the swapped ones trained, the study's reused only when identical."""
     tuned = Path(__file__).resolve().parents[1] / "studies" / "synthetic_gcl_confirm" / "tuned.yaml"
-    out = run(BENCH / "lr_control.py", "--quick", "--seeds", "2", "--tuned", tuned, "--out", tmp_path / "runs",
-              "--study-runs", tmp_path / "none", "--probe", "--images", "16", "-j", "1", cwd=tmp_path)
+    rc, out = run_here(BENCH / "lr_control.py", "--quick", "--seeds", "2", "--tuned", tuned, "--out", tmp_path / "runs",
+                       "--study-runs", tmp_path / "none", "--probe", "--images", "16", "-j", "1",
+                       monkeypatch=monkeypatch, capsys=capsys)
+    assert rc == 0
     for row in ("| sgd | 0.01 (selected) |", "| sgd | 0.005 |", "| gnm | 0.01 |", "| gnm | 0.005 (selected) |",
                 "| gnm − sgd, both at lr 0.005 |", "| sgd: lr 0.005 − lr 0.01 |", "0 of 8 runs are the study's own",
                 "| few | lambda_max | lambda_max_few |", "hold 24 exploratory intervals"):
@@ -79,7 +97,7 @@ def test_lr_control_quick(tmp_path):
     assert len(list((tmp_path / "runs").glob("*-s*/probes/scalars.json"))) == 8  # every cell probed alike
 
 
-def test_flatness_by_loss_measures_the_training_loss_beside_plain_ce(tmp_path):
+def test_flatness_by_loss_measures_the_training_loss_beside_plain_ce(tmp_path, monkeypatch, capsys):
     """Probed GCL + DRW runs: the script measures each under its own loss (scalars_train.json, same images) and
     leaves the plain-CE scalars.json the tables read untouched."""
     tiny = ["epochs=2", "data.num_classes=5", "data.n_max=20", "data.imbalance_ratio=5", "data.val_per_class=4",
@@ -87,15 +105,19 @@ def test_flatness_by_loss_measures_the_training_loss_beside_plain_ce(tmp_path):
     from ltlab.cli import main
 
     assert main(["compare", "--config", "synthetic_gcl", *tiny, "--optimizers", "sgd,gnm", "--seeds", "0-1", "--probe",
-                 "--images", "16", "--no-figures", "--no-progress", "--out", str(tmp_path / "runs")]) == 0
+                 "--images", "16", "--trace-hvps", "6", "--no-figures", "--no-progress", "--out", str(tmp_path / "runs")]) == 0
     ce = {p: p.read_text() for p in (tmp_path / "runs").glob("*/probes/scalars.json")}
-    out = run(BENCH / "flatness_by_loss.py", "--runs", tmp_path / "runs", "-j", "1", cwd=tmp_path)
+    rc, out = run_here(BENCH / "flatness_by_loss.py", "--runs", tmp_path / "runs", "-j", "1",
+                       monkeypatch=monkeypatch, capsys=capsys)
+    assert rc == 0
     assert len(ce) == 4 and all(p.read_text() == text for p, text in ce.items())
     for p in ce:
         saved, train = json.loads(p.read_text()), json.loads((p.parent / "scalars_train.json").read_text())
         assert train["loss"] == "train" and train["images"] == saved["images"] == 16
+        assert train["trace_hvps"] == saved["trace_hvps"] == 6  # the budget the plain-CE column was measured with
         assert train["lambda_max"] != saved["lambda_max"]  # another function's Hessian
-    for line in ("## Under the run's own training loss", "| gnm | 2 |", "gcl + DRW from epoch 1", "| lambda_max_few |"):
+    for line in ("## Under the run's own training loss", "| gnm | 2 |", "gcl + DRW from epoch 1", "| lambda_max_few |",
+                 "the trace from 6 Hutch++ products"):
         assert line in out, line
     assert (tmp_path / "flatness_by_loss.md").read_text().strip() == out.strip()
 
@@ -118,7 +140,7 @@ def test_batched_hvp_prints_the_side_by_side_table(tmp_path):
     assert len(rows) == 2 and float(rows[0].split("|")[4]) < 1e-4  # the batched products equal the single ones
 
 
-def test_same_runs_finds_identical_retraining_and_a_changed_tensor(tmp_path):
+def test_same_runs_finds_identical_retraining_and_a_changed_tensor(tmp_path, monkeypatch, capsys):
     from ltlab.config import load_config
     from ltlab.train import fit
 
@@ -137,18 +159,16 @@ def test_same_runs_finds_identical_retraining_and_a_changed_tensor(tmp_path):
     conf.write_text(conf.read_text() + "new_option: 1\n")
     rows = [json.loads(line) for line in metrics.read_text().splitlines()]
     metrics.write_text("".join(json.dumps({**r, "extra": 0.5}) + "\n" for r in rows))
-    out = run(BENCH / "same_runs.py", tmp_path / "a", tmp_path / "b", cwd=tmp_path)
-    assert "config keys only B has: new_option" in out and "metrics fields only B logs: extra" in out
+    rc, out = run_here(BENCH / "same_runs.py", tmp_path / "a", tmp_path / "b", monkeypatch=monkeypatch, capsys=capsys)
+    assert rc == 0 and "config keys only B has: new_option" in out and "metrics fields only B logs: extra" in out
     assert "sgd-s0: identical" in out
     conf.write_text(conf.read_text().replace("\nepochs: 1\n", "\nepochs: 2\n"))  # a changed value is a difference
-    p = subprocess.run([sys.executable, BENCH / "same_runs.py", tmp_path / "a", tmp_path / "b"], capture_output=True,
-                       text=True, cwd=tmp_path)
-    assert p.returncode == 1 and "DIFFERS in config.yaml (epochs: 1 -> 2)" in p.stdout
+    rc, out = run_here(BENCH / "same_runs.py", tmp_path / "a", tmp_path / "b", monkeypatch=monkeypatch, capsys=capsys)
+    assert rc == 1 and "DIFFERS in config.yaml (epochs: 1 -> 2)" in out
     conf.write_text(conf.read_text().replace("\nepochs: 2\n", "\nepochs: 1\n"))
     metrics.write_text("".join(json.dumps({**r, "extra": 0.5, "epoch": r["epoch"] + 1}) + "\n" for r in rows))
-    p = subprocess.run([sys.executable, BENCH / "same_runs.py", tmp_path / "a", tmp_path / "b"], capture_output=True,
-                       text=True, cwd=tmp_path)
-    assert p.returncode == 1 and "DIFFERS in metrics.jsonl" in p.stdout
+    rc, out = run_here(BENCH / "same_runs.py", tmp_path / "a", tmp_path / "b", monkeypatch=monkeypatch, capsys=capsys)
+    assert rc == 1 and "DIFFERS in metrics.jsonl" in out
     metrics.write_text("".join(json.dumps(r) + "\n" for r in rows))
     ck = tmp_path / "b/sgd-s0/checkpoints/last.pt"
     import torch
@@ -156,14 +176,12 @@ def test_same_runs_finds_identical_retraining_and_a_changed_tensor(tmp_path):
     state = torch.load(ck, weights_only=False)
     state["model"]["prompts"] = state["model"]["prompts"] + 1e-6
     torch.save(state, ck)
-    p = subprocess.run([sys.executable, BENCH / "same_runs.py", tmp_path / "a", tmp_path / "b"], capture_output=True,
-                       text=True, cwd=tmp_path)
-    assert p.returncode == 1 and "DIFFERS in checkpoints/last.pt" in p.stdout
-    assert "different CPU kernels" not in p.stdout
+    rc, out = run_here(BENCH / "same_runs.py", tmp_path / "a", tmp_path / "b", monkeypatch=monkeypatch, capsys=capsys)
+    assert rc == 1 and "DIFFERS in checkpoints/last.pt" in out
+    assert "different CPU kernels" not in out
     summary = tmp_path / "b/sgd-s0/summary.json"  # as if b had been trained on a machine with other vector kernels
     s = json.loads(summary.read_text())
     s["provenance"]["cpu_capability"] = "OTHER"
     summary.write_text(json.dumps(s))
-    p = subprocess.run([sys.executable, BENCH / "same_runs.py", tmp_path / "a", tmp_path / "b"], capture_output=True,
-                       text=True, cwd=tmp_path)
-    assert "sgd-s0: trained with different CPU kernels" in p.stdout and "OTHER" in p.stdout
+    rc, out = run_here(BENCH / "same_runs.py", tmp_path / "a", tmp_path / "b", monkeypatch=monkeypatch, capsys=capsys)
+    assert "sgd-s0: trained with different CPU kernels" in out and "OTHER" in out

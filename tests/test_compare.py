@@ -248,7 +248,8 @@ def test_compare_cli_writes_report_with_intervals(tmp_path, capsys):
 @pytest.mark.parametrize("args,text", [(["--seeds", "0"], "at least one seed"),
                                        (["--optimizers", ","], "at least one optimizer"),
                                        (["--optimizers", "adamw,nope"], "'nope' is unknown"),
-                                       (["--probe", "--images", "0"], "--images 0: need at least 1")])
+                                       (["--probe", "--images", "0"], "--images 0: need at least 1"),
+                                       (["--probe", "--trace-hvps", "0"], "--trace-hvps 0: need at least 1")])
 def test_compare_rejects_empty_or_bad_requests(tmp_path, capsys, args, text):
     assert main(["compare", *args, "--out", str(tmp_path / "c"), "--no-progress", *TINY]) == 2
     assert text in capsys.readouterr().err
