@@ -38,7 +38,7 @@ def test_plan_has_one_base_per_shared_cell_and_labelled_variants(tmp_path):
     assert [v.label for v in c.variants] == ["gnm_rho0.005", "gnm_rho0.05"]
 
 
-def test_sweep_trains_the_grid_reports_it_and_resumes_without_training(tmp_path, capsys):
+def test_sweep_trains_the_grid_reports_it_and_resumes_without_training(tmp_path, capsys, monkeypatch):
     out = tmp_path / "sweep"
     args = ["sweep", *QUICK, "--optimizers", "sgd,gnm", "--seeds", "2", "--grid", "gnm:optimizer.method.rho=0.005,0.05",
             "--out", str(out), "--no-progress"]
@@ -52,9 +52,15 @@ def test_sweep_trains_the_grid_reports_it_and_resumes_without_training(tmp_path,
     capsys.readouterr()
     assert main(args) == 2  # the re-run rule: OUT holds runs, so say which of --resume / --overwrite
     assert "--resume" in capsys.readouterr().err
-    assert main(args + ["--resume"]) == 0  # a rerun trains nothing
+    import ltlab.results.probing as probing  # --probe's budget reaches the probes (what they measure: test_compare)
+
+    asked = []
+    monkeypatch.setattr(probing, "add_flatness_columns", lambda rows, images, **kw: asked.append((images, kw)) or rows)
+    probe = ["--probe", "--images", "8", "--trace-hvps", "4"]
+    assert main(args + ["--resume", *probe]) == 0  # a rerun trains nothing
+    assert [(images, kw["trace_hvps"]) for images, kw in asked] == [(8, 4)]
     assert {p: os.stat(p).st_mtime_ns for p in out.glob("*/summary.json")} == stamps
-    again = (out / "sweep.md").read_text().replace(" --resume`", "`")  # the same report; only the command differs
+    again = (out / "sweep.md").read_text().replace(" --resume " + " ".join(probe) + "`", "`")  # only the command differs
     assert again.split("## Grid")[0].split("Made by")[1] == text.split("## Grid")[0].split("Made by")[1]
     # a finished run of another config in the way: refused (exit 2), nothing replaced, unless --overwrite
     capsys.readouterr()

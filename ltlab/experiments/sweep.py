@@ -28,6 +28,7 @@ from typing import Any
 
 from ..config import ExperimentConfig, apply_overrides, with_optimizer
 from ..errors import ConfigError, counted
+from ..probes.budget import BUDGET
 from ..optim import optimizer_info
 
 
@@ -133,9 +134,10 @@ def plan(cfg: ExperimentConfig, optimizers: list[str], grid: list[str], out: str
 
 def run_sweep(cfg: ExperimentConfig, optimizers: list[str], grid: list[str], seeds: int | list[int], out: str | Path,
               workers: int = 1, probe: int | None = None, overwrite: bool = False, progress: bool = True,
-              command: str = "", trace_hvps: int | None = None) -> dict[str, Any]:
+              command: str = "", trace_hvps: int = BUDGET.scalar_trace_hvps) -> dict[str, Any]:
     """Train (what is missing of) the grid, probe it on request (probe = the number of probe images, 256 in the
-    CLI; None: no probes; trace_hvps: the trace's Hutch++ products, None: the default budget), write each cell's report and OUT/sweep.md. seeds: a count from cfg.seed, or the seeds."""
+    CLI; None: no probes; each trace from `trace_hvps` Hutch++ products), write each cell's report and
+    OUT/sweep.md. seeds: a count from cfg.seed, or the seeds."""
     from ..reports import write_report
     from .compare import run_jobs
     from ..results import run_name
@@ -155,8 +157,7 @@ def run_sweep(cfg: ExperimentConfig, optimizers: list[str], grid: list[str], see
     if probe:
         from ..results.probing import add_flatness_columns
 
-        budget = {} if trace_hvps is None else {"trace_hvps": trace_hvps}
-        add_flatness_columns(rows, probe, progress=progress, workers=workers, **budget)
+        add_flatness_columns(rows, probe, progress=progress, workers=workers, trace_hvps=trace_hvps)
     for cell in cells:
         write_report(cell.path, figures=False, command=command,
                      title=f"ltlab sweep cell: {cell.name or 'all runs'}")
