@@ -13,17 +13,11 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 def test_every_bench_script_parses_its_arguments(capsys, monkeypatch):
     """The fast version (make test) of the bench runs that make test-full makes: every script imports and its
     argument parser answers --help (the scripts guard main() behind __main__)."""
-    import runpy
-
     for script in sorted(BENCH.glob("*.py")):
         if script.name == "common.py":
             continue
-        monkeypatch.setattr(sys, "argv", [str(script), "--help"])
-        monkeypatch.syspath_prepend(str(BENCH))
-        with pytest.raises(SystemExit) as done:
-            runpy.run_path(str(script), run_name="__main__")
-        assert done.value.code == 0, script.name
-        assert "usage:" in capsys.readouterr().out, script.name
+        code, out = run_here(script, "--help", monkeypatch=monkeypatch, capsys=capsys)
+        assert code == 0 and "usage:" in out, script.name
 
 
 def run(*args, cwd):
