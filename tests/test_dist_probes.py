@@ -121,6 +121,7 @@ def test_cli_probe_streams_a_whole_split_and_runs_under_torchrun(tmp_path):
     assert np.allclose(two["surface1d"].loss, one["surface1d"].loss, rtol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")  # inside curvlinops, not ltlab
 def test_hvp_and_top_eigenvalues_agree_with_curvlinops():
     """An independent implementation (curvlinops' HessianLinearOperator, a test-only dependency) on the same
     model, loss and several batches (37 images in batches of 8): the HVP and the top 3 eigenvalues (scipy's

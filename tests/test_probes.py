@@ -314,6 +314,8 @@ def test_dataloader_mode_matches_single_batch(problem):
     assert r.eigenvalues[0] == pytest.approx(evals[-1], rel=1e-6)
 
 
+# PyHessian's own hvp calls backward(create_graph=True); torch warns about the cycle that makes (ltlab uses autograd.grad)
+@pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph=True:UserWarning")
 def test_pyhessian_cross_check(tiny_vit):
     pyhessian = pytest.importorskip("pyhessian")
     from ltlab.models import set_fused_attention
