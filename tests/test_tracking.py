@@ -90,6 +90,7 @@ def test_log_key_is_checked():
         load_config("synthetic", ["log=tensorboard"])
 
 
+@pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated")  # inside MLflow's SQL store
 def test_mlflow_logs_the_same_rows_to_a_local_store(tmp_path):
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
